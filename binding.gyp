@@ -1,0 +1,21 @@
+{
+  "targets": [{
+    "target_name": "torch_addon",
+    "sources": ["native/addon.cc", "native/tensor.cc", "native/ops_math.cc", "native/ops_nn.cc", "native/autograd.cc"],
+    "include_dirs": [
+      "<!(node -p \"require('node-addon-api').include_dir\")",
+      "<!@(node scripts/find-libtorch.cjs include)"
+    ],
+    "defines": ["NAPI_VERSION=8", "NAPI_CPP_EXCEPTIONS", "<!@(node scripts/find-libtorch.cjs defines)"],
+    "cflags!": ["-fno-exceptions", "-fno-rtti"],
+    "cflags_cc!": ["-fno-exceptions", "-fno-rtti", "-std=gnu++17"],
+    "cflags_cc": ["-std=c++17", "-fexceptions", "-frtti", "-O2", "-Wno-unused-parameter", "-Wno-deprecated-declarations"],
+    "libraries": [
+      "-L<!(node scripts/find-libtorch.cjs libdir)",
+      "-Wl,-rpath,<!(node scripts/find-libtorch.cjs libdir)",
+      "-Wl,--no-as-needed",
+      "<!@(node scripts/find-libtorch.cjs libs)",
+      "-Wl,--as-needed"
+    ]
+  }]
+}
