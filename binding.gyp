@@ -1,7 +1,7 @@
 {
   "targets": [{
     "target_name": "torch_addon",
-    "sources": ["native/addon.cc", "native/tensor.cc", "native/ops_math.cc", "native/ops_nn.cc", "native/autograd.cc"],
+    "sources": ["<!@(ls native/*.cc)"],
     "include_dirs": [
       "<!(node -p \"require('node-addon-api').include_dir\")",
       "<!@(node scripts/find-libtorch.cjs include)"

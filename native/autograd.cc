@@ -108,3 +108,14 @@ PD_FN(emaUpdate, {
 })
 
 }  // namespace pd
+
+namespace pd {
+// setData(t, source): replaces t's data (storage, device, dtype) while keeping
+// the same tensor object, as PyTorch's `param.data = …` in Module.to(): every
+// JS wrapper of the parameter stays valid.
+PD_FN(setData, {
+  at::Tensor t = T(0);
+  t.set_data(T(1));
+  return env.Undefined();
+})
+}  // namespace pd

@@ -1,0 +1,139 @@
+// Making tensors: from JS arrays and typed arrays, constants and ranges.
+import { native } from './native.js';
+import { isDType, wrap, type Device, type DType, type Tensor, type TypedArray } from './tensor.js';
+
+export interface CreateOptions {
+  dtype?: DType;
+  device?: Device;
+}
+
+type Nested = number | boolean | Nested[];
+
+function inferShape(data: Nested): number[] {
+  const shape: number[] = [];
+  let level: Nested = data;
+  while (Array.isArray(level)) {
+    shape.push(level.length);
+    if (level.length === 0) break;
+    level = level[0]!;
+  }
+  return shape;
+}
+
+function flatten(data: Nested, shape: readonly number[], depth: number, out: number[]): void {
+  if (depth === shape.length) {
+    if (Array.isArray(data)) throw new Error(`tensor(): ragged nested array (too deep at depth ${depth})`);
+    out.push(typeof data === 'boolean' ? Number(data) : data);
+    return;
+  }
+  if (!Array.isArray(data) || data.length !== shape[depth])
+    throw new Error(`tensor(): ragged nested array: expected length ${shape[depth]} at depth ${depth}`);
+  for (const v of data) flatten(v, shape, depth + 1, out);
+}
+
+function defaultDType(data: TypedArray): DType {
+  if (data instanceof Float64Array) return 'float64';
+  if (data instanceof BigInt64Array) return 'int64';
+  if (data instanceof Int32Array) return 'int32';
+  if (data instanceof Uint8Array) return 'uint8';
+  return 'float32';
+}
+
+function packInto(values: ArrayLike<number>, dtype: DType): TypedArray {
+  switch (dtype) {
+    case 'float32':
+      return Float32Array.from(values);
+    case 'float64':
+      return Float64Array.from(values);
+    case 'int64':
+      return BigInt64Array.from(Array.from(values, (v) => BigInt(Math.trunc(v))));
+    case 'int32':
+      return Int32Array.from(values);
+    case 'uint8':
+    case 'bool':
+      return Uint8Array.from(values);
+    default:
+      throw new Error(`tensor(): make ${dtype} tensors from float32 data, then .to('${dtype}')`);
+  }
+}
+
+/**
+ * A tensor from a (nested) JS array or a typed array. A typed array keeps its
+ * natural dtype unless `dtype` says otherwise; a plain array defaults to float32.
+ */
+export function tensor(data: Nested | TypedArray, shape?: readonly number[], options: CreateOptions = {}): Tensor {
+  let values: TypedArray;
+  let dims: readonly number[];
+  if (ArrayBuffer.isView(data)) {
+    dims = shape ?? [data.length];
+    const natural = defaultDType(data);
+    const dtype = options.dtype ?? natural;
+    values = dtype === natural ? data : packInto(data instanceof BigInt64Array ? Array.from(data, Number) : data, dtype);
+  } else {
+    const inferred = inferShape(data);
+    const flat: number[] = [];
+    flatten(data, inferred, 0, flat);
+    dims = shape ?? inferred;
+    values = packInto(flat, options.dtype ?? 'float32');
+  }
+  const dtype = options.dtype ?? defaultDType(values);
+  const t = wrap(native.fromBuffer(values, dims, dtype === 'float16' || dtype === 'bfloat16' ? 'float32' : dtype));
+  return options.device && options.device !== 'cpu' ? t.to({ device: options.device }) : t;
+}
+
+/** A zero-dimensional tensor holding one number. */
+export function scalar(value: number, options: CreateOptions = {}): Tensor {
+  return wrap(native.scalarTensor(value, options.dtype ?? 'float32', options.device));
+}
+export function zeros(shape: readonly number[], options: CreateOptions = {}): Tensor {
+  return wrap(native.zeros(shape, options.dtype ?? 'float32', options.device));
+}
+export function ones(shape: readonly number[], options: CreateOptions = {}): Tensor {
+  return wrap(native.ones(shape, options.dtype ?? 'float32', options.device));
+}
+export function empty(shape: readonly number[], options: CreateOptions = {}): Tensor {
+  return wrap(native.empty(shape, options.dtype ?? 'float32', options.device));
+}
+export function full(shape: readonly number[], value: number, options: CreateOptions = {}): Tensor {
+  return wrap(native.full(shape, value, options.dtype ?? 'float32', options.device));
+}
+/** Values start, start+step, … below end. Defaults to int64 like torch when all arguments are integers. */
+export function arange(start: number, end: number, step = 1, options: CreateOptions = {}): Tensor {
+  const integral = Number.isInteger(start) && Number.isInteger(end) && Number.isInteger(step);
+  return wrap(native.arange(start, end, step, options.dtype ?? (integral ? 'int64' : 'float32'), options.device));
+}
+export function linspace(start: number, end: number, steps: number, options: CreateOptions = {}): Tensor {
+  return wrap(native.linspace(start, end, steps, options.dtype ?? 'float32', options.device));
+}
+export function zerosLike(t: Tensor): Tensor {
+  return wrap(native.zerosLike(t.handle));
+}
+export function onesLike(t: Tensor): Tensor {
+  return wrap(native.onesLike(t.handle));
+}
+export function fullLike(t: Tensor, value: number): Tensor {
+  return wrap(native.fullLike(t.handle, value));
+}
+
+export function cat(tensors: readonly Tensor[], dim = 0): Tensor {
+  return wrap(native.cat(tensors.map((t) => t.handle), dim));
+}
+export function stack(tensors: readonly Tensor[], dim = 0): Tensor {
+  return wrap(native.stack(tensors.map((t) => t.handle), dim));
+}
+export function where(condition: Tensor, a: Tensor, b: Tensor): Tensor {
+  return wrap(native.where(condition.handle, a.handle, b.handle));
+}
+export function einsum(equation: string, ...operands: Tensor[]): Tensor {
+  return wrap(native.einsum(equation, operands.map((t) => t.handle)));
+}
+export function outer(a: Tensor, b: Tensor): Tensor {
+  return wrap(native.outer(a.handle, b.handle));
+}
+/** Eigen-decomposition of a symmetric matrix: eigenvalues ascending and eigenvectors as columns. */
+export function eigh(matrix: Tensor): { values: Tensor; vectors: Tensor } {
+  const [values, vectors] = (native.linalgEigh(matrix.handle) as unknown[]).map((h) => wrap(h as never));
+  return { values: values!, vectors: vectors! };
+}
+
+export { isDType };

@@ -1,0 +1,54 @@
+// Seeded random numbers. Every draw names its generator, so a run is
+// reproducible from its seeds. Draws happen on the CPU generator and are then
+// moved to the target device, so a seed gives the same numbers on CPU and GPU.
+import { native, type Handle } from './native.js';
+import { wrap, type Device, type DType, type Tensor } from './tensor.js';
+import { tensor } from './creation.js';
+
+export class Generator {
+  /** @internal */
+  readonly handle: Handle;
+  readonly seed: number;
+
+  /** A Mersenne-Twister generator as torch.Generator().manual_seed(seed): same seed, same numbers as PyTorch on CPU. */
+  constructor(seed: number) {
+    if (!Number.isSafeInteger(seed) || seed < 0) throw new Error(`Generator: seed must be a non-negative integer, got ${seed}`);
+    this.seed = seed;
+    this.handle = native.generatorCreate(seed) as Handle;
+  }
+
+  /** The full generator state as bytes, for exact resume. */
+  getState(): Uint8Array {
+    const t = wrap(native.generatorGetState(this.handle));
+    try {
+      return t.data() as Uint8Array;
+    } finally {
+      t.dispose();
+    }
+  }
+  setState(state: Uint8Array): void {
+    const t = tensor(state, [state.length], { dtype: 'uint8' });
+    try {
+      native.generatorSetState(this.handle, t.handle);
+    } finally {
+      t.dispose();
+    }
+  }
+
+  /** Standard normal draws. */
+  randn(shape: readonly number[], options: { dtype?: DType; device?: Device } = {}): Tensor {
+    return wrap(native.randn(this.handle, shape, options.dtype ?? 'float32', options.device));
+  }
+  /** Uniform draws in [0, 1). */
+  rand(shape: readonly number[], options: { dtype?: DType; device?: Device } = {}): Tensor {
+    return wrap(native.rand(this.handle, shape, options.dtype ?? 'float32', options.device));
+  }
+  /** Integers uniform in [low, high), int64. */
+  randint(low: number, high: number, shape: readonly number[], options: { device?: Device } = {}): Tensor {
+    return wrap(native.randint(this.handle, low, high, shape, options.device));
+  }
+  /** A random permutation of 0..n−1, int64. */
+  randperm(n: number, options: { device?: Device } = {}): Tensor {
+    return wrap(native.randperm(this.handle, n, options.device));
+  }
+}

@@ -1,0 +1,43 @@
+// Process-wide libtorch settings: threads, devices, live-tensor count.
+import { availableParallelism } from 'node:os';
+import { native } from './native.js';
+import type { Device } from './tensor.js';
+
+/** Sets libtorch's intra-op thread count (libtorch starts with one thread here). */
+export function setNumThreads(n: number = availableParallelism()): void {
+  native.setNumThreads(n);
+}
+export function getNumThreads(): number {
+  return native.getNumThreads() as number;
+}
+export function parallelInfo(): string {
+  return native.parallelInfo() as string;
+}
+export function cudaAvailable(): boolean {
+  return native.cudaAvailable() as boolean;
+}
+export function cudaDeviceCount(): number {
+  return native.cudaDeviceCount() as number;
+}
+/** 'cuda' when libtorch was built with CUDA and a GPU is visible, else 'cpu'. */
+export function defaultDevice(): Device {
+  return cudaAvailable() ? 'cuda' : 'cpu';
+}
+/** Validates a user-given device name against what this build can do. */
+export function resolveDevice(name: string | undefined): Device {
+  if (name === undefined || name === 'auto') return defaultDevice();
+  if (name === 'cpu') return 'cpu';
+  if (/^cuda(:\d+)?$/.test(name)) {
+    if (!cudaAvailable())
+      throw new Error(`device '${name}' requested but this libtorch has no CUDA (build against a CUDA libtorch: pip install torch, or set LIBTORCH)`);
+    return name as Device;
+  }
+  throw new Error(`unknown device '${name}': expected cpu, cuda, cuda:N or auto`);
+}
+/** Number of tensor handles not yet disposed (for leak checks). */
+export function liveTensors(): number {
+  return native.liveTensors() as number;
+}
+export function setDeterministic(on: boolean): void {
+  native.setDeterministic(on);
+}
