@@ -2,6 +2,8 @@
 // algebra and the in-place ops the optimizer and EMA need.
 #include "common.h"
 
+#include <cmath>
+
 namespace pd {
 
 // Binary ops accept a tensor or a number as the second operand.
@@ -9,20 +11,34 @@ static bool isNumberArg(const Napi::CallbackInfo& info, size_t i) {
   return i < info.Length() && info[i].IsNumber();
 }
 
+// A JS number as a Scalar: integral values become integer Scalars so that
+// int64 tensors stay int64 (t + 1), while floating tensors are unaffected.
+static at::Scalar numberArg(const Napi::CallbackInfo& info, size_t i) {
+  double v = argDouble(info, i);
+  if (v == static_cast<double>(static_cast<int64_t>(v)) && std::abs(v) < 9.007199254740992e15) return at::Scalar(static_cast<int64_t>(v));
+  return at::Scalar(v);
+}
+
 #define PD_BINARY(name, fn)                                                   \
   PD_FN(name, {                                                               \
-    if (isNumberArg(info, 1)) WRAP(at::fn(T(0), at::Scalar(D(1))))            \
+    if (isNumberArg(info, 1)) WRAP(at::fn(T(0), numberArg(info, 1)))            \
     WRAP(at::fn(T(0), T(1)))                                                  \
   })
 
+// alpha as an integer Scalar when it is integral: libtorch rejects a
+// floating alpha for integer tensors.
+static at::Scalar alphaArg(const Napi::CallbackInfo& info, size_t i) {
+  return info.Length() > i ? numberArg(info, i) : at::Scalar(static_cast<int64_t>(1));
+}
+
 PD_FN(add, {
-  double alpha = info.Length() > 2 ? D(2) : 1.0;
-  if (isNumberArg(info, 1)) WRAP(at::add(T(0), at::Scalar(D(1)), alpha))
+  at::Scalar alpha = alphaArg(info, 2);
+  if (isNumberArg(info, 1)) WRAP(at::add(T(0), numberArg(info, 1), alpha))
   WRAP(at::add(T(0), T(1), alpha))
 })
 PD_FN(sub, {
-  double alpha = info.Length() > 2 ? D(2) : 1.0;
-  if (isNumberArg(info, 1)) WRAP(at::sub(T(0), at::Scalar(D(1)), alpha))
+  at::Scalar alpha = alphaArg(info, 2);
+  if (isNumberArg(info, 1)) WRAP(at::sub(T(0), numberArg(info, 1), alpha))
   WRAP(at::sub(T(0), T(1), alpha))
 })
 PD_BINARY(mul, mul)
@@ -35,7 +51,7 @@ PD_BINARY(le, le)
 PD_BINARY(gt, gt)
 PD_BINARY(ge, ge)
 PD_BINARY(fmod, fmod)
-PD_FN(rsub, WRAP(at::rsub(T(0), at::Scalar(D(1)))))
+PD_FN(rsub, WRAP(at::rsub(T(0), numberArg(info, 1))))
 PD_FN(maximum, WRAP(at::maximum(T(0), T(1))))
 PD_FN(minimum, WRAP(at::minimum(T(0), T(1))))
 PD_FN(where, WRAP(at::where(T(0), T(1), T(2))))
@@ -123,8 +139,8 @@ PD_FN(mul_, {
   return env.Undefined();
 })
 PD_FN(add_, {
-  double alpha = info.Length() > 2 ? D(2) : 1.0;
-  if (isNumberArg(info, 1)) T(0).add_(D(1), alpha);
+  at::Scalar alpha = alphaArg(info, 2);
+  if (isNumberArg(info, 1)) T(0).add_(numberArg(info, 1), alpha);
   else T(0).add_(T(1), alpha);
   return env.Undefined();
 })

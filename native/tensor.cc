@@ -196,7 +196,14 @@ PD_FN(split, return wrapList(env, T(0).split(I(1), I(2)));)
 PD_FN(chunk, return wrapList(env, T(0).chunk(I(1), I(2)));)
 PD_FN(indexSelect, WRAP(T(0).index_select(I(1), T(2))))
 PD_FN(gather, WRAP(T(0).gather(I(1), T(2))))
-PD_FN(maskedFill, WRAP(T(0).masked_fill(T(1), D(2))))
+// libtorch 1.13 here silently ignores a floating-point mask (leaves the input
+// unchanged) instead of rejecting it: insist on a bool mask.
+PD_FN(maskedFill, {
+  at::Tensor mask = T(1);
+  if (mask.scalar_type() != at::kBool)
+    throw ArgError{"maskedFill: the mask must be a bool tensor, got " + describeTensor(mask)};
+  WRAP(T(0).masked_fill(mask, D(2)))
+})
 PD_FN(clone, WRAP(T(0).clone()))
 PD_FN(detach, WRAP(T(0).detach()))
 PD_FN(tril, WRAP(T(0).tril(I(1))))
@@ -205,6 +212,10 @@ PD_FN(pad, {
   at::Tensor x = T(0);
   std::vector<int64_t> p = IL(1);
   if (mode == "constant") WRAP(at::constant_pad_nd(x, p, D(3)))
+  // libtorch 1.13's reflection_pad2d reads four entries without checking the
+  // length (a shorter list read past the vector and crashed the process).
+  if ((mode == "reflect" || mode == "replicate") && p.size() != 4)
+    throw ArgError{"pad mode '" + mode + "' needs 4 padding values [left, right, top, bottom], got " + std::to_string(p.size())};
   if (mode == "reflect") WRAP(at::reflection_pad2d(x, p))
   if (mode == "replicate") WRAP(at::replication_pad2d(x, p))
   throw ArgError{"pad mode must be 'constant', 'reflect' or 'replicate', got '" + mode + "'"};

@@ -75,7 +75,8 @@ function parseHeader(bytes: Uint8Array, source: string): { entries: Map<string, 
     entries.set(name, { dtype: dtype!, shape, begin, end });
   }
   // The data ranges must tile the data section exactly: no overlap, no hole.
-  const ranges = [...entries.values()].sort((a, b) => a.begin - b.begin);
+  // Ties on `begin` put empty tensors first, or a legal empty tensor listed after its neighbour reads as an overlap.
+  const ranges = [...entries.values()].sort((a, b) => a.begin - b.begin || a.end - b.end);
   let cursor = 0;
   for (const r of ranges) {
     if (r.begin !== cursor) fail(`tensor data ranges overlap or leave a gap at byte ${cursor}`);

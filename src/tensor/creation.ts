@@ -60,25 +60,45 @@ function packInto(values: ArrayLike<number>, dtype: DType): TypedArray {
 /**
  * A tensor from a (nested) JS array or a typed array. A typed array keeps its
  * natural dtype unless `dtype` says otherwise; a plain array defaults to float32.
+ * float16/bfloat16 tensors are made from numbers (converted through float32) or
+ * from a Uint16Array of their raw bits.
  */
 export function tensor(data: Nested | TypedArray, shape?: readonly number[], options: CreateOptions = {}): Tensor {
+  const half = options.dtype === 'float16' || options.dtype === 'bfloat16';
+  if (data instanceof Uint16Array) {
+    if (!half) throw new Error("tensor(): a Uint16Array holds raw float16/bfloat16 bits: pass { dtype: 'float16' } or { dtype: 'bfloat16' }");
+    return placed(wrap(native.fromBuffer(data, shape ?? [data.length], options.dtype)), options.device);
+  }
   let values: TypedArray;
   let dims: readonly number[];
+  const build: DType | undefined = half ? 'float32' : options.dtype;
   if (ArrayBuffer.isView(data)) {
     dims = shape ?? [data.length];
     const natural = defaultDType(data);
-    const dtype = options.dtype ?? natural;
+    const dtype = build ?? natural;
     values = dtype === natural ? data : packInto(data instanceof BigInt64Array ? Array.from(data, Number) : data, dtype);
   } else {
     const inferred = inferShape(data);
     const flat: number[] = [];
     flatten(data, inferred, 0, flat);
     dims = shape ?? inferred;
-    values = packInto(flat, options.dtype ?? 'float32');
+    values = packInto(flat, build ?? 'float32');
   }
-  const dtype = options.dtype ?? defaultDType(values);
-  const t = wrap(native.fromBuffer(values, dims, dtype === 'float16' || dtype === 'bfloat16' ? 'float32' : dtype));
-  return options.device && options.device !== 'cpu' ? t.to({ device: options.device }) : t;
+  let t = wrap(native.fromBuffer(values, dims, build ?? defaultDType(values)));
+  if (half) {
+    const converted = t.to(options.dtype!);
+    t.dispose();
+    t = converted;
+  }
+  return placed(t, options.device);
+}
+
+/** Moves a freshly made CPU tensor to `device`, freeing the CPU copy. */
+function placed(t: Tensor, device: Device | undefined): Tensor {
+  if (!device || device === 'cpu') return t;
+  const moved = t.to({ device });
+  t.dispose();
+  return moved;
 }
 
 /** A zero-dimensional tensor holding one number. */

@@ -1,0 +1,136 @@
+// `patch-diffusion metrics`: sample-quality figures of a folder/zip of
+// generated PNGs against a reference dataset (or cached statistics file).
+import { appendFileSync } from 'node:fs';
+import { availableParallelism } from 'node:os';
+import { Command, Option } from 'commander';
+import { loadDataset } from '../../data/builtin.js';
+import { loadFashionMnist } from '../../data/fashion-mnist.js';
+import { withChannels, type ImageDataset } from '../../data/dataset.js';
+import { resizeDataset } from '../../data/resize.js';
+import { resolveDevice, setNumThreads } from '../../tensor/index.js';
+import { computeMetrics, formatReport, METRIC_NAMES, type MetricName } from '../../metrics/evaluate.js';
+import { datasetImages } from '../../metrics/images.js';
+
+/** Short names accepted by --metrics. */
+const ALIASES: Record<string, MetricName[]> = {
+  fd: ['fd-classifier'],
+  kid: ['kid-classifier'],
+  swd: ['swd'],
+  fid: ['fid-inception'],
+  'kid-inception': ['kid-inception'],
+  inception: ['fid-inception', 'kid-inception'],
+  all: ['fd-classifier', 'kid-classifier', 'swd'],
+};
+
+export function parseMetricList(list: string, haveDetector: boolean): MetricName[] {
+  const out = new Set<MetricName>();
+  for (const name of list.split(',').map((s) => s.trim()).filter(Boolean)) {
+    const names = ALIASES[name] ?? ((METRIC_NAMES as readonly string[]).includes(name) ? [name as MetricName] : null);
+    if (!names) throw new Error(`unknown metric '${name}'; use ${[...Object.keys(ALIASES), ...METRIC_NAMES].join(', ')}`);
+    for (const n of names) out.add(n);
+  }
+  if (haveDetector && list.split(',').some((s) => s.trim() === 'all')) out.add('fid-inception');
+  if (out.size === 0) throw new Error('--metrics is empty');
+  return [...out];
+}
+
+/** A dataset by name or path: built-ins, 'fashion-mnist-test', or a folder/zip of images. */
+async function openDataset(spec: string, options: { resolution?: number; channels?: 1 | 3; labels?: boolean }): Promise<ImageDataset> {
+  if (spec === 'fashion-mnist-test') {
+    // The test split is not a built-in of the data layer; load it here at the wanted geometry.
+    let ds = await loadFashionMnist({ split: 'test', resolution: options.resolution === 28 ? 28 : 32, labels: false });
+    if (options.resolution !== undefined && options.resolution !== ds.resolution) ds = await resizeDataset(ds, options.resolution);
+    return options.channels ? withChannels(ds, options.channels) : ds;
+  }
+  return loadDataset(spec, { labels: options.labels ?? false, resolution: options.resolution, channels: options.channels });
+}
+
+interface MetricsCliOptions {
+  images: string;
+  ref: string;
+  metrics?: string;
+  detector?: string;
+  classifier?: string;
+  num?: number;
+  seed: number;
+  out?: string;
+  cacheDir?: string;
+  cache: boolean;
+  device?: string;
+  batch?: number;
+  refLimit?: number;
+  kidSubsets?: number;
+  kidSubsetSize?: number;
+  threads?: number;
+  quiet?: boolean;
+}
+
+const int = (name: string) => (v: string) => {
+  const n = Number(v);
+  if (!Number.isSafeInteger(n) || n < 0) throw new Error(`${name} must be a non-negative integer, got '${v}'`);
+  return n;
+};
+
+export function metricsCommand(): Command {
+  return new Command('metrics')
+    .description(
+      'sample-quality metrics of generated images against a reference: Fréchet / KID distance in the shipped ' +
+        'Fashion-MNIST classifier\'s features (fd, kid), ProGAN sliced Wasserstein distance (swd), and FID/KID with ' +
+        'user-supplied Inception-v3 weights (fid, kid-inception)',
+    )
+    .requiredOption('--images <path>', 'generated images: a folder or .zip of PNG/JPEG files (or a built-in dataset name, for baselines)')
+    .requiredOption('--ref <spec>', 'reference: built-in name (fashion-mnist, fashion-mnist-5k, fashion-mnist-test, emoji), folder/zip of images, or a statistics .safetensors file')
+    .option('--metrics <list>', 'comma-separated: fd, kid, swd, fid, kid-inception, all (default fd,kid,swd, plus fid with --detector)')
+    .option('--detector <file>', 'FID Inception-v3 weights as safetensors (pytorch-fid/torch-fidelity names; see src/metrics/inception.ts)')
+    .option('--classifier <file>', 'classifier weights (default: the shipped models/fashion-mnist-classifier.safetensors)')
+    .option('--num <n>', 'use the first N generated images (file order)', int('--num'))
+    .option('--seed <s>', 'seed of KID subsets, SWD positions/directions and the SWD reference subset', int('--seed'), 0)
+    .option('--out <file>', 'append the figures as one JSON line to this file')
+    .option('--cache-dir <dir>', 'where reference statistics are cached (default ~/.cache/patch-diffusion/metrics)')
+    .option('--no-cache', 'do not read or write cached reference statistics')
+    .option('--device <d>', 'cpu, cuda, cuda:N or auto', 'auto')
+    .option('--batch <n>', 'images per forward pass', int('--batch'))
+    .option('--ref-limit <n>', 'reference statistics from a seeded subset of N images (default: all)', int('--ref-limit'))
+    .option('--kid-subsets <n>', 'KID subsets (default 100)', int('--kid-subsets'))
+    .option('--kid-subset-size <n>', 'KID subset size (default 1000)', int('--kid-subset-size'))
+    .addOption(new Option('--threads <n>', 'CPU threads (default: all cores)').argParser(int('--threads')))
+    .option('--quiet', 'no progress lines on stderr')
+    .action(async (opts: MetricsCliOptions) => {
+      setNumThreads(opts.threads || availableParallelism());
+      const device = resolveDevice(opts.device);
+      const log = opts.quiet ? () => {} : (line: string) => process.stderr.write(`${line}\n`);
+      const metrics = parseMetricList(opts.metrics ?? (opts.detector ? 'fd,kid,swd,fid' : 'fd,kid,swd'), opts.detector !== undefined);
+
+      log(`reading generated images from ${opts.images}`);
+      const gen = await openDataset(opts.images, { labels: false });
+      const n = opts.num !== undefined ? Math.min(opts.num, gen.length) : gen.length;
+      if (opts.num !== undefined && opts.num > gen.length) log(`warning: --num ${opts.num} but only ${gen.length} images in ${opts.images}`);
+      const generated = datasetImages(gen, Array.from({ length: n }, (_, i) => i));
+
+      const statsFile = /\.safetensors$/i.test(opts.ref);
+      let reference: ImageDataset | string = opts.ref;
+      if (!statsFile) {
+        log(`loading reference ${opts.ref}`);
+        reference = await openDataset(opts.ref, { resolution: gen.resolution, channels: gen.channels });
+      }
+      const report = await computeMetrics({
+        generated,
+        reference,
+        metrics,
+        seed: opts.seed,
+        device,
+        log,
+        cacheDir: opts.cache ? (opts.cacheDir ?? undefined) : null,
+        ...(opts.detector ? { detectorPath: opts.detector } : {}),
+        ...(opts.classifier ? { classifierPath: opts.classifier } : {}),
+        ...(opts.batch ? { batchSize: opts.batch } : {}),
+        ...(opts.refLimit ? { referenceLimit: opts.refLimit } : {}),
+        kid: { ...(opts.kidSubsets ? { subsets: opts.kidSubsets } : {}), ...(opts.kidSubsetSize ? { subsetSize: opts.kidSubsetSize } : {}) },
+      });
+      console.log(formatReport(report));
+      if (opts.out) {
+        appendFileSync(opts.out, `${JSON.stringify({ time: new Date().toISOString(), images: opts.images, ref: opts.ref, ...report })}\n`);
+        log(`appended to ${opts.out}`);
+      }
+    });
+}

@@ -1,0 +1,54 @@
+// `patch-diffusion train`: flags → validated options → training run.
+import { Command, Option } from 'commander';
+import { ARCHS } from '../../train/options.js';
+import { train } from '../../train/train.js';
+
+const num = (v: string) => {
+  const n = Number(v);
+  if (!Number.isFinite(n)) throw new Error(`expected a number, got '${v}'`);
+  return n;
+};
+const intList = (v: string) => v.split(',').filter(Boolean).map(num);
+
+export function trainCommand(): Command {
+  return new Command('train')
+    .description('train a Patch Diffusion model (EDM preconditioning on random patches with coordinate channels)')
+    .option('--data <spec>', 'images: a folder or .zip of PNG/JPEG, or a built-in set: fashion-mnist, fashion-mnist-5k, emoji')
+    .option('--outdir <dir>', 'where run directories are created', 'runs')
+    .option('--desc <text>', 'suffix for the run directory name')
+    .option('--resolution <n>', 'train at this resolution (images are centre-cropped and resized)', num)
+    .option('--channels <n>', '1 (grey) or 3 (RGB); default: as the data', num)
+    .option('--max-images <n>', 'use a fixed seeded subset of at most n images', num)
+    .option('--cond', 'class-conditional (labels from dataset.json or the built-in set)')
+    .option('--xflip', 'add horizontally mirrored copies of the images')
+    .addOption(new Option('--arch <name>', 'network: EDM presets ddpmpp, ncsnpp, adm, or small (CPU-sized DDPM++)').choices(ARCHS).default('ddpmpp'))
+    .option('--cbase <n>', 'channel multiplier base (model_channels)', num)
+    .option('--cres <list>', 'channels per resolution, e.g. 1,2,2,2', intList)
+    .option('--num-blocks <n>', 'residual blocks per resolution', num)
+    .option('--attn <list>', 'resolutions with self-attention, e.g. 16 (empty for none)', intList)
+    .option('--dropout <p>', 'dropout probability', num)
+    .option('--label-dropout <p>', 'drop class labels with this probability (for classifier-free guidance)', num)
+    .option('--duration <mimg>', 'training length in millions of patch samples (the official counter)', num)
+    .option('--batch <n>', 'images per optimizer step (per full-size round)', num)
+    .option('--batch-gpu <n>', 'images per micro-batch (gradient accumulation when smaller than --batch)', num)
+    .option('--lr <rate>', 'learning rate', num)
+    .option('--lr-rampup <kimg>', 'learning-rate warm-up length in kimg (official: 10000)', num)
+    .option('--ema <mimg>', 'EMA half-life in Mimg', num)
+    .option('--ema-rampup <ratio>', 'EMA half-life ramp-up ratio (official 0.05)', num)
+    .option('--real-p <p>', 'probability of a full-size round (0.5 in the paper; 1 = plain EDM)', num)
+    .option('--progressive', 'grow patch sizes over training instead of drawing them at random')
+    .option('--tick <kimg>', 'status line and stats every this many kimg', num)
+    .option('--snap <ticks>', 'network snapshot and sample grid every this many ticks', num)
+    .option('--dump <ticks>', 'training state every this many ticks', num)
+    .option('--seed <n>', 'random seed', num)
+    .option('--threads <n>', 'CPU threads for libtorch (default: all cores)', num)
+    .option('--device <name>', 'cpu, cuda, cuda:N or auto', 'auto')
+    .option('--grid-seeds <n>', 'images in each snapshot sample grid', num)
+    .option('--grid-steps <n>', 'sampler steps for snapshot grids', num)
+    .option('--resume <path>', 'continue a run: its directory or a training-state file (options come from the state; --duration, --threads, --device, --tick, --snap, --dump may change)')
+    .option('--dry-run', 'print the resolved options and the network size, then exit')
+    .action(async (flags: Record<string, unknown>) => {
+      const result = await train(flags);
+      if (result?.stoppedEarly) process.exitCode = 130;
+    });
+}

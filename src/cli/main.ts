@@ -1,0 +1,25 @@
+#!/usr/bin/env node
+// The command line: patch-diffusion <train|generate|dataset|metrics|info> [options].
+import { Command } from 'commander';
+import { infoCommand } from './commands/info.js';
+import { trainCommand } from './commands/train.js';
+import { generateCommand } from './commands/generate.js';
+import { datasetCommand } from './commands/dataset.js';
+
+async function main(): Promise<void> {
+  const program = new Command('patch-diffusion')
+    .description('Patch Diffusion (Wang et al., NeurIPS 2023) on libtorch: train, sample and evaluate image diffusion models')
+    .showHelpAfterError();
+  program.addCommand(trainCommand());
+  program.addCommand(generateCommand());
+  program.addCommand(datasetCommand());
+  program.addCommand(infoCommand());
+  await program.parseAsync(process.argv);
+}
+
+main().catch((err: unknown) => {
+  const message = err instanceof Error ? err.message : String(err);
+  process.stderr.write(`error: ${message}\n`);
+  if (process.env.PD_DEBUG && err instanceof Error) process.stderr.write(`${err.stack}\n`);
+  process.exit(1);
+});

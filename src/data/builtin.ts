@@ -1,0 +1,100 @@
+// One entry point for "give me a dataset": a folder, a .zip (EDM-style or any
+// zip of images), or a built-in name. Training and the `dataset` command both
+// go through here, so they accept the same sources with the same options.
+// X-flip is not a dataset option: the sampler doubles the index space.
+import { subset, withChannels, withoutLabels, type ImageDataset } from './dataset.js';
+import { loadEmoji } from './emoji.js';
+import { loadFashionMnist } from './fashion-mnist.js';
+import { readImages, type SkippedFile } from './images.js';
+import type { ProgressOptions } from './progress.js';
+import { resizeDataset } from './resize.js';
+
+export const BUILTIN_DATASETS = {
+  'fashion-mnist': 'Fashion-MNIST train split: 60,000 grey 28×28 images padded to 32×32, 10 classes (Debian package dataset-fashion-mnist)',
+  'fashion-mnist-5k': 'a fixed seeded 5,000-image subset of the Fashion-MNIST train split (the small-data regime), 32×32, 10 classes',
+  emoji: 'Google Noto emoji, 64×64 RGB on white, unlabelled (npm emoji-datasource-google, Apache-2.0 images)',
+} as const;
+
+export type BuiltinName = keyof typeof BUILTIN_DATASETS;
+
+/** Seed of the fixed fashion-mnist-5k subset. Never change it: results compare across runs by it. */
+export const FASHION_MNIST_5K_SEED = 0;
+
+export function isBuiltinName(spec: string): spec is BuiltinName {
+  return Object.hasOwn(BUILTIN_DATASETS, spec);
+}
+
+export interface LoadDatasetOptions extends ProgressOptions {
+  /** Output side. Default: the source's own (fashion-mnist 32, emoji 64, files: their common size). */
+  resolution?: number | undefined;
+  /** 1 or 3. Default: the source's own (files: 3 if any image is colour). */
+  channels?: 1 | 3 | undefined;
+  /** Use labels when the source has them (default true); false gives labelDim 0. */
+  labels?: boolean | undefined;
+  /** Keep a fixed seeded subset of at most this many images. */
+  maxImages?: number | undefined;
+  /** Seed for maxImages (default 0). */
+  seed?: number | undefined;
+  /** Skip unreadable image files instead of failing (files and emoji). Default false. */
+  skipBad?: boolean | undefined;
+  /** Called for each skipped file; default: a warning line on stderr. */
+  onSkip?: ((skipped: SkippedFile) => void) | undefined;
+  /** Allow installing a missing built-in (apt for Fashion-MNIST as root, npm for emoji). Default true. */
+  install?: boolean | undefined;
+  /** Emoji: include skin-tone variants (default true). */
+  skinTones?: boolean | undefined;
+  /** Emoji: npm install prefix (default ~/.cache/patch-diffusion/emoji). */
+  cacheDir?: string | undefined;
+}
+
+/**
+ * Load `spec`: a built-in name (fashion-mnist, fashion-mnist-5k, emoji) or a
+ * path to a folder or .zip of PNG/JPEG images. A bare built-in name wins over
+ * a same-named folder in the working directory; write "./emoji" for the folder.
+ */
+export async function loadDataset(spec: string, options: LoadDatasetOptions = {}): Promise<ImageDataset> {
+  if (options.maxImages !== undefined && (!Number.isSafeInteger(options.maxImages) || options.maxImages < 1)) {
+    throw new RangeError(`maxImages must be a positive integer, got ${options.maxImages}`);
+  }
+  const useLabels = options.labels ?? true;
+  const onSkip = options.onSkip ?? ((s: SkippedFile) => process.stderr.write(`warning: skipped ${s.reason}\n`));
+  const progress = { onProgress: options.onProgress, progressBar: options.progressBar };
+  let ds: ImageDataset;
+  if (spec === 'fashion-mnist' || spec === 'fashion-mnist-5k') {
+    ds = await loadFashionMnist({
+      split: 'train',
+      // Native 28/32 are handled there; other sizes are resized after subsetting below.
+      resolution: options.resolution === 28 ? 28 : 32,
+      labels: useLabels,
+      install: options.install,
+      ...progress,
+    });
+    if (spec === 'fashion-mnist-5k') ds = subset(ds, 5000, FASHION_MNIST_5K_SEED, 'fashion-mnist-5k');
+  } else if (spec === 'emoji') {
+    ds = await loadEmoji({
+      resolution: options.resolution ?? 64,
+      skinTones: options.skinTones,
+      cacheDir: options.cacheDir,
+      install: options.install,
+      skipBad: options.skipBad,
+      onSkip,
+      ...progress,
+    });
+  } else {
+    ({ dataset: ds } = await readImages(spec, {
+      resolution: options.resolution,
+      channels: options.channels,
+      labels: useLabels,
+      skipBad: options.skipBad,
+      onSkip,
+      ...progress,
+    }));
+  }
+  if (!useLabels) ds = withoutLabels(ds);
+  if (options.maxImages !== undefined && options.maxImages < ds.length) {
+    ds = subset(ds, options.maxImages, options.seed ?? 0, `${ds.name}-${options.maxImages}`);
+  }
+  if (options.resolution !== undefined && options.resolution !== ds.resolution) ds = await resizeDataset(ds, options.resolution, progress);
+  if (options.channels !== undefined) ds = withChannels(ds, options.channels);
+  return ds;
+}

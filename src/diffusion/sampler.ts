@@ -1,0 +1,340 @@
+// The EDM Heun sampler as Patch Diffusion's generate.py runs it (spec §3.2,
+// §7): float64 state, σ steps with ρ = 7 and t_N = 0, optional churn,
+// Heun correction on every step but the last, the coordinate grid at every
+// network call, optional classifier-free guidance, and per-seed randomness so
+// an image depends only on its seed.
+import { noGrad } from '../tensor/autograd.js';
+import { cat, scalar, stack, tensor, zeros } from '../tensor/creation.js';
+import { Generator } from '../tensor/random.js';
+import { scope } from '../tensor/scope.js';
+import type { Device, Tensor } from '../tensor/tensor.js';
+import type { ImageBatch } from '../io/images.js';
+import type { Denoiser } from './loss.js';
+import { fullCoordinateGrid } from './patches.js';
+
+export interface TimeStepOptions {
+  numSteps?: number;
+  sigmaMin?: number;
+  sigmaMax?: number;
+  rho?: number;
+}
+
+export interface ChurnOptions {
+  /** Total churn; γ = min(S_churn/N, √2 − 1) inside [S_min, S_max]. 0 = deterministic. */
+  sChurn?: number;
+  sMin?: number;
+  sMax?: number;
+  /** Inflation of the added noise's standard deviation. */
+  sNoise?: number;
+}
+
+export const SAMPLER_DEFAULTS = {
+  numSteps: 18,
+  sigmaMin: 0.002,
+  sigmaMax: 80,
+  rho: 7,
+  sChurn: 0,
+  sMin: 0,
+  sMax: Infinity,
+  sNoise: 1,
+} as const;
+
+/**
+ * t_i = (σ_max^(1/ρ) + i/(N−1)·(σ_min^(1/ρ) − σ_max^(1/ρ)))^ρ for i < N, then
+ * t_N = 0: N + 1 values, float64. N = 1 gives [σ_max, 0] (the official code
+ * would divide 0 by 0 there).
+ */
+export function edmTimeSteps(o: TimeStepOptions = {}): Float64Array {
+  const n = o.numSteps ?? SAMPLER_DEFAULTS.numSteps;
+  const sMin = o.sigmaMin ?? SAMPLER_DEFAULTS.sigmaMin;
+  const sMax = o.sigmaMax ?? SAMPLER_DEFAULTS.sigmaMax;
+  const rho = o.rho ?? SAMPLER_DEFAULTS.rho;
+  if (!Number.isInteger(n) || n < 1) throw new Error(`sampler: the number of steps must be a positive integer, got ${n}`);
+  if (!(sMin > 0 && sMax >= sMin)) throw new Error(`sampler: need 0 < sigma_min ≤ sigma_max, got ${sMin}, ${sMax}`);
+  if (!(rho > 0)) throw new Error(`sampler: rho must be positive, got ${rho}`);
+  const t = new Float64Array(n + 1);
+  const a = sMax ** (1 / rho);
+  const b = sMin ** (1 / rho);
+  for (let i = 0; i < n; i++) t[i] = (a + (n === 1 ? 0 : i / (n - 1)) * (b - a)) ** rho;
+  t[n] = 0;
+  return t;
+}
+
+/** The churn γ at noise level t: min(S_churn/N, √2 − 1) when S_min ≤ t ≤ S_max, else 0. */
+export function churnGamma(t: number, numSteps: number, o: ChurnOptions = {}): number {
+  const sChurn = o.sChurn ?? 0;
+  const sMin = o.sMin ?? SAMPLER_DEFAULTS.sMin;
+  const sMax = o.sMax ?? SAMPLER_DEFAULTS.sMax;
+  return sMin <= t && t <= sMax ? Math.min(sChurn / numSteps, Math.SQRT2 - 1) : 0;
+}
+
+/** Supplies the unit churn noise of step k with x's shape (float64 preferred). */
+export type ChurnNoiseSource = (step: number, shape: readonly number[]) => Tensor;
+
+export interface EdmSampleOptions extends TimeStepOptions, ChurnOptions {
+  /** Conditioning labels [B, label_dim] (one-hot), or null. */
+  classLabels?: Tensor | null;
+  /** Guidance strength w: D = D_u + w·(D_c − D_u). null/undefined/1 = no guidance. */
+  cfg?: number | null;
+  /**
+   * Unit churn noise per step. Called only for steps where it matters
+   * (γ > 0), or at every step when `drawAtEveryStep` says so. Required when
+   * S_churn > 0.
+   */
+  churnNoise?: ChurnNoiseSource | readonly Tensor[];
+  /**
+   * Ask for churn noise at every step, also where γ = 0, and discard it
+   * there: the official randn_like is unconditional, so a per-seed generator
+   * stays in step with generate.py's stream. Default true when S_churn > 0.
+   */
+  drawAtEveryStep?: boolean;
+  /** Called after each step with (steps done, total steps). */
+  onStep?: (step: number, total: number) => void;
+}
+
+/**
+ * Runs the EDM Heun sampler from unit latents [B, C, S, S] (x_0 = t_0·latents)
+ * with the coordinate grid `xPos` [B, 2, S, S]. Returns float64 images,
+ * approximately in [−1, 1]. NFE = 2N − 1 (no correction on the last step).
+ */
+export function edmSample(net: Denoiser, latents: Tensor, xPos: Tensor, o: EdmSampleOptions = {}): Tensor {
+  const steps = edmTimeSteps(o);
+  const n = steps.length - 1;
+  const sChurn = o.sChurn ?? SAMPLER_DEFAULTS.sChurn;
+  const sNoise = o.sNoise ?? SAMPLER_DEFAULTS.sNoise;
+  const cfg = o.cfg ?? null;
+  const guided = cfg !== null && cfg !== 1;
+  if (guided && !o.classLabels) throw new Error('sampler: classifier-free guidance needs class labels');
+  if (sChurn > 0 && !o.churnNoise) throw new Error('sampler: S_churn > 0 needs a churn noise source');
+  const drawAll = o.drawAtEveryStep ?? sChurn > 0;
+  const noiseAt = (k: number, shape: readonly number[]): Tensor => {
+    const src = o.churnNoise!;
+    if (typeof src === 'function') return src(k, shape);
+    const t = src[k];
+    if (!t) throw new Error(`sampler: no churn noise given for step ${k}`);
+    return t;
+  };
+
+  return noGrad(() => {
+    // Guidance runs the net once on the doubled batch [x, x] with labels
+    // [zeros, onehot]; the doubled grid and labels are built once.
+    const { pos, labels } = scope(() =>
+      guided
+        ? { pos: cat([xPos, xPos], 0), labels: cat([zeros(o.classLabels!.shape, { dtype: o.classLabels!.dtype, device: o.classLabels!.device as Device }), o.classLabels!], 0) }
+        : { pos: xPos, labels: o.classLabels ?? null },
+    );
+    const denoise = (x: Tensor, t: number): Tensor => {
+      // The net sees float32 input and a 0-dim float32 σ that broadcasts over
+      // the batch (the official precond casts both); its output goes back to float64.
+      const sigma = scalar(t, { dtype: 'float32', device: x.device as Device });
+      const x32 = x.to('float32');
+      if (!guided) return net(x32, sigma, pos, labels).to('float64');
+      const both = net(cat([x32, x32], 0), sigma, pos, labels).to('float64');
+      const [du, dc] = both.chunk(2, 0) as [Tensor, Tensor];
+      return du.add(dc.sub(du).mul(cfg!));
+    };
+
+    // Each step runs in its own scope; only the new state survives it, and
+    // the previous state is freed by hand (a scope around the whole sampler
+    // would hold every step's state until the end).
+    let x = scope(() => latents.to('float64').mul(steps[0]!));
+    try {
+      for (let i = 0; i < n; i++) {
+        const tCur = steps[i]!;
+        const tNext = steps[i + 1]!;
+        const next = scope(() => {
+          const gamma = sChurn > 0 ? churnGamma(tCur, n, o) : 0;
+          const tHat = tCur + gamma * tCur;
+          let xHat = x;
+          if (gamma > 0 || drawAll) {
+            const eps = noiseAt(i, x.shape);
+            if (gamma > 0) xHat = x.add(eps.to({ dtype: 'float64', device: x.device as Device }).mul(Math.sqrt(tHat * tHat - tCur * tCur) * sNoise));
+          }
+          // Euler step from t̂ to t_{i+1}.
+          const dCur = xHat.sub(denoise(xHat, tHat)).div(tHat);
+          let xNext = xHat.add(dCur.mul(tNext - tHat));
+          // Heun correction, except on the last step where t_{i+1} = 0.
+          if (i < n - 1) {
+            const dPrime = xNext.sub(denoise(xNext, tNext)).div(tNext);
+            xNext = xHat.add(dCur.mul(0.5).add(dPrime.mul(0.5)).mul(tNext - tHat));
+          }
+          return xNext;
+        });
+        x.dispose();
+        x = next;
+        o.onStep?.(i + 1, n);
+      }
+    } catch (err) {
+      x.dispose();
+      throw err;
+    } finally {
+      if (pos !== xPos) pos.dispose();
+      if (labels && labels !== o.classLabels) labels.dispose();
+    }
+    return x;
+  });
+}
+
+// ---- per-seed randomness -------------------------------------------------------------------
+
+/**
+ * One generator per seed, as generate.py's StackedRandomGenerator: every draw
+ * is made per image from its own generator (seed mod 2³²) and stacked, so an
+ * image's latents, label and churn noise depend only on its seed, never on
+ * the other seeds in its batch. Draws happen on the CPU and move to `device`.
+ */
+export class SeedGenerators {
+  readonly seeds: readonly number[];
+  readonly generators: Generator[];
+  readonly device: Device;
+
+  constructor(seeds: readonly number[], device: Device = 'cpu') {
+    this.seeds = [...seeds];
+    this.generators = seeds.map((s) => {
+      if (!Number.isSafeInteger(s) || s < 0) throw new Error(`seed must be a non-negative integer, got ${s}`);
+      return new Generator(s % 2 ** 32);
+    });
+    this.device = device;
+  }
+
+  /** Standard normal [B, ...shape]: image k from generator k. */
+  randn(shape: readonly number[], dtype: 'float32' | 'float64' = 'float32'): Tensor {
+    return scope(() => {
+      const parts = this.generators.map((g) => g.randn(shape, { dtype }));
+      const out = stack(parts, 0);
+      return this.device === 'cpu' ? out : out.to(this.device);
+    });
+  }
+
+  /** One integer in [0, high) per image (torch.randint(high, size=[]) per generator). */
+  randint(high: number): number[] {
+    return this.generators.map((g) => {
+      const t = g.randint(0, high, []);
+      const v = t.item();
+      t.dispose();
+      return v;
+    });
+  }
+
+  /** Churn noise source for edmSample: float64 like the official randn_like(x) on the float64 state. */
+  churnNoise(): ChurnNoiseSource {
+    return (_step, shape) => this.randn(shape.slice(1), 'float64');
+  }
+}
+
+export interface GenerateOptions extends TimeStepOptions, ChurnOptions {
+  seeds: readonly number[];
+  /** Image channels (3 for RGB, 4 for latents). */
+  channels: number;
+  /** Training resolution: the coordinate grid is normalised over it. */
+  resolution: number;
+  /** Canvas side; larger than `resolution` extrapolates the coordinates (outpainting). */
+  imageSize?: number;
+  xStart?: number;
+  yStart?: number;
+  /** label_dim of a conditional net; each seed draws a random class unless classIndex is set. */
+  labelDim?: number;
+  classIndex?: number | null;
+  cfg?: number | null;
+  device?: Device;
+  onStep?: (step: number, total: number) => void;
+}
+
+export interface GenerateResult {
+  /** Float64 [B, C, S, S], roughly in [−1, 1]. */
+  images: Tensor;
+  /** Class index per image, or null for an unconditional net. */
+  classes: number[] | null;
+}
+
+/**
+ * Generates one batch of images for the given seeds, as generate.py does:
+ * latents, then the class label, then per-step churn noise, all drawn from
+ * each seed's own generator in that order.
+ */
+export function generateImages(net: Denoiser, o: GenerateOptions): GenerateResult {
+  const device = o.device ?? 'cpu';
+  const size = o.imageSize ?? o.resolution;
+  const b = o.seeds.length;
+  if (b === 0) throw new Error('generateImages: no seeds');
+  const rnd = new SeedGenerators(o.seeds, device);
+  return scope(() => {
+    const latents = rnd.randn([o.channels, size, size]);
+    let classes: number[] | null = null;
+    let labels: Tensor | null = null;
+    const labelDim = o.labelDim ?? 0;
+    if (labelDim > 0) {
+      // The random draw happens even when a class is forced, as in generate.py, so the stream stays aligned.
+      classes = rnd.randint(labelDim);
+      if (o.classIndex !== undefined && o.classIndex !== null) {
+        if (!Number.isInteger(o.classIndex) || o.classIndex < 0 || o.classIndex >= labelDim)
+          throw new Error(`class index ${o.classIndex} is outside [0, ${labelDim})`);
+        classes = classes.map(() => o.classIndex!);
+      }
+      labels = oneHot(classes, labelDim, device);
+    } else if (o.classIndex !== undefined && o.classIndex !== null) {
+      throw new Error('a class index was given but the network is unconditional');
+    }
+    const xPos = fullCoordinateGrid(b, o.resolution, { xStart: o.xStart, yStart: o.yStart, imageSize: size, device });
+    const images = edmSample(net, latents, xPos, {
+      ...o,
+      classLabels: labels,
+      churnNoise: (o.sChurn ?? 0) > 0 ? rnd.churnNoise() : undefined,
+    });
+    return { images, classes };
+  });
+}
+
+/** One-hot float32 rows [B, dim]. */
+export function oneHot(classes: readonly number[], dim: number, device: Device = 'cpu'): Tensor {
+  const data = new Float32Array(classes.length * dim);
+  classes.forEach((c, k) => {
+    if (!Number.isInteger(c) || c < 0 || c >= dim) throw new Error(`class ${c} is outside [0, ${dim})`);
+    data[k * dim + c] = 1;
+  });
+  const t = tensor(data, [classes.length, dim]);
+  if (device === 'cpu') return t;
+  const moved = t.to(device);
+  t.dispose();
+  return moved;
+}
+
+/**
+ * Splits seeds into batches as generate.py's tensor_split does for one
+ * process: ceil(len / maxBatch) batches, the first (len mod batches) one longer.
+ */
+export function seedBatches(seeds: readonly number[], maxBatch: number): number[][] {
+  if (!Number.isInteger(maxBatch) || maxBatch < 1) throw new Error(`batch size must be a positive integer, got ${maxBatch}`);
+  if (seeds.length === 0) return [];
+  const count = Math.ceil(seeds.length / maxBatch);
+  const base = Math.floor(seeds.length / count);
+  const extra = seeds.length % count;
+  const out: number[][] = [];
+  let at = 0;
+  for (let k = 0; k < count; k++) {
+    const len = base + (k < extra ? 1 : 0);
+    out.push(seeds.slice(at, at + len));
+    at += len;
+  }
+  return out;
+}
+
+// ---- output ----------------------------------------------------------------------------------
+
+/**
+ * Images in [−1, 1] (any float dtype, NCHW) to uint8 NHWC bytes:
+ * clip(x·127.5 + 128, 0, 255) then truncation, exactly as generate.py. The
+ * +128 (not +127.5) with truncation rounds to nearest: x = 0 gives 128, and
+ * values map to round(x·127.5 + 127.5) up to ties. NaN becomes 0 (black)
+ * instead of whatever the float→uint8 cast happens to produce.
+ */
+export function toUint8(images: Tensor): ImageBatch {
+  if (images.ndim !== 4) throw new Error(`toUint8: images must be [N, C, H, W], got [${images.shape}]`);
+  const [count, channels, height, width] = images.shape as [number, number, number, number];
+  if (channels !== 1 && channels !== 3) throw new Error(`toUint8: ${channels} channels cannot be written as an image (decode latents first)`);
+  const data = scope(() => {
+    const u8 = images.to('float64').mul(127.5).add(128).nanToNum(0, 255, 0).clamp(0, 255).to('uint8');
+    return u8.permute(0, 2, 3, 1).contiguous().to('cpu').data() as Uint8Array;
+  });
+  return { data, count, height, width, channels };
+}

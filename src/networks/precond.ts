@@ -1,0 +1,201 @@
+// Patch Diffusion's EDM preconditioner (the official Patch_EDMPrecond):
+//   D(x; σ, pos) = c_skip(σ)·x + c_out(σ)·F( concat[c_in(σ)·x, pos], c_noise(σ) )
+// with σ_data = 0.5, c_skip = σd²/(σ²+σd²), c_out = σ·σd/√(σ²+σd²),
+// c_in = 1/√(σ²+σd²), c_noise = ln(σ)/4. The coordinate channels are
+// concatenated WITHOUT scaling; all of this runs in float32 (x is cast to
+// float32, as the official; a float64 sampler state is accepted).
+//
+// Channel convention (mirrors the official constructor, which the training
+// loop calls with img_channels = image channels + 2 and out_channels = image
+// channels): `imgChannels` is the UNet's INPUT channel count, coordinates
+// included (5 for RGB, 6 for SD latents), `outChannels` the image channels
+// (3 or 4; defaults to imgChannels). The UNet is held as `model`, so state-dict
+// names are `model.enc.…`, as in the official snapshots.
+import { Module } from '../nn/module.js';
+import type { RandomInit } from '../nn/init.js';
+import { cat, scalar } from '../tensor/creation.js';
+import { scope } from '../tensor/scope.js';
+import type { Generator } from '../tensor/random.js';
+import type { Device, DType, Tensor } from '../tensor/tensor.js';
+import { DhariwalUNet, type DhariwalUNetOptions } from './dhariwal-unet.js';
+import { SongUNet, type SongUNetOptions } from './song-unet.js';
+import type { UNetBase } from './unet-base.js';
+
+export type ModelType = 'SongUNet' | 'DhariwalUNet';
+
+type ModelKwargs = Omit<SongUNetOptions & DhariwalUNetOptions, 'imgResolution' | 'inChannels' | 'outChannels' | 'labelDim' | keyof RandomInit>;
+
+export interface PatchEDMPrecondOptions extends RandomInit {
+  imgResolution: number;
+  /** Network input channels: image channels + 2 coordinate channels (official `img_channels`). */
+  imgChannels: number;
+  /** Image channels the network predicts; default imgChannels. */
+  outChannels?: number;
+  labelDim?: number;
+  /** Run the UNet in float16 on CUDA (weights stay float32); ignored on the CPU, as the official. */
+  useFp16?: boolean;
+  sigmaMin?: number;
+  sigmaMax?: number;
+  sigmaData?: number;
+  /** Default 'DhariwalUNet', as the official class. */
+  modelType?: ModelType;
+  /** Options of the UNet (model_channels, channel_mult, …, camelCased). */
+  model?: ModelKwargs;
+}
+
+export interface PreconditionerCoefficients {
+  cSkip: Tensor;
+  cOut: Tensor;
+  cIn: Tensor;
+  cNoise: Tensor;
+}
+
+export class PatchEDMPrecond extends Module {
+  readonly imgResolution: number;
+  readonly imgChannels: number;
+  readonly outChannels: number;
+  readonly labelDim: number;
+  readonly useFp16: boolean;
+  readonly sigmaMin: number;
+  readonly sigmaMax: number;
+  readonly sigmaData: number;
+  readonly modelType: ModelType;
+  readonly model: UNetBase;
+
+  constructor(o: PatchEDMPrecondOptions) {
+    super();
+    this.imgResolution = o.imgResolution;
+    this.imgChannels = o.imgChannels;
+    this.outChannels = o.outChannels ?? o.imgChannels;
+    this.labelDim = o.labelDim ?? 0;
+    this.useFp16 = o.useFp16 ?? false;
+    this.sigmaMin = o.sigmaMin ?? 0;
+    this.sigmaMax = o.sigmaMax ?? Infinity;
+    this.sigmaData = o.sigmaData ?? 0.5;
+    this.modelType = o.modelType ?? 'DhariwalUNet';
+    if (!(this.sigmaData > 0)) throw new Error(`Patch_EDMPrecond: sigma_data must be positive, got ${this.sigmaData}`);
+    const common = {
+      ...(o.model ?? {}),
+      imgResolution: o.imgResolution,
+      inChannels: o.imgChannels,
+      outChannels: this.outChannels,
+      labelDim: this.labelDim,
+      generator: o.generator,
+      initialize: o.initialize,
+    };
+    let model: UNetBase;
+    if (this.modelType === 'SongUNet') model = new SongUNet(common);
+    else if (this.modelType === 'DhariwalUNet') {
+      const song = ['embeddingType', 'channelMultNoise', 'encoderType', 'decoderType', 'resampleFilter', 'implicitMlp'] as const;
+      const stray = song.filter((k) => (o.model as Record<string, unknown> | undefined)?.[k] !== undefined);
+      if (stray.length) throw new Error(`Patch_EDMPrecond: ${stray.join(', ')} ${stray.length > 1 ? 'are SongUNet options' : 'is a SongUNet option'}, not valid for DhariwalUNet`);
+      model = new DhariwalUNet(common);
+    } else throw new Error(`Patch_EDMPrecond: model_type must be 'SongUNet' or 'DhariwalUNet', got ${JSON.stringify(this.modelType)}`);
+    this.model = this.registerModule('model', model);
+  }
+
+  /** Input sides must be multiples of this (2^(levels−1)). */
+  get sizeMultiple(): number {
+    return this.model.sizeMultiple;
+  }
+  /** Number of coordinate channels the network expects next to the image (imgChannels − outChannels, 2 in Patch Diffusion). */
+  get positionChannels(): number {
+    return this.imgChannels - this.outChannels;
+  }
+
+  /** Replaces the generator of dropout and label dropout. */
+  setGenerator(generator: Generator): void {
+    this.model.setGenerator(generator);
+  }
+
+  /** The EDM coefficients for σ (any shape; float32, same shape). */
+  coefficients(sigma: Tensor): PreconditionerCoefficients {
+    const sd = this.sigmaData;
+    return scope(() => {
+      const s2 = sigma.square();
+      const denom = s2.add(sd * sd); // σ² + σd²
+      return {
+        cSkip: denom.reciprocal().mul(sd * sd),
+        cOut: sigma.mul(sd).div(denom.sqrt()),
+        cIn: denom.sqrt().reciprocal(),
+        cNoise: sigma.log().div(4),
+      };
+    });
+  }
+
+  /**
+   * D(x; σ). x [N, C, H, W] (float32 or float64; computed in float32), σ a
+   * number, a 0-dim tensor, [1], [N] or [N,1,1,1] (a single σ is broadcast over
+   * the batch, as the official sampler's call with a 0-dim σ), xPos
+   * [N, imgChannels − C, H, W] the raw coordinate channels, classLabels
+   * [N or 1, labelDim] (zeros when omitted), augmentLabels [N or 1, augment_dim].
+   * Returns float32 [N, outChannels, H, W].
+   */
+  forward(
+    x: Tensor,
+    sigma: Tensor | number,
+    xPos?: Tensor | null,
+    classLabels?: Tensor | null,
+    augmentLabels?: Tensor | null,
+    options: { forceFp32?: boolean } = {},
+  ): Tensor {
+    return scope(() => {
+      if (x.ndim !== 4) throw new Error(`Patch_EDMPrecond: x must be [N, C, H, W], got [${x.shape}]`);
+      const [n, c, h, w] = x.shape as [number, number, number, number];
+      const device = x.device as Device;
+      const xf = x.dtype === 'float32' ? x : x.to('float32');
+
+      // σ → [M, 1, 1, 1] float32 with M ∈ {1, N}.
+      const s = typeof sigma === 'number' ? scalar(sigma, { device }) : sigma;
+      if (s.numel !== 1 && s.numel !== n)
+        throw new Error(`Patch_EDMPrecond: sigma must hold 1 or N = ${n} values, got shape [${s.shape}]`);
+      let sig = s.reshape(-1, 1, 1, 1);
+      if (sig.dtype !== 'float32' || sig.device !== x.device) sig = sig.to({ dtype: 'float32', device });
+
+      // Inputs of the UNet.
+      const pc = xPos ? xPos.shape[1]! : 0;
+      if (xPos) {
+        if (xPos.ndim !== 4 || xPos.shape[0] !== n || xPos.shape[2] !== h || xPos.shape[3] !== w)
+          throw new Error(`Patch_EDMPrecond: x_pos must be [${n}, ${this.positionChannels}, ${h}, ${w}] to match x [${x.shape}], got [${xPos.shape}]`);
+      }
+      if (c !== this.outChannels || c + pc !== this.imgChannels)
+        throw new Error(
+          `Patch_EDMPrecond: the network takes ${this.imgChannels} input channels (img_channels) = ${this.outChannels} image channels ` +
+            `+ ${this.positionChannels} coordinate channels; got x with ${c} channels and ${xPos ? `x_pos with ${pc}` : 'no x_pos'}`,
+        );
+      const m = this.sizeMultiple;
+      if (h < m || w < m || h % m !== 0 || w % m !== 0)
+        throw new Error(
+          `Patch_EDMPrecond: cannot take a ${h}×${w} input (patch): its sides must be positive multiples of 2^(levels−1) = ${m} ` +
+            `for this ${this.model.levels}-level network`,
+        );
+      let labels: Tensor | null = null;
+      if (this.labelDim === 0) {
+        if (classLabels && classLabels.numel > 0)
+          throw new Error(`Patch_EDMPrecond: class labels were given but the network is unconditional (label_dim 0)`);
+      } else if (classLabels) {
+        if (classLabels.shape[classLabels.ndim - 1] !== this.labelDim || classLabels.numel % this.labelDim !== 0)
+          throw new Error(`Patch_EDMPrecond: class labels must have width label_dim = ${this.labelDim}, got shape [${classLabels.shape}]`);
+        labels = classLabels.reshape(-1, this.labelDim);
+        if (labels.shape[0] !== n && labels.shape[0] !== 1)
+          throw new Error(`Patch_EDMPrecond: class labels must be given for 1 or N = ${n} samples, got shape [${classLabels.shape}]`);
+        if (labels.dtype !== 'float32' || labels.device !== x.device) labels = labels.to({ dtype: 'float32', device });
+      }
+      const dtype: DType = this.useFp16 && !options.forceFp32 && device.startsWith('cuda') ? 'float16' : 'float32';
+
+      const { cSkip, cOut, cIn, cNoise } = this.coefficients(sig);
+      const scaled = cIn.mul(xf);
+      let xIn = xPos ? cat([scaled, xPos.dtype === 'float32' ? xPos : xPos.to('float32')], 1) : scaled;
+      if (dtype !== 'float32') xIn = xIn.to(dtype);
+      const aug = augmentLabels && augmentLabels.dtype !== dtype ? augmentLabels.to(dtype) : augmentLabels;
+      const fx = this.model.forward(xIn, cNoise.flatten(), labels ? (dtype === 'float32' ? labels : labels.to(dtype)) : null, aug);
+      if (fx.dtype !== dtype) throw new Error(`Patch_EDMPrecond: the UNet returned ${fx.dtype}, expected ${dtype}`);
+      return cSkip.mul(xf).add(cOut.mul(fx.dtype === 'float32' ? fx : fx.to('float32')));
+    });
+  }
+
+  /** The official round_sigma: the identity. */
+  roundSigma(sigma: Tensor): Tensor {
+    return sigma;
+  }
+}

@@ -1,0 +1,112 @@
+// 2-D convolution with optional 2× up- or down-sampling through a fixed FIR
+// filter, as EDM's Conv2d: parameters `weight` [out, in, k, k] and `bias`
+// [out], and the buffer `resample_filter` [1, 1, f, f] (present only when the
+// layer resamples). kernel = 0 makes a pure resampling layer with no weights.
+//
+// Resampling semantics (f = outer(filter, filter) / sum(filter)²):
+// - down: depthwise conv with f, stride 2, padding (f−1)//2, then the k×k conv;
+// - up: depthwise transposed conv with 4·f, stride 2, padding (f−1)//2, then the conv;
+// - fused (fusedResample): down = the k×k conv with padding k//2 + (f−1)//2
+//   followed by the stride-2 filter conv without padding; up = the transposed
+//   filter conv with padding max(fpad − wpad, 0) followed by the conv with
+//   padding max(wpad − fpad, 0).
+import { Module } from './module.js';
+import { initTensor, type InitOptions, type RandomInit } from './init.js';
+import { asDType } from './dtype.js';
+import * as F from '../tensor/functional.js';
+import { outer, tensor } from '../tensor/creation.js';
+import { scope } from '../tensor/scope.js';
+import type { Tensor } from '../tensor/tensor.js';
+
+export interface Conv2dOptions extends InitOptions, RandomInit {
+  /** Default true (ignored when kernel = 0). */
+  bias?: boolean;
+  up?: boolean;
+  down?: boolean;
+  /** 1-D resampling filter taps; default [1, 1]. Even length. */
+  resampleFilter?: readonly number[];
+  fusedResample?: boolean;
+}
+
+/** The 2-D resampling filter: outer(f, f) / sum(f)², shape [1, 1, n, n]. */
+export function makeResampleFilter(taps: readonly number[]): Tensor {
+  if (taps.length < 2 || taps.length % 2 !== 0 || taps.some((v) => !Number.isFinite(v)))
+    throw new Error(`resample_filter must be an even number (≥ 2) of finite taps, such as [1,1] or [1,3,3,1]; got [${taps}]`);
+  const total = taps.reduce((a, b) => a + b, 0);
+  if (total === 0) throw new Error(`resample_filter [${taps}] sums to 0`);
+  return scope(() => {
+    const f = tensor([...taps]);
+    return outer(f, f).div(total * total).reshape(1, 1, taps.length, taps.length);
+  });
+}
+
+export class Conv2d extends Module {
+  readonly inChannels: number;
+  readonly outChannels: number;
+  readonly kernel: number;
+  readonly up: boolean;
+  readonly down: boolean;
+  readonly fusedResample: boolean;
+  readonly weight: Tensor | null;
+  readonly bias: Tensor | null;
+  readonly resampleFilter: Tensor | null;
+
+  constructor(inChannels: number, outChannels: number, kernel: number, options: Conv2dOptions = {}) {
+    super();
+    const up = options.up ?? false;
+    const down = options.down ?? false;
+    if (up && down) throw new Error('Conv2d: up and down cannot both be set');
+    if (!Number.isInteger(inChannels) || inChannels < 1 || !Number.isInteger(outChannels) || outChannels < 1)
+      throw new Error(`Conv2d: channel counts must be positive integers, got in=${inChannels} out=${outChannels}`);
+    if (!Number.isInteger(kernel) || kernel < 0) throw new Error(`Conv2d: kernel must be a non-negative integer, got ${kernel}`);
+    if (kernel === 0 && !(up || down)) throw new Error('Conv2d: kernel 0 (no weights) only makes sense for a resampling layer');
+    if (kernel === 0 && inChannels !== outChannels)
+      throw new Error(`Conv2d: a kernel-0 resampling layer keeps the channel count, got in=${inChannels} out=${outChannels}`);
+    this.inChannels = inChannels;
+    this.outChannels = outChannels;
+    this.kernel = kernel;
+    this.up = up;
+    this.down = down;
+    this.fusedResample = options.fusedResample ?? false;
+    const mode = options.initMode ?? 'kaiming_normal';
+    const fanIn = inChannels * kernel * kernel;
+    const fanOut = outChannels * kernel * kernel;
+    this.weight = kernel
+      ? this.registerParameter('weight', initTensor([outChannels, inChannels, kernel, kernel], mode, fanIn, fanOut, options.initWeight ?? 1, options, 'Conv2d'))
+      : null;
+    this.bias =
+      kernel && options.bias !== false
+        ? this.registerParameter('bias', initTensor([outChannels], mode, fanIn, fanOut, options.initBias ?? 0, options, 'Conv2d'))
+        : null;
+    const taps = options.resampleFilter ?? [1, 1];
+    this.resampleFilter = up || down ? this.registerBuffer('resample_filter', makeResampleFilter(taps)) : null;
+  }
+
+  forward(x: Tensor): Tensor {
+    if (x.ndim !== 4 || x.shape[1] !== this.inChannels)
+      throw new Error(`Conv2d: expected input [N, ${this.inChannels}, H, W], got [${x.shape}]`);
+    return scope(() => {
+      const w = this.weight ? asDType(this.weight, x.dtype) : null;
+      const b = this.bias ? asDType(this.bias, x.dtype) : null;
+      const f = this.resampleFilter ? asDType(this.resampleFilter, x.dtype) : null;
+      const wPad = w ? Math.floor(w.shape[3]! / 2) : 0;
+      const fPad = f ? Math.floor((f.shape[3]! - 1) / 2) : 0;
+      const depthwise = (channels: number, scale: number) => (scale === 1 ? f! : f!.mul(scale)).repeat(channels, 1, 1, 1);
+
+      let y = x;
+      if (this.fusedResample && this.up && w) {
+        y = F.convTranspose2d(y, depthwise(this.inChannels, 4), null, { groups: this.inChannels, stride: 2, padding: Math.max(fPad - wPad, 0) });
+        y = F.conv2d(y, w, null, { padding: Math.max(wPad - fPad, 0) });
+      } else if (this.fusedResample && this.down && w) {
+        y = F.conv2d(y, w, null, { padding: wPad + fPad });
+        y = F.conv2d(y, depthwise(this.outChannels, 1), null, { groups: this.outChannels, stride: 2 });
+      } else {
+        if (this.up) y = F.convTranspose2d(y, depthwise(this.inChannels, 4), null, { groups: this.inChannels, stride: 2, padding: fPad });
+        if (this.down) y = F.conv2d(y, depthwise(this.inChannels, 1), null, { groups: this.inChannels, stride: 2, padding: fPad });
+        if (w) y = F.conv2d(y, w, null, { padding: wPad });
+      }
+      if (b) y = y.add(b.reshape(1, -1, 1, 1));
+      return y;
+    });
+  }
+}

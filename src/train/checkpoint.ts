@@ -1,0 +1,161 @@
+// What a run writes to disk, in safetensors (never pickles):
+// - network-snapshot-KKKKKK.safetensors: the EMA network (names as the
+//   official state dict, `model.…`) + its config, for `generate` and metrics;
+// - training-state-KKKKKK.safetensors: everything needed to continue the run
+//   bit for bit: network, EMA, Adam moments and step, generator states,
+//   data-sampler state and counters.
+// Both are written atomically, so a kill mid-write leaves the previous file.
+import { existsSync, readdirSync } from 'node:fs';
+import { join } from 'node:path';
+import { readSafetensors, writeSafetensors } from '../io/safetensors.js';
+import { tensor } from '../tensor/creation.js';
+import type { Tensor } from '../tensor/tensor.js';
+import type { Generator } from '../tensor/random.js';
+import type { Module } from '../nn/module.js';
+import type { Adam } from '../optim/adam.js';
+
+export const SNAPSHOT_FORMAT = 'patch-diffusion/network-snapshot@1';
+export const STATE_FORMAT = 'patch-diffusion/training-state@1';
+
+/** What a snapshot says about the network and the data it was trained on. */
+export interface SnapshotInfo {
+  network: Record<string, unknown>;
+  dataset: { name: string; resolution: number; channels: number; labelDim: number };
+  kimg: number;
+  trainingOptions?: Record<string, unknown>;
+}
+
+export const snapshotName = (kimg: number) => `network-snapshot-${String(Math.floor(kimg)).padStart(6, '0')}.safetensors`;
+export const stateName = (kimg: number) => `training-state-${String(Math.floor(kimg)).padStart(6, '0')}.safetensors`;
+
+export function saveNetworkSnapshot(path: string, ema: Module, info: SnapshotInfo): void {
+  writeSafetensors(path, ema.stateDict(), {
+    format: SNAPSHOT_FORMAT,
+    network: JSON.stringify(info.network),
+    dataset: JSON.stringify(info.dataset),
+    kimg: String(info.kimg),
+    ...(info.trainingOptions ? { training_options: JSON.stringify(info.trainingOptions) } : {}),
+  });
+}
+
+export function readNetworkSnapshot(path: string): { info: SnapshotInfo; weights: Map<string, Tensor> } {
+  const { tensors, metadata } = readSafetensors(path);
+  if (metadata.format !== SNAPSHOT_FORMAT) {
+    for (const t of tensors.values()) t.dispose();
+    throw new Error(`${path}: not a patch-diffusion network snapshot (format '${metadata.format ?? 'missing'}', expected '${SNAPSHOT_FORMAT}')`);
+  }
+  const parse = (key: string) => {
+    try {
+      return JSON.parse(metadata[key] ?? 'null');
+    } catch {
+      throw new Error(`${path}: snapshot metadata '${key}' is not valid JSON`);
+    }
+  };
+  return {
+    info: { network: parse('network'), dataset: parse('dataset'), kimg: Number(metadata.kimg), trainingOptions: parse('training_options') ?? undefined },
+    weights: tensors,
+  };
+}
+
+/** Counters and small state of the loop, stored as JSON in the state file. */
+export interface LoopState {
+  curNimg: number;
+  curTick: number;
+  step: number;
+  tickStartNimg: number;
+  /** Wall-clock seconds spent training before this state (for the log's total time). */
+  elapsedSec: number;
+  sampler: unknown;
+}
+
+export interface TrainingStateParts {
+  net: Module;
+  ema: Module;
+  adam: Adam;
+  generators: Record<string, Generator>;
+  loop: LoopState;
+  options: Record<string, unknown>;
+  info: SnapshotInfo;
+}
+
+export function saveTrainingState(path: string, p: TrainingStateParts): void {
+  const tensors = new Map<string, Tensor>();
+  for (const [k, t] of p.net.stateDict()) tensors.set(`net.${k}`, t);
+  for (const [k, t] of p.ema.stateDict()) tensors.set(`ema.${k}`, t);
+  const names = p.net.namedParameters().map(([n]) => n);
+  const adam = p.adam.state();
+  names.forEach((n, k) => {
+    tensors.set(`adam.exp_avg.${n}`, adam.expAvg[k]!);
+    tensors.set(`adam.exp_avg_sq.${n}`, adam.expAvgSq[k]!);
+  });
+  const owned: Tensor[] = [];
+  for (const [name, g] of Object.entries(p.generators)) {
+    const s = tensor(g.getState(), undefined, { dtype: 'uint8' });
+    owned.push(s);
+    tensors.set(`rng.${name}`, s);
+  }
+  try {
+    writeSafetensors(path, tensors, {
+      format: STATE_FORMAT,
+      loop: JSON.stringify(p.loop),
+      adam: JSON.stringify({ step: adam.step }),
+      options: JSON.stringify(p.options),
+      network: JSON.stringify(p.info.network),
+      dataset: JSON.stringify(p.info.dataset),
+    });
+  } finally {
+    for (const t of owned) t.dispose();
+  }
+}
+
+export interface LoadedTrainingState {
+  loop: LoopState;
+  options: Record<string, unknown>;
+  network: Record<string, unknown>;
+  /** Restores network, EMA, optimizer and generators in place. */
+  restore(parts: Pick<TrainingStateParts, 'net' | 'ema' | 'adam' | 'generators'>): void;
+}
+
+export function readTrainingState(path: string): LoadedTrainingState {
+  const { tensors, metadata } = readSafetensors(path);
+  if (metadata.format !== STATE_FORMAT)
+    throw new Error(`${path}: not a patch-diffusion training state (format '${metadata.format ?? 'missing'}', expected '${STATE_FORMAT}')`);
+  const sub = (prefix: string) =>
+    new Map([...tensors].filter(([k]) => k.startsWith(prefix)).map(([k, t]) => [k.slice(prefix.length), t]));
+  return {
+    loop: JSON.parse(metadata.loop!),
+    options: JSON.parse(metadata.options!),
+    network: JSON.parse(metadata.network!),
+    restore(parts) {
+      parts.net.loadStateDict(sub('net.'));
+      parts.ema.loadStateDict(sub('ema.'));
+      const names = parts.net.namedParameters().map(([n]) => n);
+      const m = sub('adam.exp_avg.'), v = sub('adam.exp_avg_sq.');
+      const missing = names.filter((n) => !m.has(n) || !v.has(n));
+      if (missing.length) throw new Error(`${path}: optimizer state lacks moments for ${missing.slice(0, 5).join(', ')}`);
+      parts.adam.loadState({
+        step: JSON.parse(metadata.adam!).step,
+        expAvg: names.map((n) => m.get(n)!),
+        expAvgSq: names.map((n) => v.get(n)!),
+      });
+      for (const [name, g] of Object.entries(parts.generators)) {
+        const s = tensors.get(`rng.${name}`);
+        if (!s) throw new Error(`${path}: no state for generator '${name}'`);
+        g.setState(s.data() as Uint8Array);
+      }
+      for (const t of tensors.values()) t.dispose();
+    },
+  };
+}
+
+/** The newest training state in a run directory (or the file itself). */
+export function findLatestState(pathOrDir: string): string {
+  if (pathOrDir.endsWith('.safetensors')) {
+    if (!existsSync(pathOrDir)) throw new Error(`--resume: ${pathOrDir} does not exist`);
+    return pathOrDir;
+  }
+  if (!existsSync(pathOrDir)) throw new Error(`--resume: ${pathOrDir} does not exist`);
+  const states = readdirSync(pathOrDir).filter((f) => /^training-state-\d{6}\.safetensors$/.test(f)).sort();
+  if (!states.length) throw new Error(`--resume: no training-state-*.safetensors in ${pathOrDir}`);
+  return join(pathOrDir, states[states.length - 1]!);
+}

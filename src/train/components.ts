@@ -1,0 +1,129 @@
+// Assembles what the training loop works with, from validated options and a
+// dataset: network and EMA copy, optimizer, generators, patch schedule, batch
+// source, the patch loss and the sample-grid maker. All checks that can fail
+// run here, before the first step.
+import { Adam } from '../optim/adam.js';
+import { Generator, noGrad, tensor, type Device, type Tensor } from '../tensor/index.js';
+import { BatchLoader, type ImageDataset, type SamplerState } from '../data/index.js';
+import { createNetwork, presetConfig, type NetworkConfig, type PresetName } from '../networks/config.js';
+import type { PatchEDMPrecond } from '../networks/precond.js';
+import { PatchSchedule } from '../diffusion/patches.js';
+import { patchLoss, type Denoiser } from '../diffusion/loss.js';
+import { generateImages, toUint8 } from '../diffusion/sampler.js';
+import type { ImageBatch } from '../io/images.js';
+import type { ResolvedTrainOptions } from './options.js';
+
+export interface TrainingComponents {
+  device: Device;
+  networkConfig: Record<string, unknown>;
+  labelDim: number;
+  net: PatchEDMPrecond;
+  ema: PatchEDMPrecond;
+  netParams: Tensor[];
+  emaParams: Tensor[];
+  adam: Adam;
+  /** Every generator whose state a resume must restore, by name. */
+  generators: Record<string, Generator>;
+  patches: PatchSchedule;
+  sampler: {
+    nextBatch(n: number): { images: Tensor; labels: Tensor | null };
+    getState(): unknown;
+    setState(state: unknown): void;
+  };
+  /** Elementwise patch loss [N, C, s, s] for uint8-derived images in [−1, 1]. */
+  lossFn(images: Tensor, labels: Tensor | null, patchSize: number): Tensor;
+  /** Samples from the EMA network on fixed seeds 0..count−1 (a grid people can compare across snapshots). */
+  sampleGrid(count: number, steps: number): ImageBatch;
+}
+
+const PRESET_OF_ARCH: Record<ResolvedTrainOptions['arch'], PresetName> = {
+  ddpmpp: 'ddpmpp',
+  ncsnpp: 'ncsnpp',
+  adm: 'adm',
+  small: 'ddpmpp-cpu',
+};
+
+export function networkConfigFor(o: ResolvedTrainOptions, dataset: ImageDataset): NetworkConfig {
+  const overrides: Partial<NetworkConfig> = {};
+  if (o.cbase !== undefined) overrides.model_channels = o.cbase;
+  if (o.cres !== undefined) overrides.channel_mult = o.cres;
+  if (o.numBlocks !== undefined) overrides.num_blocks = o.numBlocks;
+  if (o.attn !== undefined) overrides.attn_resolutions = o.attn;
+  if (o.labelDropout > 0) overrides.label_dropout = o.labelDropout;
+  return presetConfig(PRESET_OF_ARCH[o.arch], {
+    imgResolution: dataset.resolution,
+    imageChannels: dataset.channels,
+    labelDim: o.cond ? dataset.labelDim : 0,
+    dropout: o.dropout,
+    overrides,
+  });
+}
+
+export function buildComponents(o: ResolvedTrainOptions, dataset: ImageDataset, device: Device): TrainingComponents {
+  if (o.cond && dataset.labelDim === 0) throw new Error(`--cond needs labels, but dataset '${dataset.name}' has none (add a dataset.json)`);
+  const config = networkConfigFor(o, dataset);
+  const labelDim = config.label_dim ?? 0;
+
+  // Separate streams, each saved in the training state: initial weights,
+  // dropout inside the network, and everything the loss draws (patch sizes,
+  // crop offsets, σ, noise).
+  const initGen = new Generator(o.seed);
+  const dropoutGen = new Generator(o.seed + 1);
+  const trainGen = new Generator(o.seed + 2);
+
+  const net = createNetwork(config, { generator: initGen });
+  net.setGenerator(dropoutGen);
+  net.to({ device }).train();
+  const ema = createNetwork(config, { initialize: false });
+  ema.to({ device }).eval();
+  ema.loadStateDict(net.stateDict());
+  for (const p of ema.parameters()) p.requiresGrad_(false);
+
+  const patches = new PatchSchedule({
+    resolution: dataset.resolution,
+    realP: o.realP,
+    progressive: o.progressive,
+    minPatchMultiple: net.sizeMultiple,
+    generator: trainGen,
+  });
+  const loader = new BatchLoader(dataset, { seed: o.seed, xflip: o.xflip });
+  const R = dataset.resolution, C = dataset.channels;
+  const denoiser: Denoiser = (x, sigma, xPos, labels) => net.forward(x, sigma, xPos, labels ?? null);
+  const emaDenoiser: Denoiser = (x, sigma, xPos, labels) => ema.forward(x, sigma, xPos, labels ?? null);
+
+  return {
+    device,
+    networkConfig: config as unknown as Record<string, unknown>,
+    labelDim,
+    net,
+    ema,
+    netParams: net.parameters(),
+    emaParams: ema.parameters(),
+    adam: new Adam(net.parameters(), { lr: o.lr, beta1: 0.9, beta2: 0.999, eps: 1e-8 }),
+    generators: { dropout: dropoutGen, train: trainGen },
+    patches,
+    sampler: {
+      nextBatch(n) {
+        const b = loader.next(n);
+        // uint8 → [−1, 1] as the official loop: x / 127.5 − 1.
+        const images = tensor(b.images, [n, C, R, R], { dtype: 'uint8' }).to({ device, dtype: 'float32' }).div(127.5).sub(1);
+        const labels = labelDim > 0 && b.labels ? tensor(b.labels, [n, labelDim]).to({ device }) : null;
+        return { images, labels };
+      },
+      getState: () => loader.getState(),
+      setState: (s) => loader.setState(s as SamplerState),
+    },
+    lossFn: (images, labels, patchSize) => patchLoss({ net: denoiser, images, labels, patchSize, generator: trainGen }).loss,
+    sampleGrid(count, steps) {
+      return noGrad(() => {
+        const seeds = Array.from({ length: count }, (_, k) => k);
+        const { images } = generateImages(emaDenoiser, { seeds, channels: C, resolution: R, numSteps: steps, labelDim, device });
+        try {
+          return toUint8(images);
+        } finally {
+          images.dispose();
+        }
+      });
+    },
+  };
+}

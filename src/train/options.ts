@@ -1,0 +1,109 @@
+// Training options: one schema gives the types, the defaults, and the checks
+// that run before any work starts. Defaults follow the official train.py
+// where it has one; `--arch small` selects a CPU-sized network and schedule.
+import { z } from 'zod';
+
+export const ARCHS = ['ddpmpp', 'ncsnpp', 'adm', 'small'] as const;
+export type Arch = (typeof ARCHS)[number];
+
+const positiveInt = z.number().int().positive();
+const intList = z.array(z.number().int().positive()).min(1);
+
+export const trainOptionsSchema = z
+  .object({
+    data: z.string().min(1),
+    outdir: z.string().min(1).default('runs'),
+    desc: z.string().regex(/^[\w.-]*$/, 'use letters, digits, ".", "-" or "_"').optional(),
+    resolution: positiveInt.optional(),
+    channels: z.union([z.literal(1), z.literal(3)]).optional(),
+    maxImages: positiveInt.optional(),
+    cond: z.boolean().default(false),
+    xflip: z.boolean().default(false),
+
+    arch: z.enum(ARCHS).default('ddpmpp'),
+    cbase: positiveInt.optional(),
+    cres: intList.optional(),
+    numBlocks: positiveInt.optional(),
+    attn: z.array(z.number().int().positive()).optional(),
+    dropout: z.number().min(0).lt(1).optional(),
+    labelDropout: z.number().min(0).lt(1).default(0),
+
+    duration: z.number().positive(), // Mimg of patch samples, as the official counter
+    batch: positiveInt.optional(),
+    batchGpu: positiveInt.optional(),
+    lr: z.number().positive().optional(),
+    lrRampup: z.number().min(0).optional(), // kimg
+    ema: z.number().min(0).optional(), // Mimg half-life
+    emaRampup: z.number().min(0).nullable().default(0.05),
+    realP: z.number().min(0).max(1).default(0.5),
+    progressive: z.boolean().default(false),
+
+    tick: z.number().positive().optional(), // kimg between status lines
+    snap: positiveInt.default(50), // ticks between network snapshots (+ sample grid)
+    dump: positiveInt.default(500), // ticks between training states
+    seed: z.number().int().min(0).max(2 ** 31 - 1).default(0),
+    threads: positiveInt.optional(),
+    device: z.string().default('auto'),
+    gridSeeds: positiveInt.default(64),
+    gridSteps: positiveInt.default(18),
+    resume: z.string().optional(),
+    dryRun: z.boolean().default(false),
+  })
+  .strict();
+
+export type TrainOptionsInput = z.input<typeof trainOptionsSchema>;
+export type TrainOptions = z.output<typeof trainOptionsSchema>;
+
+/** Per-architecture defaults that the user did not override. */
+export interface ArchDefaults {
+  batch: number;
+  lr: number;
+  lrRampup: number;
+  ema: number;
+  dropout: number;
+  tick: number;
+}
+
+/**
+ * The official defaults (train.py: batch 512, lr 1e-3, EMA 0.5 Mimg, dropout
+ * 0.13, tick 50 kimg, a fixed 10 Mimg learning-rate ramp) are sized for GPU
+ * clusters; `small` scales batch, ramp and EMA to a few tens of kimg on a CPU.
+ */
+export const ARCH_DEFAULTS: Record<Arch, ArchDefaults> = {
+  ddpmpp: { batch: 512, lr: 1e-3, lrRampup: 10000, ema: 0.5, dropout: 0.13, tick: 50 },
+  ncsnpp: { batch: 512, lr: 1e-3, lrRampup: 10000, ema: 0.5, dropout: 0.13, tick: 50 },
+  adm: { batch: 512, lr: 1e-3, lrRampup: 10000, ema: 0.5, dropout: 0.13, tick: 50 },
+  small: { batch: 32, lr: 1e-3, lrRampup: 2, ema: 0.005, dropout: 0, tick: 1 },
+};
+
+export type ResolvedTrainOptions = TrainOptions & ArchDefaults & { batchGpu: number };
+
+function formatIssues(error: z.ZodError): string {
+  return error.issues
+    .map((i) => {
+      const where = i.path.length ? `--${String(i.path[0]).replace(/[A-Z]/g, (c) => '-' + c.toLowerCase())}` : 'options';
+      return `${where}: ${i.message}`;
+    })
+    .join('\n');
+}
+
+/** Validates and fills defaults; throws one Error listing every problem. */
+export function resolveTrainOptions(input: TrainOptionsInput): ResolvedTrainOptions {
+  const parsed = trainOptionsSchema.safeParse(input);
+  if (!parsed.success) throw new Error(`invalid training options:\n${formatIssues(parsed.error)}`);
+  const o = parsed.data;
+  const d = ARCH_DEFAULTS[o.arch];
+  const batch = o.batch ?? d.batch;
+  const batchGpu = o.batchGpu ?? batch;
+  if (batch % batchGpu !== 0) throw new Error(`invalid training options:\n--batch-gpu: ${batchGpu} must divide --batch ${batch}`);
+  return {
+    ...o,
+    batch,
+    batchGpu,
+    lr: o.lr ?? d.lr,
+    lrRampup: o.lrRampup ?? d.lrRampup,
+    ema: o.ema ?? d.ema,
+    dropout: o.dropout ?? d.dropout,
+    tick: o.tick ?? d.tick,
+  };
+}

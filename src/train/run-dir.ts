@@ -1,0 +1,41 @@
+// The run directory, laid out as EDM's so its users find their way:
+// NNNNN-<dataset>-<cond|uncond>-<arch>-pedm-batch<B>[-desc]/ with
+// training_options.json, log.txt (a copy of the console), stats.jsonl (one
+// JSON object per tick), snapshots, training states and sample grids.
+import { appendFileSync, existsSync, mkdirSync, readdirSync } from 'node:fs';
+import { join } from 'node:path';
+import { writeFileAtomic } from '../io/atomic.js';
+
+export function createRunDir(outdir: string, nameParts: string[]): string {
+  mkdirSync(outdir, { recursive: true });
+  const ids = readdirSync(outdir)
+    .map((f) => /^(\d{5})-/.exec(f)?.[1])
+    .filter((x): x is string => x !== undefined)
+    .map(Number);
+  const next = ids.length ? Math.max(...ids) + 1 : 0;
+  const dir = join(outdir, [String(next).padStart(5, '0'), ...nameParts].join('-'));
+  if (existsSync(dir)) throw new Error(`run directory ${dir} already exists`);
+  mkdirSync(dir);
+  return dir;
+}
+
+export function writeJson(path: string, value: unknown): void {
+  writeFileAtomic(path, [new TextEncoder().encode(JSON.stringify(value, null, 2) + '\n')]);
+}
+
+/** Console lines mirrored into log.txt, and per-tick statistics into stats.jsonl. */
+export class RunLog {
+  constructor(
+    readonly dir: string,
+    private readonly quiet = false,
+  ) {}
+
+  line(text: string): void {
+    if (!this.quiet) process.stdout.write(text + '\n');
+    appendFileSync(join(this.dir, 'log.txt'), text + '\n');
+  }
+
+  stats(entry: Record<string, unknown>): void {
+    appendFileSync(join(this.dir, 'stats.jsonl'), JSON.stringify(entry) + '\n');
+  }
+}

@@ -1,0 +1,195 @@
+// The Patch Diffusion training loop (the official training_loop.py's
+// behaviour): per accumulation round one patch size, a batch that grows as
+// patches shrink, the patch loss summed per sample, Adam with a learning-rate
+// ramp, gradient NaN/Inf scrubbing, an EMA by half-life in images, and an
+// image counter that counts patch samples. Around it: ticks with status lines
+// and stats.jsonl, snapshots with sample grids, exact resume, and a clean stop
+// on Ctrl-C / SIGTERM that writes the state first.
+import { join } from 'node:path';
+import { resourceUsage } from 'node:process';
+import { Adam, emaUpdate } from '../optim/adam.js';
+import { sanitizeGradients, scope, setNumThreads, getNumThreads, zeroGrad, liveTensors } from '../tensor/index.js';
+import type { ImageDataset } from '../data/dataset.js';
+import { createProgress } from '../util/progress.js';
+import { writeImageGrid } from '../io/images.js';
+import { writeLinePlot } from '../io/plot.js';
+import { learningRate, emaBeta } from './schedule.js';
+import { reducePatchLoss } from '../diffusion/loss.js';
+import { RunLog, writeJson } from './run-dir.js';
+import { saveNetworkSnapshot, saveTrainingState, snapshotName, stateName, type LoopState, type SnapshotInfo } from './checkpoint.js';
+import type { ResolvedTrainOptions } from './options.js';
+import type { TrainingComponents } from './components.js';
+
+export interface TrainingResult {
+  runDir: string;
+  curNimg: number;
+  stoppedEarly: boolean;
+  lastSnapshot: string | null;
+}
+
+export interface TrainingLoopArgs {
+  options: ResolvedTrainOptions;
+  dataset: ImageDataset;
+  components: TrainingComponents;
+  runDir: string;
+  log: RunLog;
+  /** Restored counters when resuming. */
+  resumeLoop?: LoopState;
+  /** Stop requests (signals) are checked between steps. */
+  stopSignal?: { requested: boolean };
+  /** No progress bar (tests). */
+  quiet?: boolean;
+}
+
+/** Loss values above this for many steps in a row mean the run has diverged. */
+const MAX_NONFINITE_STEPS = 50;
+
+export async function trainingLoop(a: TrainingLoopArgs): Promise<TrainingResult> {
+  const { options: o, components: c, log, runDir } = a;
+  if (o.threads) setNumThreads(o.threads);
+  const totalNimg = Math.round(o.duration * 1e6);
+  const rounds = o.batch / o.batchGpu;
+  const info: SnapshotInfo = {
+    network: c.networkConfig,
+    dataset: { name: a.dataset.name, resolution: a.dataset.resolution, channels: a.dataset.channels, labelDim: c.labelDim },
+    kimg: 0,
+    trainingOptions: o as unknown as Record<string, unknown>,
+  };
+
+  const loop: LoopState = a.resumeLoop ?? { curNimg: 0, curTick: 0, step: 0, tickStartNimg: 0, elapsedSec: 0, sampler: null };
+  if (a.resumeLoop) c.sampler.setState(a.resumeLoop.sampler);
+  const startTime = Date.now();
+  let tickStartTime = startTime;
+  let tickLossSum = 0, tickLossCount = 0, tickBadGradSteps = 0, tickRealImages = 0;
+  let nonFiniteStreak = 0;
+  let lastSnapshot: string | null = null;
+  let peakRssGb = 0;
+  const lossHistory: { kimg: number; loss: number }[] = [];
+
+  const progress = a.quiet ? null : createProgress({ total: totalNimg / 1000, label: 'train', unit: 'kimg', fields: ['loss'] });
+  progress?.update(loop.curNimg / 1000);
+  log.line(`Training for ${o.duration * 1000} kimg (${o.batch} per step × batch_mul_avg ${c.patches.batchMulAvg.toFixed(2)}; patch sizes ${c.patches.patchSizes.join('/')}), ${getNumThreads()} threads, device ${c.device}...`);
+
+  const writeState = () => {
+    // loop.elapsedSec holds the time of earlier processes; the state records the total so far.
+    const saved: LoopState = { ...loop, sampler: c.sampler.getState(), elapsedSec: loop.elapsedSec + (Date.now() - startTime) / 1000 };
+    const path = join(runDir, stateName(loop.curNimg / 1000));
+    saveTrainingState(path, { net: c.net, ema: c.ema, adam: c.adam, generators: c.generators, loop: saved, options: o as never, info: { ...info, kimg: loop.curNimg / 1000 } });
+    return path;
+  };
+  const writeSnapshot = async () => {
+    const kimg = loop.curNimg / 1000;
+    const path = join(runDir, snapshotName(kimg));
+    saveNetworkSnapshot(path, c.ema, { ...info, kimg });
+    const grid = c.sampleGrid(o.gridSeeds, o.gridSteps);
+    await writeImageGrid(join(runDir, `samples-${String(Math.floor(kimg)).padStart(6, '0')}.png`), grid);
+    if (lossHistory.length >= 2)
+      await writeLinePlot(join(runDir, 'loss.png'), [{ label: 'training loss', x: lossHistory.map((p) => p.kimg), y: lossHistory.map((p) => p.loss) }],
+        { title: 'Training loss (per-pixel mean, per tick)', xLabel: 'kimg', yLabel: 'loss', logY: true });
+    lastSnapshot = path;
+    return path;
+  };
+
+  let stoppedEarly = false;
+  for (;;) {
+    // ---- one optimizer step --------------------------------------------------------------
+    zeroGrad(c.netParams);
+    for (let r = 0; r < rounds; r++) {
+      const patchSize = c.patches.choose(loop.curNimg, totalNimg);
+      const batchMul = c.patches.batchMul(patchSize);
+      const n = o.batchGpu * batchMul;
+      tickRealImages += n;
+      const lossMean = scope(() => {
+        const batch = c.sampler.nextBatch(n);
+        const loss = c.lossFn(batch.images, batch.labels, patchSize);
+        // Sum over pixels per sample, averaged over samples of the whole step (spec §4).
+        reducePatchLoss(loss, o.batch, batchMul).backward();
+        return loss.mean().item();
+      });
+      if (Number.isFinite(lossMean)) {
+        tickLossSum += lossMean;
+        tickLossCount += 1;
+        nonFiniteStreak = 0;
+      } else if (++nonFiniteStreak >= MAX_NONFINITE_STEPS) {
+        throw new Error(`the loss has been NaN/Inf for ${nonFiniteStreak} rounds in a row at kimg ${(loop.curNimg / 1000).toFixed(1)}: training diverged (try a lower --lr)`);
+      }
+    }
+    // The counter, LR ramp and EMA advance by batch · batch_mul_avg patch samples (spec §6.1).
+    const imagesPerStep = o.batch * c.patches.batchMulAvgAt(loop.curNimg, totalNimg);
+    const lr = learningRate(o.lr, loop.curNimg, o.lrRampup);
+    if (sanitizeGradients(c.netParams) > 0) tickBadGradSteps += 1;
+    c.adam.step(lr);
+    emaUpdate(c.emaParams, c.netParams, emaBeta(loop.curNimg, imagesPerStep, o.ema * 1000, o.emaRampup));
+    loop.curNimg += Math.floor(imagesPerStep);
+    loop.step += 1;
+    progress?.update(loop.curNimg / 1000, { loss: tickLossCount ? (tickLossSum / tickLossCount).toFixed(4) : '-' });
+
+    // ---- ticks, snapshots, states ------------------------------------------------------------
+    const done = loop.curNimg >= totalNimg;
+    if (a.stopSignal?.requested) stoppedEarly = true;
+    if (!done && !stoppedEarly && loop.curNimg < loop.tickStartNimg + o.tick * 1000) continue;
+
+    const now = Date.now();
+    const tickSec = (now - tickStartTime) / 1000;
+    const tickKimg = (loop.curNimg - loop.tickStartNimg) / 1000;
+    const rssGb = process.memoryUsage().rss / 2 ** 30;
+    peakRssGb = Math.max(peakRssGb, resourceUsage().maxRSS / 2 ** 20);
+    const meanLoss = tickLossCount ? tickLossSum / tickLossCount : NaN;
+    lossHistory.push({ kimg: loop.curNimg / 1000, loss: meanLoss });
+    const stats = {
+      'Progress/tick': loop.curTick,
+      'Progress/kimg': loop.curNimg / 1000,
+      'Progress/step': loop.step,
+      'Loss/loss': meanLoss,
+      'Loss/nonfinite_grad_steps': tickBadGradSteps,
+      'Timing/total_sec': loop.elapsedSec + (now - startTime) / 1000,
+      'Timing/sec_per_tick': tickSec,
+      'Timing/sec_per_kimg': tickKimg > 0 ? tickSec / tickKimg : NaN,
+      'Timing/images_per_sec': tickSec > 0 ? (tickKimg * 1000) / tickSec : NaN,
+      'Timing/real_images_per_sec': tickSec > 0 ? tickRealImages / tickSec : NaN,
+      'Resources/rss_gb': rssGb,
+      'Resources/peak_rss_gb': peakRssGb,
+      'Resources/live_tensors': liveTensors(),
+      'Schedule/lr': lr,
+      timestamp: now / 1000,
+    };
+    log.stats(stats);
+    log.line(
+      `tick ${loop.curTick}  kimg ${(loop.curNimg / 1000).toFixed(1)}  loss ${meanLoss.toFixed(4)}  ` +
+        `sec/kimg ${stats['Timing/sec_per_kimg'].toFixed(2)}  img/s ${stats['Timing/images_per_sec'].toFixed(1)}  ` +
+        `lr ${lr.toExponential(2)}  rss ${rssGb.toFixed(2)} GB` + (tickBadGradSteps ? `  non-finite gradients in ${tickBadGradSteps} steps (replaced)` : ''),
+    );
+    const snapshotDue = done || stoppedEarly || loop.curTick % o.snap === 0;
+    const stateDue = done || stoppedEarly || (loop.curTick % o.dump === 0 && loop.curTick > 0);
+    if (snapshotDue) await writeSnapshot();
+    if (stateDue) writeState();
+    loop.curTick += 1;
+    loop.tickStartNimg = loop.curNimg;
+    tickStartTime = Date.now();
+    tickLossSum = tickLossCount = tickBadGradSteps = tickRealImages = 0;
+    if (done || stoppedEarly) break;
+  }
+  progress?.stop();
+  if (stoppedEarly) log.line(`Stopped at kimg ${(loop.curNimg / 1000).toFixed(1)}; the state is saved. Resume with: patch-diffusion train --resume ${runDir}`);
+  else log.line(`Done: ${(loop.curNimg / 1000).toFixed(1)} kimg in ${((Date.now() - startTime) / 1000).toFixed(0)} s.`);
+  writeJson(join(runDir, 'progress.json'), { curNimg: loop.curNimg, finished: !stoppedEarly, lastSnapshot });
+  return { runDir, curNimg: loop.curNimg, stoppedEarly, lastSnapshot };
+}
+
+/** Runs `fn` with Ctrl-C/SIGTERM turned into a stop request (a second Ctrl-C exits at once). */
+export async function withStopSignals<T>(fn: (stop: { requested: boolean }) => Promise<T>): Promise<T> {
+  const stop = { requested: false };
+  const handler = (sig: NodeJS.Signals) => {
+    if (stop.requested) process.exit(130);
+    stop.requested = true;
+    process.stderr.write(`\n${sig}: finishing this step and saving the training state (press Ctrl-C again to quit without saving)\n`);
+  };
+  process.on('SIGINT', handler);
+  process.on('SIGTERM', handler);
+  try {
+    return await fn(stop);
+  } finally {
+    process.off('SIGINT', handler);
+    process.off('SIGTERM', handler);
+  }
+}
