@@ -113,6 +113,9 @@ describe('EDM zip', { timeout: 20_000 }, () => {
     assert.equal((await zipEntries(a)).get('NOTICE')!.data.toString('utf8'), 'Images © Someone, Apache-2.0');
     // NOTICE inside the zip is not mistaken for an image.
     assert.equal((await readImages(a)).dataset.length, 1);
+    // Rewriting the path with unattributed data removes the stale NOTICE.
+    await writeEdmZip(a, randomDataset(1, 1, 2, null));
+    await assert.rejects(fsp.stat(`${a}.NOTICE`), /ENOENT/);
   });
 
   test('atomic: overwrites only when complete, leaves no temp files; missing folder is an error', async () => {

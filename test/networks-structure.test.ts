@@ -299,6 +299,26 @@ describe('config', () => {
     assert.throws(() => createNetwork(tiny({ resample_filter: [1, 2, 1] }), { initialize: false }), /resample_filter/);
   });
 
+  test('ddpmpp-cpu preset: 6,991,043 parameters; trains on 8×8, 16×16 and 32×32 patches of 32×32 images', () => {
+    const cfg = presetConfig('ddpmpp-cpu', { imgResolution: 32 });
+    const net = createNetwork(cfg, { generator: new Generator(0) });
+    try {
+      assert.equal(net.parameterCount(), 6_991_043);
+      net.train();
+      const g = new Generator(1);
+      for (const size of [8, 16, 32]) {
+        scope(() => {
+          const D = net.forward(g.randn([2, 3, size, size]), g.rand([2]).add(0.1), coords(2, size, 32));
+          assert.deepEqual([...D.shape], [2, 3, size, size]);
+          D.square().mean().backward();
+        });
+      }
+      assert.ok(net.parameters().every((p) => scope(() => p.grad !== null && p.grad.allFinite())));
+    } finally {
+      net.dispose();
+    }
+  });
+
   test('presets follow train.py; resolve fills the official defaults', () => {
     const d = resolveNetworkConfig(presetConfig('ddpmpp', { imgResolution: 64 }));
     assert.equal(d.img_channels, 5);

@@ -24,7 +24,7 @@ export function edmImageName(index: number): string {
  * EDM's PIL save(compress_level=0): the zip is stored too, so reading an
  * image back is little more than a copy, and the bytes are deterministic.
  */
-export async function encodePng(chw: Uint8Array, channels: 1 | 3, resolution: number): Promise<Buffer> {
+export function encodePngSync(chw: Uint8Array, channels: 1 | 3, resolution: number): Buffer {
   return encodePngRaw(chwToHwc(chw, channels, resolution, resolution), resolution, resolution, channels);
 }
 
@@ -53,8 +53,6 @@ export interface WriteEdmZipOptions extends ProgressOptions {
    * `<dest>.NOTICE`, so the attribution travels with the data.
    */
   notice?: string | undefined;
-  /** PNGs encoded at once (default 16). */
-  concurrency?: number | undefined;
 }
 
 export interface WriteEdmZipResult {
@@ -82,14 +80,9 @@ export async function writeEdmZip(dest: string, ds: ImageDataset, options: Write
   const zip = await StoredZipWriter.create(tmp);
   const progress = startProgress('writing zip', ds.length, options);
   try {
-    const chunk = Math.max(1, options.concurrency ?? 16);
-    for (let start = 0; start < ds.length; start += chunk) {
-      const end = Math.min(ds.length, start + chunk);
-      const pngs = await Promise.all(
-        Array.from({ length: end - start }, (_, k) => encodePng(ds.image(start + k), ds.channels, ds.resolution)),
-      );
-      for (let k = 0; k < pngs.length; k++) await zip.add(edmImageName(start + k), pngs[k]!);
-      progress.tick(end - start);
+    for (let i = 0; i < ds.length; i++) {
+      await zip.add(edmImageName(i), encodePngSync(ds.image(i), ds.channels, ds.resolution));
+      progress.tick();
     }
     await zip.add('dataset.json', Buffer.from(datasetJson(ds), 'utf8'));
     if (notice !== undefined) await zip.add('NOTICE', Buffer.from(notice, 'utf8'));
@@ -107,6 +100,9 @@ export async function writeEdmZip(dest: string, ds: ImageDataset, options: Write
   if (notice !== undefined) {
     noticePath = `${dest}.NOTICE`;
     await fsp.writeFile(noticePath, notice.endsWith('\n') ? notice : `${notice}\n`);
+  } else {
+    // A NOTICE left from an earlier dataset at this path would misattribute this one.
+    await fsp.rm(`${dest}.NOTICE`, { force: true });
   }
   const bytes = (await fsp.stat(dest)).size;
   return { path: dest, count: ds.length, bytes, ...(noticePath ? { noticePath } : {}) };

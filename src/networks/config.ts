@@ -268,9 +268,11 @@ export interface PresetOptions {
 
 /**
  * The train.py architecture presets (spec §5.1) with the class defaults they
- * leave alone, plus 'ddpmpp-cpu': a small DDPM++ (model_channels 32,
- * channel_mult [1,2,2], 2 blocks per level, attention at nominal 16) sized to
- * train 32×32 images on a 2-core CPU.
+ * leave alone, plus 'ddpmpp-cpu': a small DDPM++ (model_channels 64,
+ * channel_mult [1,2,2], 2 blocks per level, attention at nominal 16, dropout 0;
+ * 6,991,043 parameters at 3+2 → 3 channels) sized to train 32×32 images on a
+ * 2-core CPU: one forward+backward of a batch of 16 at 32×32 costs about 1 s
+ * of CPU time (≈ 15 images/s on one core; patches of 16×16 or 8×8 are cheaper).
  */
 export function presetConfig(name: PresetName, o: PresetOptions): NetworkConfig {
   const imageChannels = o.imageChannels ?? 3;
@@ -301,7 +303,7 @@ export function presetConfig(name: PresetName, o: PresetOptions): NetworkConfig 
     case 'ddpmpp-cpu':
       arch = {
         model_type: 'SongUNet', embedding_type: 'positional', encoder_type: 'standard', decoder_type: 'standard',
-        channel_mult_noise: 1, resample_filter: [1, 1], model_channels: 32, channel_mult: [1, 2, 2], num_blocks: 2,
+        channel_mult_noise: 1, resample_filter: [1, 1], model_channels: 64, channel_mult: [1, 2, 2], num_blocks: 2,
         attn_resolutions: [16], dropout: o.dropout ?? 0,
       };
       break;

@@ -117,7 +117,7 @@ export function datasetCommand(): Command {
     })
     .option('--max-images <n>', 'keep a fixed seeded subset of at most n images (e.g. 5000)', intParser('--max-images', 1))
     .option('--seed <n>', 'seed for --max-images', intParser('--seed', 0), 0)
-    .option('--skip-bad', 'skip unreadable images with a warning instead of failing (default: fail)', false)
+    .option('--skip-bad', 'skip unreadable images with a warning instead of failing (default: fail)')
     .option('--no-labels', 'drop labels (write {"labels": null})')
     .addHelpText('after', `\nBuilt-in datasets:\n${Object.entries(BUILTIN_DATASETS).map(([k, v]) => `  ${k.padEnd(18)} ${v}`).join('\n')}`)
     .action(async (opts: DatasetCommandOptions) => {
