@@ -3,7 +3,8 @@
 // dispose is idempotent with a clear error on use afterwards.
 //
 // Every tensor made here is disposed (explicitly or by a scope) or kept
-// referenced, so GC finalisers cannot change liveTensors() under a test.
+// referenced, so GC finalisers (deferred or run from the GC itself) cannot
+// change liveTensors() under a test.
 import { describe, it } from 'node:test';
 import assert from 'node:assert/strict';
 import { F, Generator, cat, keep, liveTensors, noGrad, ones, scope, tensor, zeroGrad, zeros, type Tensor } from '../src/tensor/index.js';
@@ -146,7 +147,7 @@ describe('scope', () => {
 
   it('a training loop in scopes does not accumulate tensors', () => {
     const w = keep(tensor([[0.1, -0.2], [0.3, 0.4]]).requiresGrad_());
-    const ema = keep(w.detach().clone());
+    const ema = scope(() => w.detach().clone());
     const adam = new Adam([w], { lr: 0.01 });
     const gen = new Generator(0);
     const step = () =>
@@ -204,9 +205,11 @@ describe('dispose', () => {
       ['in-place source', () => other.copy_(t)],
       ['backward', () => t.backward()],
     ];
-    for (const [what, use] of uses) {
-      assert.throws(use, (e: unknown) => e instanceof Error && /dispose/.test(e.message), `${what} after dispose`);
-    }
+    scope(() => {
+      for (const [what, use] of uses) {
+        assert.throws(use, (e: unknown) => e instanceof Error && /dispose/.test(e.message), `${what} after dispose`);
+      }
+    });
     other.dispose();
   });
 

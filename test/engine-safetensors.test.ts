@@ -128,7 +128,8 @@ describe('malformed files are rejected with an error naming the file', () => {
       },
       name,
     );
-    assert.equal(liveTensors(), before, `${name}: tensors leaked from a failed read`);
+    // At most `before`: a GC may finalise an earlier test's garbage meanwhile, but a leak adds.
+    assert.ok(liveTensors() <= before, `${name}: tensors leaked from a failed read`);
   };
 
   it('truncated files, cut inside the length, the header and the data', () => {
@@ -258,7 +259,7 @@ describe('reference vectors', () => {
       const raw = readFileSync(path);
       const before = liveTensors();
       const inspected = inspectSafetensors(path);
-      assert.equal(liveTensors(), before, 'inspect creates no tensors');
+      assert.ok(liveTensors() <= before, 'inspect creates no tensors');
       assert.deepEqual(inspected.metadata, manifest.metadata);
       const loaded = readSafetensors(path);
       try {
@@ -288,7 +289,7 @@ describe('reference vectors', () => {
       } finally {
         for (const t of loaded.tensors.values()) t.dispose();
       }
-      assert.equal(liveTensors(), before);
+      assert.ok(liveTensors() <= before, 'every loaded tensor was disposed');
     });
   }
 

@@ -65,8 +65,10 @@ test('computeMetrics: classifier FD/KID and SWD rank a corrupted set worse, cach
     }
     const again = await computeMetrics({ ...common, generated: batches() });
     assert.equal(again.reference.source, 'cache');
-    assert.equal(again.metrics['fd-classifier'], m0['fd-classifier']);
-    assert.deepEqual(again.metrics['kid-classifier'], m0['kid-classifier']);
+    // (Batch size changes float32 convolution round-off, hence "close" rather than equal for the classifier figures.)
+    const close = (a: number, b: number) => assert.ok(Math.abs(a - b) <= 1e-5 * Math.abs(b), `${a} vs ${b}`);
+    close(again.metrics['fd-classifier']!, m0['fd-classifier']!);
+    close(again.metrics['kid-classifier']!.mean, m0['kid-classifier']!.mean);
     assert.deepEqual(again.metrics.swd, m0.swd);
 
     // The cache file works as a reference on its own.
@@ -74,7 +76,7 @@ test('computeMetrics: classifier FD/KID and SWD rank a corrupted set worse, cach
     assert.ok(existsSync(statsFile));
     const fromFile = await computeMetrics({ generated: images(200, 2), reference: statsFile, metrics: ['fd-classifier', 'kid-classifier'], seed: 5, device: 'cpu', kid: { subsets: 20 } });
     assert.equal(fromFile.reference.source, 'stats-file');
-    assert.equal(fromFile.metrics['fd-classifier'], m0['fd-classifier']);
+    assert.equal(fromFile.metrics['fd-classifier'], m0['fd-classifier']); // same batches, same statistics
     await assert.rejects(computeMetrics({ generated: images(10, 2), reference: statsFile, metrics: ['swd'] }), /SWD needs reference images/);
     await assert.rejects(computeMetrics({ generated: images(10, 2), reference: ref, metrics: ['fid-inception'], cacheDir: null }), /need Inception weights/);
   } finally {

@@ -1,7 +1,7 @@
 import { test } from 'node:test';
 import assert from 'node:assert/strict';
 import { Generator, scope, tensor, type Tensor } from '../src/tensor/index.js';
-import { laplacianPyramid, pyramidResolutions, slicedWassersteinDistance, SwdDescriptors } from '../src/metrics/swd.js';
+import { laplacianPyramid, pyramidResolutions, slicedWassersteinDistance, sortFloat32, SwdDescriptors } from '../src/metrics/swd.js';
 import type { ImageArray } from '../src/metrics/images.js';
 
 test('Laplacian pyramid matches ProGAN (scipy.ndimage.convolve, mode=mirror) exactly', () => {
@@ -104,4 +104,12 @@ test('SWD is reproducible from its seed, independent of batching, and checks its
     d2.dispose();
     assert.throws(() => slicedWassersteinDistance(a, { ...b, count: 10, data: b.data.subarray(0, 10 * 256) }), /same number of images/);
   });
+});
+
+test('the radix sort used for projections sorts float32 exactly like a comparison sort', () => {
+  const g = new Generator(12);
+  const v = Float32Array.from([...g.randn([5000]).mul(1e3).toArray(), 0, -0, 1e-40, -1e-40, Infinity, -Infinity, 3.4e38, -3.4e38, 1, 1, -1]);
+  const expected = Array.from(v).sort((a, b) => a - b);
+  const got = Array.from(sortFloat32(Float32Array.from(v)));
+  assert.deepEqual(got.map((x) => (Object.is(x, -0) ? 0 : x)), expected.map((x) => (Object.is(x, -0) ? 0 : x)));
 });

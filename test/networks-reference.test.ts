@@ -12,9 +12,8 @@ import { fileURLToPath } from 'node:url';
 import { readSafetensors } from '../src/io/safetensors.js';
 import { createNetwork, parseNetworkConfig, type NetworkConfig } from '../src/networks/config.js';
 import { PatchEDMPrecond } from '../src/networks/precond.js';
-import { full, noGrad, scope, setNumThreads, zeros, zeroGrad, type Tensor } from '../src/tensor/index.js';
+import { full, noGrad, scope, zeros, zeroGrad, type Tensor } from '../src/tensor/index.js';
 
-setNumThreads();
 const REF = join(dirname(fileURLToPath(import.meta.url)), '..', '..', '..', 'shared', 'reference');
 const skip = existsSync(join(REF, 'cases.json')) ? false : `reference vectors not found in ${REF}`;
 const CASES = ['net_ddpmpp', 'net_ncsnpp', 'net_adm', 'net_ddpmpp_cond'] as const;

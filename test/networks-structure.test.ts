@@ -11,9 +11,7 @@ import { PatchEDMPrecond } from '../src/networks/precond.js';
 import { SongUNet } from '../src/networks/song-unet.js';
 import { DhariwalUNet } from '../src/networks/dhariwal-unet.js';
 import { Conv2d, GroupNorm, PositionalEmbedding, FourierEmbedding, interleavedSelfAttention, Linear, groupCount } from '../src/nn/layers.js';
-import { F, Generator, cat, full, liveTensors, noGrad, scope, setNumThreads, tensor, zeros, type Tensor } from '../src/tensor/index.js';
-
-setNumThreads();
+import { F, Generator, cat, full, liveTensors, noGrad, scope, tensor, zeros, type Tensor } from '../src/tensor/index.js';
 
 const tiny = (over: Partial<NetworkConfig> = {}): NetworkConfig =>
   parseNetworkConfig({
@@ -132,6 +130,19 @@ describe('structure', () => {
     } finally {
       enc.dispose();
       res.dispose();
+    }
+  });
+
+  test('implicit_mlp stem: official Sequential names (0, 2, 4, 6) and it runs', () => {
+    const net = createNetwork(tiny({ implicit_mlp: true }), { generator: new Generator(0) });
+    try {
+      const sd = net.stateDict();
+      assert.deepEqual([...sd.get('model.enc.32x32_conv.0.weight')!.shape], [16, 5, 1, 1]);
+      assert.deepEqual([...sd.get('model.enc.32x32_conv.6.weight')!.shape], [16, 16, 3, 3]);
+      assert.equal(sd.has('model.enc.32x32_conv.weight'), false);
+      noGrad(() => scope(() => assert.deepEqual([...net.forward(zeros([1, 3, 8, 8]), 1, zeros([1, 2, 8, 8])).shape], [1, 3, 8, 8])));
+    } finally {
+      net.dispose();
     }
   });
 

@@ -193,6 +193,53 @@ export class SwdDescriptors {
 }
 
 /**
+ * Sorts float32 values ascending in place (no NaNs): an LSD radix sort on the
+ * order-preserving integer image of the IEEE bits, 3 passes of 11 bits. Several
+ * times faster than libtorch's CPU sort, which also produces int64 indices we
+ * do not need; SWD spends most of its time sorting projections.
+ */
+export function sortFloat32(values: Float32Array, scratch?: { keys: Uint32Array; tmp: Uint32Array }): Float32Array {
+  const n = values.length;
+  const bits = new Uint32Array(values.buffer, values.byteOffset, n);
+  const keys = scratch && scratch.keys.length >= n ? scratch.keys : new Uint32Array(n);
+  const tmp = scratch && scratch.tmp.length >= n ? scratch.tmp : new Uint32Array(n);
+  const counts = new Uint32Array(3 * 2048);
+  for (let i = 0; i < n; i++) {
+    const v = bits[i]!;
+    // Negative floats: flip all bits; positive: flip the sign bit. Then unsigned order = float order.
+    const k = v & 0x80000000 ? ~v >>> 0 : (v | 0x80000000) >>> 0;
+    keys[i] = k;
+    counts[k & 2047]!++;
+    counts[2048 + ((k >>> 11) & 2047)]!++;
+    counts[4096 + (k >>> 22)]!++;
+  }
+  for (let p = 0; p < 3; p++) {
+    let sum = 0;
+    for (let b = p * 2048; b < (p + 1) * 2048; b++) {
+      const c = counts[b]!;
+      counts[b] = sum;
+      sum += c;
+    }
+  }
+  let from = keys;
+  let to = tmp;
+  for (let p = 0; p < 3; p++) {
+    const shift = 11 * p;
+    const base = 2048 * p;
+    for (let i = 0; i < n; i++) {
+      const k = from[i]!;
+      to[counts[base + ((k >>> shift) & 2047)]!++] = k;
+    }
+    [from, to] = [to, from];
+  }
+  for (let i = 0; i < n; i++) {
+    const k = from[i]!;
+    bits[i] = k & 0x80000000 ? (k & 0x7fffffff) >>> 0 : ~k >>> 0;
+  }
+  return values;
+}
+
+/**
  * Sliced Wasserstein distance between two equal-size descriptor sets [M, D]:
  * for each repeat, `dirsPerRepeat` random unit directions; project, sort each
  * projection, mean |sortedA − sortedB| over descriptors and directions; mean
@@ -202,25 +249,37 @@ export function slicedWasserstein(a: Tensor, b: Tensor, generator: Generator, di
   if (a.ndim !== 2 || b.ndim !== 2 || a.shape[0] !== b.shape[0] || a.shape[1] !== b.shape[1])
     throw new Error(`SWD: descriptor sets must have the same shape, got [${a.shape}] and [${b.shape}] (use the same number of images in both sets)`);
   const [m, dim] = a.shape as [number, number];
-  // Project a few directions at a time so [M, k] stays near 16 M floats.
-  const chunk = Math.max(1, Math.min(dirsPerRepeat, Math.floor(2 ** 24 / m)));
+  // Project a few directions at a time so the [k, M] projections stay near 4 M floats.
+  const chunk = Math.max(1, Math.min(dirsPerRepeat, Math.floor(2 ** 22 / m)));
+  const scratch = { keys: new Uint32Array(m), tmp: new Uint32Array(m) };
+  const aT = a.transpose(0, 1);
+  const bT = b.transpose(0, 1);
   let total = 0;
   for (let r = 0; r < dirRepeats; r++) {
     let sum = 0;
     scope(() => {
       const dirs = generator.randn([dim, dirsPerRepeat]);
-      const unit = dirs.div(dirs.square().sum(0, true).sqrt()).to({ device: a.device as Device });
+      const unitT = dirs.div(dirs.square().sum(0, true).sqrt()).transpose(0, 1).contiguous().to({ device: a.device as Device });
       for (let s = 0; s < dirsPerRepeat; s += chunk) {
-        sum += scope(() => {
-          const d = unit.slice(1, s, Math.min(dirsPerRepeat, s + chunk));
-          const pa = a.mm(d).sort(0).values;
-          const pb = b.mm(d).sort(0).values;
-          return pa.sub(pb).abs().double().sum().item();
+        const k = Math.min(dirsPerRepeat, s + chunk) - s;
+        const [pa, pb] = scope(() => {
+          const d = unitT.slice(0, s, s + k);
+          // [k, M] row-major: one projection per row.
+          return [d.mm(aT).to('cpu').data() as Float32Array, d.mm(bT).to('cpu').data() as Float32Array];
         });
+        for (let j = 0; j < k; j++) {
+          const ra = sortFloat32(pa.subarray(j * m, (j + 1) * m), scratch);
+          const rb = sortFloat32(pb.subarray(j * m, (j + 1) * m), scratch);
+          let acc = 0;
+          for (let i = 0; i < m; i++) acc += Math.abs(ra[i]! - rb[i]!);
+          sum += acc;
+        }
       }
     });
     total += sum / (m * dirsPerRepeat);
   }
+  aT.dispose();
+  bT.dispose();
   return total / dirRepeats;
 }
 
