@@ -101,11 +101,14 @@ class NativeTwin {
     return this.#next();
   }
   async ask(command: string, expect: string): Promise<number> {
+    return (await this.askAll(command, expect))[0]!;
+  }
+  async askAll(command: string, expect: string): Promise<number[]> {
     this.#child.stdin.write(`${command}\n`);
     const line = await this.#next();
-    const [tag, value] = line.split(' ');
+    const [tag, ...values] = line.split(' ');
     if (tag !== expect) throw new Error(`conv_stack: expected '${expect} …', got '${line}'`);
-    return Number(value);
+    return values.map(Number);
   }
   quit(): void {
     this.#child.stdin.end('quit\n');
@@ -163,10 +166,13 @@ async function main(): Promise<void> {
       adam.step();
       lastLoss = loss.item();
     });
-  const tsBlock = (k: number) => {
+  /** Wall and process CPU milliseconds (user + system, all threads) of k steps. */
+  const tsBlock = (k: number): [number, number] => {
     const t0 = performance.now();
+    const c0 = process.cpuUsage();
     for (let i = 0; i < k; i++) tsStep();
-    return performance.now() - t0;
+    const c = process.cpuUsage(c0);
+    return [performance.now() - t0, (c.user + c.system) / 1000];
   };
 
   let twin: NativeTwin | undefined;
@@ -180,37 +186,49 @@ async function main(): Promise<void> {
   tsBlock(o.warmup);
   if (twin) await twin.ask(`run ${o.warmup}`, 'ms');
 
-  const tsTimes: number[] = [];
-  const cppTimes: number[] = [];
+  const ts = { wall: [] as number[], cpu: [] as number[] };
+  const cpp = { wall: [] as number[], cpu: [] as number[] };
   const live0 = liveTensors();
   for (let r = 0; r < o.rounds; r++) {
     // A B, then B A: each side runs first in half the rounds.
     const order = r % 2 === 0 ? ['ts', 'cpp'] : ['cpp', 'ts'];
     for (const side of order) {
-      if (side === 'ts') tsTimes.push(tsBlock(o.block) / o.block);
-      else if (twin) cppTimes.push((await twin.ask(`run ${o.block}`, 'ms')) / o.block);
+      const [wall, cpu] = side === 'ts' ? tsBlock(o.block) : twin ? await twin.askAll(`run ${o.block}`, 'ms') : [NaN, NaN];
+      if (side === 'ts' || twin) {
+        const into = side === 'ts' ? ts : cpp;
+        into.wall.push(wall! / o.block);
+        into.cpu.push(cpu! / o.block);
+      }
     }
-    console.log(`  round ${r + 1}/${o.rounds}: TypeScript ${fmt(tsTimes.at(-1)!)} ms/step` + (twin ? `, C++ ${fmt(cppTimes.at(-1)!)} ms/step` : ''));
+    console.log(`  round ${r + 1}/${o.rounds}: TypeScript ${fmt(ts.wall.at(-1)!)} ms/step (CPU ${fmt(ts.cpu.at(-1)!)} ms)` +
+      (twin ? `, C++ ${fmt(cpp.wall.at(-1)!)} ms/step (CPU ${fmt(cpp.cpu.at(-1)!)} ms)` : ''));
   }
   if (liveTensors() !== live0) console.log(`  warning: live tensors changed during the run (${live0} → ${liveTensors()})`);
 
-  const report = (name: string, times: number[]) => {
-    const m = median(times);
-    console.log(`${name.padEnd(12)} median ${fmt(m)} ms/step, mean ${fmt(mean(times))} ms/step, min ${fmt(Math.min(...times))} ms/step  →  ` +
-      `${fmt((o.batch * 1000) / m)} images/s, ${fmt(flops / (m / 1000) / 1e9)} GFLOP/s`);
+  const report = (name: string, t: { wall: number[]; cpu: number[] }) => {
+    const m = median(t.wall);
+    console.log(`${name.padEnd(12)} wall: median ${fmt(m)} ms/step, mean ${fmt(mean(t.wall))}, min ${fmt(Math.min(...t.wall))}  →  ` +
+      `${fmt((o.batch * 1000) / m)} images/s (best ${fmt((o.batch * 1000) / Math.min(...t.wall))}), ${fmt(flops / (m / 1000) / 1e9)} GFLOP/s; ` +
+      `CPU: median ${fmt(median(t.cpu))} ms/step`);
     return m;
   };
-  console.log(`\nresults over ${o.rounds} interleaved blocks of ${o.block} steps (after ${o.warmup} warm-up steps):`);
-  const tsMedian = report('TypeScript', tsTimes);
+  console.log(`\nresults over ${o.rounds} interleaved blocks of ${o.block} steps (after ${o.warmup} warm-up steps), ${getNumThreads()} threads:`);
+  report('TypeScript', ts);
   console.log(`  TypeScript final loss ${lastLoss.toFixed(5)}`);
   if (twin) {
-    const cppMedian = report('C++ libtorch', cppTimes);
-    console.log(`  C++ final loss ${(await twin.ask('loss', 'loss')).toFixed(5)}`);
-    const overhead = ((tsMedian - cppMedian) / cppMedian) * 100;
-    const pairwise = tsTimes.map((t, k) => ((t - cppTimes[k]!) / cppTimes[k]!) * 100);
+    report('C++ libtorch', cpp);
+    console.log(`  C++ final loss ${(await twin.ask('loss', 'loss')).toFixed(5)} (same seed and ops: must equal the TypeScript loss)`);
     const sign = (p: number) => `${p >= 0 ? '+' : ''}${fmt(p)}%`;
-    console.log(`binding overhead: ${sign(overhead)} (ratio of medians), ${sign(median(pairwise))} (median of per-round ratios); target < 5%`);
-    console.log(`  per-round: ${pairwise.map(sign).join(' ')}`);
+    const overheads = (a: number[], b: number[]) => {
+      const pairwise = a.map((t, k) => ((t - b[k]!) / b[k]!) * 100);
+      return { ofMedians: ((median(a) - median(b)) / median(b)) * 100, pairwise, ofMins: ((Math.min(...a) - Math.min(...b)) / Math.min(...b)) * 100 };
+    };
+    const w = overheads(ts.wall, cpp.wall);
+    const c = overheads(ts.cpu, cpp.cpu);
+    console.log(`binding overhead (target < 5%):`);
+    console.log(`  wall time: ${sign(w.ofMedians)} (medians), ${sign(median(w.pairwise))} (median per-round ratio), ${sign(w.ofMins)} (best blocks)`);
+    console.log(`  CPU time:  ${sign(c.ofMedians)} (medians), ${sign(median(c.pairwise))} (median per-round ratio), ${sign(c.ofMins)} (best blocks)`);
+    console.log(`  per-round wall: ${w.pairwise.map(sign).join(' ')}`);
   }
 
   // Per-call overhead of a tiny op: add of two 1-element tensors.

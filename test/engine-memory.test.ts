@@ -189,6 +189,7 @@ describe('dispose', () => {
   it('use after dispose throws an Error that mentions dispose', () => {
     const t = tensor([1, 2, 3]);
     const other = tensor([1, 1, 1]);
+    assert.equal(t.numel, 3); // caches the shape before dispose
     t.dispose();
     const uses: [string, () => unknown][] = [
       ['add', () => t.add(1)],
@@ -199,6 +200,8 @@ describe('dispose', () => {
       ['item', () => t.item()],
       ['shape of a fresh view', () => t.reshape(3)],
       ['dtype', () => t.dtype],
+      ['shape (cached before dispose)', () => t.shape],
+      ['numel', () => t.numel],
       ['conv2d', () => F.conv2d(t.reshape(1, 1, 1, 3), ones([1, 1, 1, 1]))],
       ['cat list entry', () => cat([other, t])],
       ['in-place target', () => t.add_(1)],

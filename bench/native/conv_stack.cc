@@ -5,12 +5,15 @@
 //
 // Driven over stdin/stdout by bench/train-step.ts (one process for the whole
 // run, so its warm-up and caches persist between the interleaved blocks):
-//   run K      → K training steps; replies "ms <total milliseconds>"
+//   run K      → K training steps; replies "ms <wall ms> <process CPU ms>"
 //   tiny N     → N adds of two 1-element tensors; replies "us <per call>"
 //   loss       → replies "loss <last loss>"
 //   quit       → exits
 // Options: --threads N --batch B --channels C --layers L --res R --groups G --seed S
 #include <torch/torch.h>
+
+#include <malloc.h>
+#include <sys/resource.h>
 
 #include <chrono>
 #include <cstdio>
@@ -95,10 +98,23 @@ double nowMs() {
   return duration<double, std::milli>(steady_clock::now().time_since_epoch()).count();
 }
 
+// User + system CPU time of the whole process (all threads), as Node's process.cpuUsage().
+double cpuMs() {
+  rusage u{};
+  getrusage(RUSAGE_SELF, &u);
+  return (u.ru_utime.tv_sec + u.ru_stime.tv_sec) * 1e3 + (u.ru_utime.tv_usec + u.ru_stime.tv_usec) / 1e3;
+}
+
 }  // namespace
 
 int main(int argc, char** argv) {
   Options o = parse(argc, argv);
+  // The same malloc tuning as the addon's module init (native/addon.cc), so the
+  // comparison isolates the binding rather than the allocator policy.
+  if (!std::getenv("MALLOC_TRIM_THRESHOLD_") && !std::getenv("MALLOC_MMAP_THRESHOLD_") && !std::getenv("GLIBC_TUNABLES")) {
+    mallopt(M_MMAP_THRESHOLD, 32 << 20);
+    mallopt(M_TRIM_THRESHOLD, 1 << 30);
+  }
   at::set_num_threads(o.threads);
   torch::Generator gen = at::make_generator<at::CPUGeneratorImpl>(o.seed);
   ConvStack net(o, gen);
@@ -127,9 +143,10 @@ int main(int argc, char** argv) {
     if (cmd == "quit") break;
     if (cmd == "run") {
       std::cin >> n;
-      double t0 = nowMs();
+      double t0 = nowMs(), c0 = cpuMs();
       for (long k = 0; k < n; ++k) step();
-      std::cout << "ms " << (nowMs() - t0) << std::endl;
+      double wall = nowMs() - t0, cpu = cpuMs() - c0;
+      std::cout << "ms " << wall << " " << cpu << std::endl;
     } else if (cmd == "tiny") {
       std::cin >> n;
       torch::Tensor a = torch::ones({1}, f32), b = torch::ones({1}, f32);

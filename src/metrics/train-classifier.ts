@@ -3,8 +3,9 @@
 // training images on the CPU, evaluates it on the 10,000 test images and
 // writes models/fashion-mnist-classifier.safetensors with its metadata.
 //
-//   node dist/src/metrics/train-classifier.js [--epochs 6] [--seed 0] [--batch 128]
-//        [--lr 0.002] [--threads N] [--out models/fashion-mnist-classifier.safetensors]
+//   node dist/src/metrics/train-classifier.js [--epochs 6] [--seed 0] [--batch 128] [--lr 0.002]
+//        [--augment flip|flip+shift|none] [--dropout 0.3] [--threads N]
+//        [--out models/fashion-mnist-classifier.safetensors]
 //
 // Deterministic for a given seed and thread count (shuffling, augmentation,
 // initial weights and dropout all come from one seeded generator).
@@ -23,13 +24,17 @@ import {
 } from './classifier.js';
 import { weightsSha256 } from './feature-network.js';
 
+export type Augment = 'none' | 'flip' | 'flip+shift';
+
 export interface TrainClassifierOptions {
   epochs?: number;
   seed?: number;
   batchSize?: number;
   lr?: number;
-  /** Random ±2 px shifts and horizontal flips (default true). */
-  augment?: boolean;
+  /** 'flip' (default): random horizontal flips; 'flip+shift': also random ±2 px shifts; 'none'. */
+  augment?: Augment;
+  /** Dropout before the last layer (default 0.3). */
+  dropout?: number;
   /** Limit the training images (for quick checks). */
   trainLimit?: number;
   out?: string;
@@ -92,7 +97,8 @@ export async function trainClassifier(options: TrainClassifierOptions = {}): Pro
   const seed = options.seed ?? 0;
   const batchSize = options.batchSize ?? 128;
   const baseLr = options.lr ?? 2e-3;
-  const augment = options.augment ?? true;
+  const augment = options.augment ?? 'flip';
+  if (!['none', 'flip', 'flip+shift'].includes(augment)) throw new Error(`augment must be none, flip or flip+shift, got ${augment}`);
   const out = options.out ?? DEFAULT_CLASSIFIER_PATH;
   const log = options.log ?? ((line: string) => process.stderr.write(`${line}\n`));
 
@@ -106,6 +112,7 @@ export async function trainClassifier(options: TrainClassifierOptions = {}): Pro
 
   const g = new Generator(seed);
   const model = new FashionClassifier(g);
+  model.dropout = options.dropout ?? 0.3;
   model.train();
   const params = model.parameters();
   const adam = new Adam(params, { lr: baseLr });
@@ -127,7 +134,7 @@ export async function trainClassifier(options: TrainClassifierOptions = {}): Pro
     for (let b = 0; b < stepsPerEpoch; b++) {
       // Augmentation draws: shifts in [−2, 2] and flips, from the same generator.
       let draws: number[] = [];
-      if (augment) {
+      if (augment !== 'none') {
         const d = g.randint(0, 5 * 5 * 2, [batchSize]);
         draws = d.toArray();
         d.dispose();
@@ -136,9 +143,10 @@ export async function trainClassifier(options: TrainClassifierOptions = {}): Pro
         const i = perm[b * batchSize + k]!;
         const src = trainPixels.subarray(i * size, (i + 1) * size);
         const dst = batch.subarray(k * size, (k + 1) * size);
-        if (augment) {
+        if (augment !== 'none') {
           const r = draws[k]!;
-          augmentInto(src, dst, (r % 5) - 2, (Math.floor(r / 5) % 5) - 2, r >= 25, side);
+          const shift = augment === 'flip+shift';
+          augmentInto(src, dst, shift ? (r % 5) - 2 : 0, shift ? (Math.floor(r / 5) % 5) - 2 : 0, r >= 25, side);
         } else dst.set(src);
         labels[k] = BigInt(trainLabels[i]!);
       }
@@ -188,7 +196,7 @@ export async function trainClassifier(options: TrainClassifierOptions = {}): Pro
     epochs: String(epochs),
     batch_size: String(batchSize),
     optimizer: `adam lr ${baseLr} cosine, 200-step warm-up`,
-    augmentation: augment ? 'random shift ±2 px (zero fill), horizontal flip' : 'none',
+    augmentation: { none: 'none', flip: 'random horizontal flip', 'flip+shift': 'random horizontal flip, random shift ±2 px (zero fill)' }[augment],
     dropout: String(model.dropout),
     train_seconds: trainSeconds.toFixed(1),
     threads: String(getNumThreads()),
@@ -212,13 +220,16 @@ async function main(): Promise<void> {
       lr: { type: 'string' },
       threads: { type: 'string' },
       out: { type: 'string' },
-      'no-augment': { type: 'boolean' },
+      augment: { type: 'string' },
+      dropout: { type: 'string' },
       'train-limit': { type: 'string' },
     },
   });
   const num = (v: string | undefined) => (v === undefined ? undefined : Number(v));
   setNumThreads(num(values.threads) ?? availableParallelism());
-  const opts: TrainClassifierOptions = { augment: !values['no-augment'] };
+  const opts: TrainClassifierOptions = {};
+  if (values.augment) opts.augment = values.augment as Augment;
+  if (values.dropout) opts.dropout = Number(values.dropout);
   for (const [k, v] of [['epochs', num(values.epochs)], ['seed', num(values.seed)], ['batchSize', num(values.batch)], ['lr', num(values.lr)], ['trainLimit', num(values['train-limit'])]] as const)
     if (v !== undefined) (opts as Record<string, unknown>)[k] = v;
   if (values.out) opts.out = values.out;

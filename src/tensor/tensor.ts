@@ -66,6 +66,7 @@ export class Tensor {
   /** Frees the native memory now (if no view shares it). Idempotent. */
   dispose(): void {
     native.dispose(this.handle);
+    this.#shape = undefined; // so that `shape` after dispose throws like every other use
   }
 
   // ---- reading data back -------------------------------------------------------------

@@ -78,11 +78,13 @@ export const ARCH_DEFAULTS: Record<Arch, ArchDefaults> = {
 
 export type ResolvedTrainOptions = TrainOptions & ArchDefaults & { batchGpu: number };
 
-function formatIssues(error: z.ZodError): string {
+function formatIssues(error: z.ZodError, input: unknown): string {
   return error.issues
     .map((i) => {
       const where = i.path.length ? `--${String(i.path[0]).replace(/[A-Z]/g, (c) => '-' + c.toLowerCase())}` : 'options';
-      return `${where}: ${i.message}`;
+      // Name the offending value too (zod's messages give only the rule).
+      const value = i.path.length && typeof input === 'object' && input !== null ? (input as Record<string, unknown>)[String(i.path[0])] : undefined;
+      return `${where}: ${i.message}${value !== undefined ? ` (got ${JSON.stringify(value)})` : ''}`;
     })
     .join('\n');
 }
@@ -90,7 +92,7 @@ function formatIssues(error: z.ZodError): string {
 /** Validates and fills defaults; throws one Error listing every problem. */
 export function resolveTrainOptions(input: TrainOptionsInput): ResolvedTrainOptions {
   const parsed = trainOptionsSchema.safeParse(input);
-  if (!parsed.success) throw new Error(`invalid training options:\n${formatIssues(parsed.error)}`);
+  if (!parsed.success) throw new Error(`invalid training options:\n${formatIssues(parsed.error, input)}`);
   const o = parsed.data;
   const d = ARCH_DEFAULTS[o.arch];
   const batch = o.batch ?? d.batch;

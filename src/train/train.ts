@@ -53,6 +53,9 @@ export async function train(request: TrainRequest): Promise<TrainingResult | nul
     return null;
   }
 
+  // Built before the run directory exists: the checks that need the data (--cond
+  // without labels, patch sizes the network cannot take) must not leave an empty run behind.
+  const components = buildComponents(options, dataset, device);
   const runDir = statePath
     ? dirname(statePath)
     : createRunDir(options.outdir, [
@@ -69,7 +72,6 @@ export async function train(request: TrainRequest): Promise<TrainingResult | nul
   log.line(describe);
   log.line(`Threads: ${getNumThreads()}, device: ${device}`);
 
-  const components = buildComponents(options, dataset, device);
   if (resumeState) resumeState.restore({ net: components.net, ema: components.ema, adam: components.adam, generators: components.generators });
   return withStopSignals((stop) =>
     trainingLoop({ options, dataset, components, runDir, log, resumeLoop: resumeState?.loop, stopSignal: stop, quiet }),

@@ -126,6 +126,8 @@ export async function trainingLoop(a: TrainingLoopArgs): Promise<TrainingResult>
 
     // ---- ticks, snapshots, states ------------------------------------------------------------
     const done = loop.curNimg >= totalNimg;
+    // Let the signal handlers run: without a turn of the event loop a Ctrl-C is only seen at the next tick's await.
+    if (a.stopSignal) await new Promise<void>((resolve) => setImmediate(resolve));
     if (a.stopSignal?.requested) stoppedEarly = true;
     if (!done && !stoppedEarly && loop.curNimg < loop.tickStartNimg + o.tick * 1000) continue;
 
@@ -161,10 +163,11 @@ export async function trainingLoop(a: TrainingLoopArgs): Promise<TrainingResult>
     );
     const snapshotDue = done || stoppedEarly || loop.curTick % o.snap === 0;
     const stateDue = done || stoppedEarly || (loop.curTick % o.dump === 0 && loop.curTick > 0);
-    if (snapshotDue) await writeSnapshot();
-    if (stateDue) writeState();
+    // Advance the tick counters before saving, so a resumed run starts the next tick (not this one again).
     loop.curTick += 1;
     loop.tickStartNimg = loop.curNimg;
+    if (snapshotDue) await writeSnapshot();
+    if (stateDue) writeState();
     tickStartTime = Date.now();
     tickLossSum = tickLossCount = tickBadGradSteps = tickRealImages = 0;
     if (done || stoppedEarly) break;
