@@ -35,6 +35,11 @@ export class RunLog {
     appendFileSync(join(this.dir, 'log.txt'), text + '\n');
   }
 
+  /** A line for log.txt only (e.g. an error the CLI already prints). */
+  fileOnly(text: string): void {
+    appendFileSync(join(this.dir, 'log.txt'), text + '\n');
+  }
+
   stats(entry: Record<string, unknown>): void {
     appendFileSync(join(this.dir, 'stats.jsonl'), JSON.stringify(entry) + '\n');
   }

@@ -73,7 +73,13 @@ export async function train(request: TrainRequest): Promise<TrainingResult | nul
   log.line(`Threads: ${getNumThreads()}, device: ${device}`);
 
   if (resumeState) resumeState.restore({ net: components.net, ema: components.ema, adam: components.adam, generators: components.generators });
-  return withStopSignals((stop) =>
-    trainingLoop({ options, dataset, components, runDir, log, resumeLoop: resumeState?.loop, stopSignal: stop, quiet }),
-  );
+  try {
+    return await withStopSignals((stop) =>
+      trainingLoop({ options, dataset, components, runDir, log, resumeLoop: resumeState?.loop, stopSignal: stop, quiet }),
+    );
+  } catch (err) {
+    // Keep the reason in the run's own log, next to the stats that led to it.
+    log.fileOnly(`error: ${err instanceof Error ? err.message : String(err)}`);
+    throw err;
+  }
 }

@@ -68,7 +68,7 @@ export async function trainingLoop(a: TrainingLoopArgs): Promise<TrainingResult>
 
   const progress = a.quiet ? null : createProgress({ total: totalNimg / 1000, label: 'train', unit: 'kimg', fields: ['loss'] });
   progress?.update(loop.curNimg / 1000);
-  log.line(`Training for ${o.duration * 1000} kimg (${o.batch} per step × batch_mul_avg ${c.patches.batchMulAvg.toFixed(2)}; patch sizes ${c.patches.patchSizes.join('/')}), ${getNumThreads()} threads, device ${c.device}...`);
+  log.line(`Training for ${+(o.duration * 1000).toPrecision(6)} kimg (${o.batch} per step × batch_mul_avg ${c.patches.batchMulAvg.toFixed(2)}; patch sizes ${c.patches.patchSizes.join('/')}), ${getNumThreads()} threads, device ${c.device}...`);
 
   const writeState = () => {
     // loop.elapsedSec holds the time of earlier processes; the state records the total so far.

@@ -42,7 +42,7 @@ export function trainCommand(): Command {
     .option('--dump <ticks>', 'training state every this many ticks', num)
     .option('--seed <n>', 'random seed', num)
     .option('--threads <n>', 'CPU threads for libtorch (default: all cores)', num)
-    .option('--device <name>', 'cpu, cuda, cuda:N or auto', 'auto')
+    .option('--device <name>', 'cpu, cuda, cuda:N or auto (default: auto)')
     .option('--grid-seeds <n>', 'images in each snapshot sample grid', num)
     .option('--grid-steps <n>', 'sampler steps for snapshot grids', num)
     .option('--resume <path>', 'continue a run: its directory or a training-state file (options come from the state; --duration, --threads, --device, --tick, --snap, --dump may change)')
