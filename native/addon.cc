@@ -23,7 +23,9 @@ static int64_t storageBytes(const at::Tensor& t) {
   return static_cast<int64_t>(t.storage().nbytes());
 }
 
-static void finalizeBox(Napi::Env env, TensorBox* box) {
+// A "basic" finaliser (no JS allowed inside) runs during GC itself rather than
+// on a later event-loop turn, so a synchronous loop cannot pile up handles.
+static void finalizeBox(Napi::BasicEnv env, TensorBox* box) {
   if (box->tensor.defined()) {
     Napi::MemoryManagement::AdjustExternalMemory(env, -box->accounted_bytes);
     g_live_tensors--;

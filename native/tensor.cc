@@ -106,7 +106,7 @@ PD_FN(fullLike, WRAP(at::full_like(T(0), D(1))))
 // Draws always come from an explicit CPU generator and are then moved to the
 // target device, so a seed gives the same numbers on every device.
 
-static void finalizeGenerator(Napi::Env, GeneratorBox* box) { delete box; }
+static void finalizeGenerator(Napi::BasicEnv, GeneratorBox* box) { delete box; }
 
 PD_FN(generatorCreate, {
   auto* box = new GeneratorBox();
