@@ -303,7 +303,7 @@ export function presetConfig(name: PresetName, o: PresetOptions): NetworkConfig 
     case 'ddpmpp-cpu':
       arch = {
         model_type: 'SongUNet', embedding_type: 'positional', encoder_type: 'standard', decoder_type: 'standard',
-        channel_mult_noise: 1, resample_filter: [1, 1], model_channels: 64, channel_mult: [1, 2, 2], num_blocks: 2,
+        channel_mult_noise: 1, resample_filter: [1, 1], model_channels: 32, channel_mult: [1, 2, 2], num_blocks: 1,
         attn_resolutions: [16], dropout: o.dropout ?? 0,
       };
       break;
