@@ -4,13 +4,13 @@
 import { test, type TestContext } from 'node:test';
 import assert from 'node:assert/strict';
 import { existsSync, readFileSync } from 'node:fs';
-import { fileURLToPath } from 'node:url';
 import { noGrad, type Tensor } from '../src/tensor/index.js';
 import { readSafetensors } from '../src/io/safetensors.js';
 import { patchLoss, type Denoiser } from '../src/diffusion/loss.js';
 import { edmSample } from '../src/diffusion/sampler.js';
+import { REFERENCE_DIR } from './helpers/reference.js';
 
-const REF = process.env.PD_REFERENCE_DIR ?? fileURLToPath(new URL('../../../shared/reference/', import.meta.url));
+const REF = REFERENCE_DIR + '/';
 
 interface NetLike {
   forward(x: Tensor, sigma: Tensor, xPos: Tensor, classLabels?: Tensor | null): Tensor;

@@ -1,12 +1,12 @@
 import { test } from 'node:test';
 import assert from 'node:assert/strict';
 import { existsSync } from 'node:fs';
-import { fileURLToPath } from 'node:url';
 import { Generator, liveTensors, tensor, type Tensor } from '../src/tensor/index.js';
 import { readSafetensors } from '../src/io/safetensors.js';
 import { coordinateValues, fullCoordinateGrid, pachify, patchCoordinates, PatchSchedule } from '../src/diffusion/patches.js';
+import { REFERENCE_DIR } from './helpers/reference.js';
 
-const REF = process.env.PD_REFERENCE_DIR ?? fileURLToPath(new URL('../../../shared/reference/', import.meta.url));
+const REF = REFERENCE_DIR + '/';
 
 const near = (a: number, b: number, tol: number, what: string) => assert.ok(Math.abs(a - b) <= tol, `${what}: ${a} vs ${b}`);
 const nearAll = (a: readonly number[], b: readonly number[], tol: number, what: string) => {

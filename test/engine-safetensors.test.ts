@@ -10,8 +10,9 @@ import { liveTensors, scalar, scope, tensor, zeros, type DType, type Tensor } fr
 import { native } from '../src/tensor/native.js';
 import { decodeSafetensors, encodeSafetensors, inspectSafetensors, readSafetensors, writeSafetensors } from '../src/io/safetensors.js';
 import { writeFileAtomic } from '../src/io/atomic.js';
+import { REFERENCE_DIR } from './helpers/reference.js';
 
-const REFERENCE_DIR = '/work/shared/reference';
+
 
 /** The raw bytes of a tensor (what safetensors stores). */
 const rawBytes = (t: Tensor) => Buffer.from(native.toBuffer(t.handle) as ArrayBuffer);

@@ -7,14 +7,14 @@
 import { test, describe } from 'node:test';
 import assert from 'node:assert/strict';
 import { existsSync, readFileSync } from 'node:fs';
-import { dirname, join } from 'node:path';
-import { fileURLToPath } from 'node:url';
+import { join } from 'node:path';
 import { readSafetensors } from '../src/io/safetensors.js';
 import { createNetwork, parseNetworkConfig, type NetworkConfig } from '../src/networks/config.js';
 import { PatchEDMPrecond } from '../src/networks/precond.js';
 import { full, noGrad, scope, zeros, zeroGrad, type Tensor } from '../src/tensor/index.js';
+import { REFERENCE_DIR } from './helpers/reference.js';
 
-const REF = join(dirname(fileURLToPath(import.meta.url)), '..', '..', '..', 'shared', 'reference');
+const REF = REFERENCE_DIR;
 const skip = existsSync(join(REF, 'cases.json')) ? false : `reference vectors not found in ${REF}`;
 const CASES = ['net_ddpmpp', 'net_ncsnpp', 'net_adm', 'net_ddpmpp_cond'] as const;
 

@@ -6,7 +6,6 @@
 // central directory, end record; zip64 records when offsets or the entry
 // count outgrow 32/16 bits, e.g. CelebA-sized sets over 4 GiB).
 import { promises as fsp } from 'node:fs';
-import * as zlib from 'node:zlib';
 import { crc32 } from './png.js';
 
 const U32_MAX = 0xffffffff;

@@ -7,7 +7,7 @@
 // on Ctrl-C / SIGTERM that writes the state first.
 import { join } from 'node:path';
 import { resourceUsage } from 'node:process';
-import { Adam, emaUpdate } from '../optim/adam.js';
+import { emaUpdate } from '../optim/adam.js';
 import { sanitizeGradients, scope, setNumThreads, getNumThreads, zeroGrad, liveTensors } from '../tensor/index.js';
 import type { ImageDataset } from '../data/dataset.js';
 import { createProgress } from '../util/progress.js';
