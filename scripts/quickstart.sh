@@ -7,11 +7,11 @@ set -euo pipefail
 cd "$(dirname "$0")/.."
 bash scripts/setup.sh
 
-DURATION="${QUICKSTART_MIMG:-0.012}"
+DURATION="${QUICKSTART_MIMG:-0.15}"
 run() { echo "+ $*"; "$@"; }
 
 run node dist/src/cli/main.js train --data fashion-mnist --arch small --duration "$DURATION" \
-  --outdir runs --desc quickstart --tick 1 --snap 4 --dump 4 --seed 0
+  --outdir runs --desc quickstart --tick 5 --snap 6 --dump 6 --seed 0
 rundir=$(ls -d runs/*-quickstart | sort | tail -n 1)
 run node dist/src/cli/main.js generate --network "$rundir" --outdir "$rundir/samples" --seeds 0-63 --steps 32
 echo
