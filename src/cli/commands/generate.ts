@@ -1,12 +1,8 @@
 // `patch-diffusion generate`: sample images from a trained snapshot.
 import { Command } from 'commander';
 import { generate, parseSeedList } from '../../generate/generate.js';
+import { parseNumber as num } from '../parse.js';
 
-const num = (v: string) => {
-  const n = Number(v);
-  if (!Number.isFinite(n)) throw new Error(`expected a number, got '${v}'`);
-  return n;
-};
 
 export function generateCommand(): Command {
   return new Command('generate')

@@ -2,13 +2,8 @@
 import { Command, Option } from 'commander';
 import { ARCHS } from '../../train/options.js';
 import { train } from '../../train/train.js';
+import { parseNumber as num, parseNumberList } from '../parse.js';
 
-const num = (v: string) => {
-  const n = Number(v);
-  if (!Number.isFinite(n)) throw new Error(`expected a number, got '${v}'`);
-  return n;
-};
-const intList = (v: string) => v.split(',').filter(Boolean).map(num);
 
 export function trainCommand(): Command {
   return new Command('train')
@@ -23,9 +18,9 @@ export function trainCommand(): Command {
     .option('--xflip', 'add horizontally mirrored copies of the images')
     .addOption(new Option('--arch <name>', 'network: EDM presets ddpmpp, ncsnpp, adm, or small (CPU-sized DDPM++)').choices(ARCHS).default('ddpmpp'))
     .option('--cbase <n>', 'channel multiplier base (model_channels)', num)
-    .option('--cres <list>', 'channels per resolution, e.g. 1,2,2,2', intList)
+    .option('--cres <list>', 'channels per resolution, e.g. 1,2,2,2', parseNumberList)
     .option('--num-blocks <n>', 'residual blocks per resolution', num)
-    .option('--attn <list>', 'resolutions with self-attention, e.g. 16 (empty for none)', intList)
+    .option('--attn <list>', 'resolutions with self-attention, e.g. 16 (empty for none)', parseNumberList)
     .option('--dropout <p>', 'dropout probability', num)
     .option('--label-dropout <p>', 'drop class labels with this probability (for classifier-free guidance)', num)
     .option('--duration <mimg>', 'training length in millions of patch samples (the official counter)', num)

@@ -1,0 +1,13 @@
+// Option-value parsers shared by the commands (commander hands over strings).
+
+/** A finite number, or an error naming the bad text. */
+export function parseNumber(text: string): number {
+  const n = Number(text);
+  if (text.trim() === '' || !Number.isFinite(n)) throw new Error(`expected a number, got '${text}'`);
+  return n;
+}
+
+/** A comma-separated list of numbers, e.g. "1,2,2,2"; empty text gives []. */
+export function parseNumberList(text: string): number[] {
+  return text.split(',').filter((s) => s.trim() !== '').map(parseNumber);
+}
