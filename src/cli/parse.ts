@@ -1,9 +1,11 @@
 // Option-value parsers shared by the commands (commander hands over strings).
+// InvalidArgumentError lets commander name the option in its message.
+import { InvalidArgumentError } from 'commander';
 
 /** A finite number, or an error naming the bad text. */
 export function parseNumber(text: string): number {
   const n = Number(text);
-  if (text.trim() === '' || !Number.isFinite(n)) throw new Error(`expected a number, got '${text}'`);
+  if (text.trim() === '' || !Number.isFinite(n)) throw new InvalidArgumentError(`expected a number, got '${text}'`);
   return n;
 }
 
