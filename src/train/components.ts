@@ -3,13 +3,14 @@
 // source, the patch loss and the sample-grid maker. All checks that can fail
 // run here, before the first step.
 import { Adam } from '../optim/adam.js';
-import { Generator, noGrad, tensor, type Device, type Tensor } from '../tensor/index.js';
+import { Generator, noGrad, scope, tensor, type Device, type Tensor } from '../tensor/index.js';
 import { BatchLoader, type ImageDataset, type SamplerState } from '../data/index.js';
 import { createNetwork, presetConfig, type NetworkConfig, type PresetName } from '../networks/config.js';
 import type { PatchEDMPrecond } from '../networks/precond.js';
 import { PatchSchedule } from '../diffusion/patches.js';
 import { patchLoss, type Denoiser } from '../diffusion/loss.js';
-import { generateImages, toUint8 } from '../diffusion/sampler.js';
+import { generateImages, seedBatches, toUint8 } from '../diffusion/sampler.js';
+import type { ImageArray } from '../metrics/images.js';
 import type { ImageBatch } from '../io/images.js';
 import type { ResolvedTrainOptions } from './options.js';
 
@@ -34,6 +35,8 @@ export interface TrainingComponents {
   lossFn(images: Tensor, labels: Tensor | null, patchSize: number): Tensor;
   /** Samples from the EMA network on fixed seeds 0..count−1 (a grid people can compare across snapshots). */
   sampleGrid(count: number, steps: number): ImageBatch;
+  /** EMA samples for seeds as uint8 NCHW (what the metrics read), in batches of `batch`. */
+  sampleForMetrics(seeds: readonly number[], steps: number, batch: number): ImageArray;
 }
 
 const PRESET_OF_ARCH: Record<ResolvedTrainOptions['arch'], PresetName> = {
@@ -114,6 +117,22 @@ export function buildComponents(o: ResolvedTrainOptions, dataset: ImageDataset, 
       setState: (s) => loader.setState(s as SamplerState),
     },
     lossFn: (images, labels, patchSize) => patchLoss({ net: denoiser, images, labels, patchSize, generator: trainGen }).loss,
+    sampleForMetrics(seeds, steps, batchSize) {
+      const data = new Uint8Array(seeds.length * C * R * R);
+      let at = 0;
+      for (const chunk of seedBatches(seeds, batchSize)) {
+        const bytes = noGrad(() =>
+          scope(() => {
+            const { images } = generateImages(emaDenoiser, { seeds: chunk, channels: C, resolution: R, numSteps: steps, labelDim, device });
+            // The official quantisation (+128, truncation), kept in NCHW.
+            return images.mul(127.5).add(128).clamp(0, 255).to('uint8').to({ device: 'cpu' }).data() as Uint8Array;
+          }),
+        );
+        data.set(bytes, at);
+        at += bytes.length;
+      }
+      return { data, count: seeds.length, channels: C, height: R, width: R };
+    },
     sampleGrid(count, steps) {
       return noGrad(() => {
         const seeds = Array.from({ length: count }, (_, k) => k);

@@ -45,6 +45,10 @@ export const trainOptionsSchema = z
     threads: positiveInt.optional(),
     device: z.string().default('auto'),
     gridSeeds: positiveInt.default(64),
+    /** Sample-quality metrics computed on the EMA network every `metricsEvery` snapshots (empty: none). */
+    metrics: z.array(z.enum(['fd-classifier', 'kid-classifier', 'swd'])).default([]),
+    metricsEvery: positiveInt.default(1),
+    metricsSamples: positiveInt.default(1000),
     gridSteps: positiveInt.default(18),
     resume: z.string().optional(),
     dryRun: z.boolean().default(false),

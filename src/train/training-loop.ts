@@ -15,6 +15,7 @@ import { writeImageGrid } from '../io/images.js';
 import { writeLinePlot } from '../io/plot.js';
 import { learningRate, emaBeta } from './schedule.js';
 import { reducePatchLoss } from '../diffusion/loss.js';
+import { computeMetrics } from '../metrics/evaluate.js';
 import { RunLog, writeJson } from './run-dir.js';
 import { saveNetworkSnapshot, saveTrainingState, snapshotName, stateName, type LoopState, type SnapshotInfo } from './checkpoint.js';
 import type { ResolvedTrainOptions } from './options.js';
@@ -63,6 +64,7 @@ export async function trainingLoop(a: TrainingLoopArgs): Promise<TrainingResult>
   let tickLossSum = 0, tickLossCount = 0, tickBadGradSteps = 0, tickRealImages = 0;
   let nonFiniteStreak = 0;
   let lastSnapshot: string | null = null;
+  let snapshotCount = 0;
   let peakRssGb = 0;
   const lossHistory: { kimg: number; loss: number }[] = [];
 
@@ -87,7 +89,25 @@ export async function trainingLoop(a: TrainingLoopArgs): Promise<TrainingResult>
       await writeLinePlot(join(runDir, 'loss.png'), [{ label: 'training loss', x: lossHistory.map((p) => p.kimg), y: lossHistory.map((p) => p.loss) }],
         { title: 'Training loss (per-pixel mean, per tick)', xLabel: 'kimg', yLabel: 'loss', logY: true });
     lastSnapshot = path;
+    snapshotCount += 1;
+    if (o.metrics.length && snapshotCount % o.metricsEvery === 0) await measureQuality(kimg);
     return path;
+  };
+  // Sample quality of the EMA network, on fixed seeds 0..N−1, against the training set.
+  const measureQuality = async (kimg: number) => {
+    const seeds = Array.from({ length: o.metricsSamples }, (_, k) => k);
+    const started = Date.now();
+    const generated = c.sampleForMetrics(seeds, o.gridSteps, 64);
+    const report = await computeMetrics({ generated, reference: a.dataset, metrics: o.metrics, seed: 0, device: c.device });
+    const m = report.metrics;
+    const entry: Record<string, unknown> = { 'Progress/kimg': kimg, 'Metrics/samples': o.metricsSamples, 'Metrics/seeds': `0-${o.metricsSamples - 1}`, 'Metrics/sampler_steps': o.gridSteps };
+    if (m['fd-classifier'] !== undefined) entry['Metrics/fd_classifier'] = m['fd-classifier'];
+    if (m['kid-classifier']) entry['Metrics/kid_classifier'] = m['kid-classifier'].mean;
+    if (m.swd) entry['Metrics/swd'] = m.swd.mean;
+    entry['Timing/metrics_sec'] = (Date.now() - started) / 1000;
+    log.stats(entry);
+    log.line(`metrics at kimg ${kimg.toFixed(1)} (${o.metricsSamples} samples, seeds 0-${o.metricsSamples - 1}): ` +
+      Object.entries(entry).filter(([k]) => /fd_|kid_|swd/.test(k)).map(([k, v]) => `${k.slice(8)} ${(v as number).toFixed(4)}`).join('  '));
   };
 
   let stoppedEarly = false;

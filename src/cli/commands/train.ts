@@ -40,6 +40,9 @@ export function trainCommand(): Command {
     .option('--device <name>', 'cpu, cuda, cuda:N or auto (default: auto)')
     .option('--grid-seeds <n>', 'images in each snapshot sample grid', num)
     .option('--grid-steps <n>', 'sampler steps for snapshot grids', num)
+    .option('--metrics <list>', 'quality metrics on the EMA network at snapshots: fd-classifier,kid-classifier,swd (the classifier is the shipped Fashion-MNIST one)', (v: string) => v.split(',').filter(Boolean))
+    .option('--metrics-every <n>', 'compute the metrics every n snapshots', num)
+    .option('--metrics-samples <n>', 'generated images per metric evaluation (seeds 0..n−1)', num)
     .option('--resume <path>', 'continue a run: its directory or a training-state file (options come from the state; --duration, --threads, --device, --tick, --snap, --dump may change)')
     .option('--dry-run', 'print the resolved options and the network size, then exit')
     .action(async (flags: Record<string, unknown>) => {
