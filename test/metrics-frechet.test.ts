@@ -3,7 +3,7 @@ import assert from 'node:assert/strict';
 import { mkdtempSync, rmSync } from 'node:fs';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
-import { Generator, eigh, scope, tensor, type Tensor } from '../src/tensor/index.js';
+import { Generator, eigh, scope, type Tensor } from '../src/tensor/index.js';
 import {
   FeatureStatsAccumulator, featureStatistics, frechetDistance, frechetDistanceParts, loadStatistics, saveStatistics,
   type FeatureStatistics,
@@ -88,8 +88,7 @@ test('FD is invariant to a common rotation (non-diagonal, non-commuting covarian
     const rotMu = (m: Tensor) => q.mm(m.unsqueeze(1)).squeeze(1);
     const rotated = frechetDistance(mk(rotMu(m1), rot(s1)), mk(rotMu(m2), rot(s2)));
     assert.ok(Math.abs(rotated - base) < 1e-8 * base, `${rotated} vs ${base}`);
-    // An element-wise square root of Σ1Σ2 (a classic bug) would not be rotation-invariant; neither is it the
-    // diagonal formula: check against the diagonal closed form only when both are diagonal (previous test).
+    // (An element-wise square root of Σ1Σ2, a classic bug, passes the diagonal test but fails this one.)
   });
 });
 

@@ -36,7 +36,7 @@ test('unbiased polynomial MMD² equals a direct O(n²) computation', () => {
     const expected = directMmd2(rows(x), rows(y));
     const got = polynomialMmd2Unbiased(x, y);
     assert.ok(Math.abs(got - expected) < 1e-9 * Math.max(1, Math.abs(expected)), `${got} vs ${expected}`);
-    // The unbiased estimate of a set against itself is not 0 but −2·(mean off-diagonal − mean all) of K_xx... just check symmetry.
+    // Symmetric in its arguments.
     assert.ok(Math.abs(polynomialMmd2Unbiased(y, x) - got) < 1e-9);
   });
 });

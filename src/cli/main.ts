@@ -5,6 +5,7 @@ import { infoCommand } from './commands/info.js';
 import { trainCommand } from './commands/train.js';
 import { generateCommand } from './commands/generate.js';
 import { datasetCommand } from './commands/dataset.js';
+import { metricsCommand } from './commands/metrics.js';
 
 async function main(): Promise<void> {
   const program = new Command('patch-diffusion')
@@ -13,6 +14,7 @@ async function main(): Promise<void> {
   program.addCommand(trainCommand());
   program.addCommand(generateCommand());
   program.addCommand(datasetCommand());
+  program.addCommand(metricsCommand());
   program.addCommand(infoCommand());
   await program.parseAsync(process.argv);
 }

@@ -252,6 +252,7 @@ export async function computeMetrics(options: ComputeMetricsOptions): Promise<Me
   // Feature networks.
   const uses: NetworkUse[] = [];
   const networks: Record<string, NetworkInfo> = {};
+  let swd: SwdDescriptors | null = null;
   try {
     if (wanted.has('fd-classifier') || wanted.has('kid-classifier')) {
       const path = options.classifierPath ?? DEFAULT_CLASSIFIER_PATH;
@@ -277,7 +278,6 @@ export async function computeMetrics(options: ComputeMetricsOptions): Promise<Me
     }
 
     // Generated images: one pass, feeding every network and SWD.
-    let swd: SwdDescriptors | null = null;
     let swdLimit = Infinity;
     let geometry: MetricsReport['generated'] | null = null;
     const batchSize = options.batchSize ?? (uses.some((u) => u.network.dim === 2048) ? 32 : 256);
@@ -391,6 +391,7 @@ export async function computeMetrics(options: ComputeMetricsOptions): Promise<Me
     return report;
   } finally {
     refStats?.features?.dispose();
+    swd?.dispose();
     for (const u of uses) {
       u.acc.dispose();
       for (const t of u.features) t.dispose();

@@ -20,6 +20,10 @@
 // exactly 0, and the estimate's variance drops). ProGAN drew them from one
 // global stream; the distribution of each set's descriptors is the same.
 // Directions come from generators seeded from (seed, 1000 + level).
+//
+// Cost: descriptors take N·128·49·C·4 bytes per level and set (10,000 RGB
+// images: 750 MB per level); sorting the projections dominates the time (a JS
+// radix sort; fd+kid+swd on 2,000 grey 32×32 images took 30–40 s on 2 shared cores).
 import { F, Generator, Tensor, cat, keep, scope, tensor, arange, type Device } from '../tensor/index.js';
 import { deriveSeed, imageArrayToTensor, sliceImages, type ImageArray } from './images.js';
 

@@ -17,7 +17,7 @@ import { loadFashionMnist, FASHION_MNIST_DIR } from '../data/fashion-mnist.js';
 import { collectPixels, oneHotClass, type ImageDataset } from '../data/dataset.js';
 import { writeSafetensors } from '../io/safetensors.js';
 import { Adam } from '../optim/adam.js';
-import { F, Generator, getNumThreads, noGrad, scope, setNumThreads, tensor, zeroGrad, type Tensor } from '../tensor/index.js';
+import { F, Generator, getNumThreads, noGrad, scope, setNumThreads, tensor, zeroGrad } from '../tensor/index.js';
 import {
   CLASSIFIER_ARCHITECTURE, CLASSIFIER_FORMAT, CLASSIFIER_PREPROCESSING, DEFAULT_CLASSIFIER_PATH, FashionClassifier,
   preprocessForClassifier,
