@@ -1,0 +1,357 @@
+// Shared helpers of the Patch Diffusion benchmarks (bench/patch-vs-full.ts,
+// bench/sampling.ts, bench/quality-budget.ts): option parsing, the machine
+// description every benchmark prints, child processes (one per measured
+// configuration, so that each peak RSS belongs to that configuration alone),
+// statistics, tables, output folders and JSON records.
+import { spawn } from 'node:child_process';
+import { existsSync, mkdirSync, mkdtempSync, readFileSync, realpathSync, rmSync, writeFileSync } from 'node:fs';
+import { availableParallelism, cpus, loadavg, release, tmpdir, totalmem, type as osType } from 'node:os';
+import { basename, dirname, join, resolve } from 'node:path';
+import { resourceUsage } from 'node:process';
+import { createInterface } from 'node:readline';
+import { cudaAvailable, cudaDeviceCount, getNumThreads, parallelInfo } from '../src/tensor/index.js';
+
+// ---- options ------------------------------------------------------------------------------
+
+export type OptionType = 'string' | 'number' | 'int' | 'boolean' | 'numbers' | 'ints';
+export interface OptionSpec {
+  type: OptionType;
+  default?: string | number | boolean | number[];
+  help: string;
+}
+export type OptionValues = Record<string, string | number | boolean | number[] | undefined>;
+
+/** Thrown for bad command lines; main() prints it with the usage and exits with 2. */
+export class UsageError extends Error {}
+/** A child process failed; its message carries the child's own error lines. */
+export class ChildError extends Error {}
+
+/**
+ * Parses `--name value`, `--name=value` and boolean `--flag` / `--no-flag`
+ * against a spec; `--help` prints the usage and exits. Unknown options and
+ * malformed values are errors naming the option.
+ */
+export function parseOptions(argv: readonly string[], spec: Record<string, OptionSpec>, usage: string): OptionValues {
+  const out: OptionValues = {};
+  for (const [k, s] of Object.entries(spec)) out[k] = s.default;
+  for (let i = 0; i < argv.length; i++) {
+    const arg = argv[i]!;
+    if (arg === '--help' || arg === '-h') {
+      console.log(helpText(spec, usage));
+      process.exit(0);
+    }
+    const m = /^--(no-)?([a-z][a-z0-9-]*)(?:=(.*))?$/.exec(arg);
+    if (!m) throw new UsageError(`unexpected argument '${arg}'`);
+    const negated = m[1] !== undefined;
+    const name = m[2]!.replace(/-([a-z0-9])/g, (_, c: string) => c.toUpperCase());
+    const s = spec[name];
+    if (!s) throw new UsageError(`unknown option --${m[2]}; known: ${Object.keys(spec).map(flagName).join(', ')}`);
+    if (s.type === 'boolean') {
+      if (m[3] !== undefined) throw new UsageError(`--${m[2]} takes no value`);
+      out[name] = !negated;
+      continue;
+    }
+    if (negated) throw new UsageError(`--no-${m[2]} is not an option (--${m[2]} takes a value)`);
+    const raw = m[3] ?? argv[++i];
+    if (raw === undefined) throw new UsageError(`--${m[2]} needs a value`);
+    out[name] = parseValue(raw, s.type, `--${m[2]}`);
+  }
+  return out;
+}
+
+function parseValue(raw: string, type: OptionType, what: string): string | number | number[] {
+  const num = (v: string, int: boolean) => {
+    const n = Number(v);
+    if (v.trim() === '' || !Number.isFinite(n) || (int && !Number.isInteger(n))) throw new UsageError(`${what}: '${v}' is not ${int ? 'an integer' : 'a number'}`);
+    return n;
+  };
+  switch (type) {
+    case 'string':
+      return raw;
+    case 'number':
+      return num(raw, false);
+    case 'int':
+      return num(raw, true);
+    case 'numbers':
+    case 'ints': {
+      const list = raw.split(',').map((v) => num(v, type === 'ints'));
+      if (!list.length) throw new UsageError(`${what}: empty list`);
+      return list;
+    }
+    default:
+      throw new UsageError(`${what}: unknown type`);
+  }
+}
+
+const flagName = (k: string) => `--${k.replace(/[A-Z]/g, (c) => '-' + c.toLowerCase())}`;
+
+function helpText(spec: Record<string, OptionSpec>, usage: string): string {
+  const rows = Object.entries(spec).map(([k, s]) => {
+    const value = s.type === 'boolean' ? '' : ` <${s.type === 'numbers' || s.type === 'ints' ? 'a,b,…' : s.type}>`;
+    const def = s.default === undefined ? '' : ` (default ${Array.isArray(s.default) ? s.default.join(',') : String(s.default)})`;
+    return `  ${(flagName(k) + value).padEnd(28)} ${s.help}${def}`;
+  });
+  return `${usage}\n\noptions:\n${rows.join('\n')}`;
+}
+
+/** Typed getters over parsed options (the spec guarantees the types). */
+export const opt = {
+  str: (o: OptionValues, k: string) => o[k] as string,
+  strOpt: (o: OptionValues, k: string) => o[k] as string | undefined,
+  num: (o: OptionValues, k: string) => o[k] as number,
+  numOpt: (o: OptionValues, k: string) => o[k] as number | undefined,
+  bool: (o: OptionValues, k: string) => o[k] === true,
+  list: (o: OptionValues, k: string) => o[k] as number[],
+};
+
+export function positiveInt(v: number, what: string): number {
+  if (!Number.isInteger(v) || v < 1) throw new UsageError(`${what} must be a positive integer, got ${v}`);
+  return v;
+}
+
+// ---- the machine ---------------------------------------------------------------------------
+
+export interface MachineInfo {
+  cpuModel: string;
+  logicalCpus: number;
+  availableParallelism: number;
+  threadsUsed: number;
+  interopThreads: number | null;
+  totalMemoryGb: number;
+  loadAverage: [number, number, number];
+  node: string;
+  os: string;
+  libtorch: {
+    library: string | null;
+    version: string | null;
+    parallelBackend: string | null;
+    openmp: string | null;
+    mkl: string | null;
+    onednn: string | null;
+  };
+  cuda: { available: boolean; devices: number };
+}
+
+/** CPU model from /proc/cpuinfo (or os.cpus()), cores, threads in use, memory, load, libtorch build. */
+export function machineInfo(): MachineInfo {
+  let cpuModel = cpus()[0]?.model ?? 'unknown';
+  let logicalCpus = cpus().length;
+  try {
+    const text = readFileSync('/proc/cpuinfo', 'utf8');
+    const model = /^model name\s*:\s*(.+)$/m.exec(text)?.[1];
+    if (model) cpuModel = model.trim();
+    logicalCpus = (text.match(/^processor\s*:/gm) ?? []).length || logicalCpus;
+  } catch {
+    /* not Linux */
+  }
+  const info = parallelInfo();
+  const line = (re: RegExp) => re.exec(info)?.[1]?.trim() ?? null;
+  const cuda = cudaAvailable();
+  return {
+    cpuModel,
+    logicalCpus,
+    availableParallelism: availableParallelism(),
+    threadsUsed: getNumThreads(),
+    interopThreads: Number(line(/get_num_interop_threads\(\)\s*:\s*(\d+)/)) || null,
+    totalMemoryGb: totalmem() / 2 ** 30,
+    loadAverage: loadavg().map((v) => Math.round(v * 100) / 100) as [number, number, number],
+    node: process.version,
+    os: `${osType()} ${release()}`,
+    libtorch: { ...libtorchLibrary(), parallelBackend: line(/ATen parallel backend:\s*(.+)/), openmp: line(/^(OpenMP.*)$/m), mkl: line(/^(MKL.*)$/m), onednn: line(/^(.*MKL-DNN.*|.*oneDNN.*)$/m) },
+    cuda: { available: cuda, devices: cuda ? cudaDeviceCount() : 0 },
+  };
+}
+
+/** The libtorch_cpu shared library this process mapped, and the version its file name carries. */
+function libtorchLibrary(): { library: string | null; version: string | null } {
+  try {
+    const maps = readFileSync('/proc/self/maps', 'utf8');
+    const path = /\s(\/\S*libtorch_cpu\.so\S*)$/m.exec(maps)?.[1] ?? null;
+    if (!path) return { library: null, version: null };
+    const real = realpathSync(path);
+    let version = /\.so\.(\d+(?:\.\d+)*)$/.exec(real)?.[1] ?? null;
+    // A pip/zip libtorch: torch/version.py or build-version next to lib/.
+    for (const f of [join(dirname(real), '..', 'build-version'), join(dirname(real), '..', 'version.py')]) {
+      if (!version && existsSync(f)) version = /(\d+\.\d+\.\d+[^'"\s]*)/.exec(readFileSync(f, 'utf8'))?.[1] ?? null;
+    }
+    return { library: real, version };
+  } catch {
+    return { library: null, version: null };
+  }
+}
+
+export function formatMachine(m: MachineInfo): string {
+  return [
+    `machine: ${m.cpuModel}, ${m.logicalCpus} logical CPUs (availableParallelism ${m.availableParallelism}), ${m.totalMemoryGb.toFixed(1)} GiB RAM, ${m.os}, Node ${m.node}`,
+    `libtorch: ${m.libtorch.version ?? 'version unknown'} (${m.libtorch.library ?? 'library path unknown'}); ${m.libtorch.parallelBackend ?? '?'} backend, ` +
+      `${m.libtorch.openmp ?? 'no OpenMP'}, ${m.libtorch.mkl ?? 'MKL ?'}, ${m.libtorch.onednn ?? 'oneDNN ?'}; CUDA ${m.cuda.available ? `yes (${m.cuda.devices} device(s))` : 'no'}`,
+    `threads used: ${m.threadsUsed} intra-op${m.interopThreads ? `, ${m.interopThreads} inter-op` : ''}; load average at start ${m.loadAverage.join(' / ')} (1/5/15 min)`,
+  ].join('\n');
+}
+
+// ---- child processes -----------------------------------------------------------------------
+
+const RESULT_TAG = '@@BENCH-RESULT ';
+
+/** Peak resident set of this process so far, in MiB (getrusage ru_maxrss). */
+export function peakRssMb(): number {
+  return resourceUsage().maxRSS / 1024;
+}
+export function rssMb(): number {
+  return process.memoryUsage().rss / 2 ** 20;
+}
+
+/**
+ * libtorch's peak CUDA memory is not exposed by the addon (it has no
+ * allocator-statistics call), so it is reported as n/a, with the reason.
+ */
+export function cudaPeakAllocated(device: string): { value: number | null; note: string } {
+  if (!device.startsWith('cuda')) return { value: null, note: 'n/a (CPU run)' };
+  return { value: null, note: 'n/a (the addon exposes no CUDA caching-allocator statistics)' };
+}
+
+/**
+ * The environment of a measured child. libtorch's setNumThreads sizes its
+ * OpenMP pool only; Debian's libtorch also calls a pthreads OpenBLAS (Linear
+ * layers, attention matmuls) whose own pool has one thread per core, and its
+ * idle threads spin in sched_yield. With --threads 1 a child would then still
+ * keep a second core busy (mostly as system time). So children get
+ * OPENBLAS_NUM_THREADS = threads unless the caller's environment sets it.
+ */
+export function childEnv(threads: number): { env: NodeJS.ProcessEnv; openblasThreads: string } {
+  const openblasThreads = process.env.OPENBLAS_NUM_THREADS ?? String(threads);
+  return { env: { ...process.env, OPENBLAS_NUM_THREADS: openblasThreads }, openblasThreads };
+}
+
+/** True in a child started by runChild; its configuration is the JSON after --child. */
+export function childConfig<T>(): T | null {
+  const i = process.argv.indexOf('--child');
+  if (i < 0) return null;
+  const raw = process.argv[i + 1];
+  if (!raw) throw new Error('--child needs a JSON configuration');
+  return JSON.parse(raw) as T;
+}
+
+/** Runs the child body and prints its result as one tagged JSON line on stdout; failures exit 1 with the message. */
+export function runAsChild<T, R>(cfg: T, body: (cfg: T) => Promise<R>): void {
+  body(cfg)
+    .then((r) => {
+      process.stdout.write(`${RESULT_TAG}${JSON.stringify(r)}\n`);
+    })
+    .catch((e: unknown) => {
+      // The message is what people need; BENCH_DEBUG=1 adds the stack.
+      process.stderr.write(`child error: ${e instanceof Error ? (process.env.BENCH_DEBUG ? (e.stack ?? e.message) : `${e.name === 'Error' ? '' : `${e.name}: `}${e.message}`) : String(e)}\n`);
+      process.exit(1);
+    });
+}
+
+/**
+ * Spawns `node <script> --child <json>` and resolves with the JSON result the
+ * child prints; the child's other output is echoed with a prefix (or dropped
+ * when `echo` is false, stderr always shown). Rejects with the exit status
+ * and the last stderr lines when it fails.
+ */
+export async function runChild<R>(script: string, cfg: unknown, o: { echo?: boolean; prefix?: string; execArgv?: string[]; env?: NodeJS.ProcessEnv } = {}): Promise<R> {
+  const child = spawn(process.execPath, [...(o.execArgv ?? []), script, '--child', JSON.stringify(cfg)], { stdio: ['ignore', 'pipe', 'pipe'], env: o.env ?? process.env });
+  const prefix = o.prefix ?? '    | ';
+  let result: R | undefined;
+  const errTail: string[] = [];
+  const out = createInterface({ input: child.stdout });
+  out.on('line', (line) => {
+    if (line.startsWith(RESULT_TAG)) result = JSON.parse(line.slice(RESULT_TAG.length)) as R;
+    else if (o.echo !== false) process.stdout.write(`${prefix}${line}\n`);
+  });
+  const err = createInterface({ input: child.stderr });
+  err.on('line', (line) => {
+    errTail.push(line);
+    if (errTail.length > 20) errTail.shift();
+    process.stderr.write(`${prefix}${line}\n`);
+  });
+  const forward = (sig: NodeJS.Signals) => child.kill(sig);
+  process.on('SIGINT', forward);
+  process.on('SIGTERM', forward);
+  try {
+    const [code, signal] = await new Promise<[number | null, NodeJS.Signals | null]>((res, rej) => {
+      child.on('error', rej);
+      child.on('close', (c, s) => res([c, s]));
+    });
+    if (code !== 0 || result === undefined)
+      throw new ChildError(
+        `child ${basename(script)} ${signal ? `killed by ${signal}` : `exited with status ${code}`}` +
+          (result === undefined && code === 0 ? ' without a result' : '') +
+          (errTail.length ? `:\n${errTail.slice(-8).join('\n')}` : ''),
+      );
+    return result;
+  } finally {
+    process.off('SIGINT', forward);
+    process.off('SIGTERM', forward);
+  }
+}
+
+// ---- statistics and tables ---------------------------------------------------------------------
+
+export function median(xs: readonly number[]): number {
+  if (!xs.length) return NaN;
+  const s = [...xs].sort((a, b) => a - b);
+  const m = s.length >> 1;
+  return s.length % 2 ? s[m]! : (s[m - 1]! + s[m]!) / 2;
+}
+export const mean = (xs: readonly number[]) => (xs.length ? xs.reduce((a, b) => a + b, 0) / xs.length : NaN);
+
+/** A fixed-width table: the first column left-aligned, the others right-aligned. */
+export function formatTable(headers: readonly string[], rows: readonly (readonly string[])[]): string {
+  const widths = headers.map((h, k) => Math.max(h.length, ...rows.map((r) => (r[k] ?? '').length)));
+  const fmtRow = (r: readonly string[]) => r.map((c, k) => (k === 0 ? c.padEnd(widths[k]!) : c.padStart(widths[k]!))).join('  ');
+  return [fmtRow(headers), widths.map((w) => '-'.repeat(w)).join('  '), ...rows.map(fmtRow)].join('\n');
+}
+
+export const fx = (v: number | null | undefined, digits = 2) => (v === null || v === undefined || !Number.isFinite(v) ? 'n/a' : v.toFixed(digits));
+
+// ---- output folders and records ----------------------------------------------------------------
+
+export interface Outdir {
+  dir: string;
+  temporary: boolean;
+  /** Removes a temporary folder (unless kept); a user-given --outdir is left alone. */
+  cleanup(keep?: boolean): void;
+}
+
+/** The user's --outdir (created), or a fresh folder under os.tmpdir(). */
+export function prepareOutdir(given: string | undefined, prefix: string): Outdir {
+  if (given) {
+    const dir = resolve(given);
+    mkdirSync(dir, { recursive: true });
+    return { dir, temporary: false, cleanup: () => {} };
+  }
+  const dir = mkdtempSync(join(tmpdir(), `${prefix}-`));
+  return {
+    dir,
+    temporary: true,
+    cleanup(keep = false) {
+      if (!keep) rmSync(dir, { recursive: true, force: true });
+    },
+  };
+}
+
+/** Writes the benchmark's JSON record (pretty-printed) when --json was given. */
+export function writeJsonRecord(path: string | undefined, record: unknown): void {
+  if (!path) return;
+  const file = resolve(path);
+  mkdirSync(dirname(file), { recursive: true });
+  writeFileSync(file, JSON.stringify(record, null, 2) + '\n');
+  console.log(`\nJSON record written to ${file}`);
+}
+
+/** Common entry point: usage errors exit 2 with the message, other errors exit 1. */
+export function benchMain(name: string, fn: () => Promise<void>): void {
+  fn().catch((e: unknown) => {
+    if (e instanceof UsageError) {
+      console.error(`${name}: ${e.message} (see --help)`);
+      process.exit(2);
+    }
+    console.error(`${name}: ${e instanceof ChildError ? e.message : e instanceof Error ? (e.stack ?? e.message) : String(e)}`);
+    process.exit(1);
+  });
+}
+
+export const nowIso = () => new Date().toISOString();
