@@ -7,6 +7,7 @@
 #include <ATen/Context.h>
 
 #include <cstring>
+#include <dlfcn.h>
 
 namespace pd {
 
@@ -164,6 +165,11 @@ PD_FN(setNumThreads, {
   int64_t n = I(0);
   if (n < 1) throw ArgError{"thread count must be at least 1, got " + std::to_string(n)};
   at::set_num_threads(static_cast<int>(n));
+  // libtorch's matmuls go through the system BLAS, which keeps its own thread
+  // pool (OpenBLAS: as many as cores, busy-waiting). Give it the same count,
+  // when the BLAS in use is OpenBLAS.
+  using SetBlasThreads = void (*)(int);
+  if (auto fn = reinterpret_cast<SetBlasThreads>(dlsym(RTLD_DEFAULT, "openblas_set_num_threads"))) fn(static_cast<int>(n));
   return env.Undefined();
 })
 PD_FN(getNumThreads, return Napi::Number::New(env, at::get_num_threads());)
