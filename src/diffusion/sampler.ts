@@ -322,19 +322,21 @@ export function seedBatches(seeds: readonly number[], maxBatch: number): number[
 // ---- output ----------------------------------------------------------------------------------
 
 /**
- * Images in [−1, 1] (any float dtype, NCHW) to uint8 NHWC bytes:
+ * Images in [−1, 1] (any float dtype) to a uint8 tensor of the same shape:
  * clip(x·127.5 + 128, 0, 255) then truncation, exactly as generate.py. The
  * +128 (not +127.5) with truncation rounds to nearest: x = 0 gives 128, and
  * values map to round(x·127.5 + 127.5) up to ties. NaN becomes 0 (black)
  * instead of whatever the float→uint8 cast happens to produce.
  */
+export function quantizeImages(images: Tensor): Tensor {
+  return scope(() => images.to('float64').mul(127.5).add(128).nanToNum(0, 255, 0).clamp(0, 255).to('uint8'));
+}
+
+/** Images in [−1, 1] (NCHW) to uint8 NHWC bytes for PNG writing, quantised by quantizeImages. */
 export function toUint8(images: Tensor): ImageBatch {
   if (images.ndim !== 4) throw new Error(`toUint8: images must be [N, C, H, W], got [${images.shape}]`);
   const [count, channels, height, width] = images.shape as [number, number, number, number];
   if (channels !== 1 && channels !== 3) throw new Error(`toUint8: ${channels} channels cannot be written as an image (decode latents first)`);
-  const data = scope(() => {
-    const u8 = images.to('float64').mul(127.5).add(128).nanToNum(0, 255, 0).clamp(0, 255).to('uint8');
-    return u8.permute(0, 2, 3, 1).contiguous().to('cpu').data() as Uint8Array;
-  });
+  const data = scope(() => quantizeImages(images).permute(0, 2, 3, 1).contiguous().to('cpu').data() as Uint8Array);
   return { data, count, height, width, channels };
 }

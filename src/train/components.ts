@@ -9,7 +9,7 @@ import { createNetwork, presetConfig, type NetworkConfig, type PresetName } from
 import type { PatchEDMPrecond } from '../networks/precond.js';
 import { PatchSchedule } from '../diffusion/patches.js';
 import { patchLoss, type Denoiser } from '../diffusion/loss.js';
-import { generateImages, seedBatches, toUint8 } from '../diffusion/sampler.js';
+import { generateImages, quantizeImages, seedBatches, toUint8 } from '../diffusion/sampler.js';
 import type { ImageArray } from '../metrics/images.js';
 import type { ImageBatch } from '../io/images.js';
 import type { ResolvedTrainOptions } from './options.js';
@@ -124,8 +124,8 @@ export function buildComponents(o: ResolvedTrainOptions, dataset: ImageDataset, 
         const bytes = noGrad(() =>
           scope(() => {
             const { images } = generateImages(emaDenoiser, { seeds: chunk, channels: C, resolution: R, numSteps: steps, labelDim, device });
-            // The official quantisation (+128, truncation), kept in NCHW.
-            return images.mul(127.5).add(128).clamp(0, 255).to('uint8').to({ device: 'cpu' }).data() as Uint8Array;
+            // The same quantisation as written PNGs, kept in NCHW (what the metrics read).
+            return quantizeImages(images).to({ device: 'cpu' }).data() as Uint8Array;
           }),
         );
         data.set(bytes, at);
