@@ -27,19 +27,29 @@ static int64_t storageBytes(const at::Tensor& t) {
 // on a later event-loop turn, so a synchronous loop cannot pile up handles.
 static void finalizeBox(Napi::BasicEnv env, TensorBox* box) {
   if (box->tensor.defined()) {
-    Napi::MemoryManagement::AdjustExternalMemory(env, -box->accounted_bytes);
+    if (box->accounted_bytes != 0) Napi::MemoryManagement::AdjustExternalMemory(env, -box->accounted_bytes);
     g_live_tensors--;
   }
   delete box;
 }
 
+// A new handle is not yet reported to V8: most tensors are born inside a
+// scope() that frees them deterministically, and reporting those would make
+// V8 see hundreds of MB come and go every training step and answer with a
+// mark-compact per step, whose concurrent marking thread then stalls the
+// OpenMP team. The JS side calls accountExternal when a handle passes into
+// the GC's keeping (created outside any scope, or escaping the outermost one).
 Napi::Value wrap(Napi::Env env, at::Tensor tensor) {
   auto* box = new TensorBox();
   box->tensor = std::move(tensor);
-  box->accounted_bytes = storageBytes(box->tensor);
   g_live_tensors++;
-  Napi::MemoryManagement::AdjustExternalMemory(env, box->accounted_bytes);
   return Napi::External<TensorBox>::New(env, box, finalizeBox);
+}
+
+void accountExternal(Napi::Env env, TensorBox* box) {
+  if (!box->tensor.defined() || box->accounted_bytes != 0) return;
+  box->accounted_bytes = storageBytes(box->tensor);
+  Napi::MemoryManagement::AdjustExternalMemory(env, box->accounted_bytes);
 }
 
 Napi::Value wrapList(Napi::Env env, const std::vector<at::Tensor>& tensors) {
@@ -50,7 +60,7 @@ Napi::Value wrapList(Napi::Env env, const std::vector<at::Tensor>& tensors) {
 
 void disposeBox(Napi::Env env, TensorBox* box) {
   if (!box->tensor.defined()) return;
-  Napi::MemoryManagement::AdjustExternalMemory(env, -box->accounted_bytes);
+  if (box->accounted_bytes != 0) Napi::MemoryManagement::AdjustExternalMemory(env, -box->accounted_bytes);
   box->accounted_bytes = 0;
   box->tensor = at::Tensor();
   g_live_tensors--;

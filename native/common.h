@@ -23,7 +23,7 @@ enum class HandleKind : uint32_t { Tensor = 0x7e4507u, Generator = 0x6e4e12u };
 struct TensorBox {
   HandleKind kind = HandleKind::Tensor;
   at::Tensor tensor;
-  int64_t accounted_bytes = 0;  // bytes reported to V8, given back on dispose
+  int64_t accounted_bytes = 0;  // bytes reported to V8 (0 while a scope owns it), given back on dispose
 };
 
 struct GeneratorBox {
@@ -31,8 +31,11 @@ struct GeneratorBox {
   at::Generator generator;
 };
 
-// Wraps a tensor into a new JS handle; V8 is told about its storage bytes.
+// Wraps a tensor into a new JS handle (not yet reported to V8: see addon.cc).
 Napi::Value wrap(Napi::Env env, at::Tensor tensor);
+// Tells V8 about a handle's storage bytes, once; dispose or the finaliser
+// gives them back.
+void accountExternal(Napi::Env env, TensorBox* box);
 Napi::Value wrapList(Napi::Env env, const std::vector<at::Tensor>& tensors);
 // Frees a handle's storage now; later use throws "used after dispose".
 void disposeBox(Napi::Env env, TensorBox* box);

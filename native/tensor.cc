@@ -30,12 +30,23 @@ PD_FN(dispose, {
   return env.Undefined();
 })
 
+PD_FN(accountExternal, {
+  if (info.Length() < 1 || !info[0].IsExternal()) throw ArgError{"argument 0 must be a Tensor"};
+  auto* box = info[0].As<Napi::External<TensorBox>>().Data();
+  if (box->kind != HandleKind::Tensor) throw ArgError{"argument 0 must be a Tensor"};
+  accountExternal(env, box);
+  return env.Undefined();
+})
+
 PD_FN(isDisposed, {
   auto* box = info[0].As<Napi::External<TensorBox>>().Data();
   return Napi::Boolean::New(env, !box->tensor.defined());
 })
 
 PD_FN(liveTensors, return Napi::Number::New(env, static_cast<double>(liveTensorCount()));)
+
+// V8's own running total of external memory (every addon's reports, not just ours).
+PD_FN(externalMemory, return Napi::Number::New(env, static_cast<double>(Napi::MemoryManagement::AdjustExternalMemory(env, 0)));)
 
 PD_FN(shape, {
   at::Tensor t = T(0);

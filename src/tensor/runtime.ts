@@ -38,6 +38,14 @@ export function resolveDevice(name: string | undefined): Device {
 export function liveTensors(): number {
   return native.liveTensors() as number;
 }
+/**
+ * Bytes of native memory V8 currently counts as external (it weighs them when
+ * deciding to collect). Tensors a scope owns are not counted: only those the
+ * GC alone can free (see ScopedResource.releasedToGc).
+ */
+export function externalMemoryReported(): number {
+  return native.externalMemory() as number;
+}
 export function setDeterministic(on: boolean): void {
   native.setDeterministic(on);
 }

@@ -6,19 +6,31 @@
 
 export interface ScopedResource {
   dispose(): void;
+  /**
+   * Called once no scope owns the resource any more and only the GC can free
+   * it (created outside every scope, kept, or returned from the outermost
+   * one). Tensors report their native bytes to V8 here, and only here: a
+   * scope frees its tensors itself, so V8 need not hear of them.
+   */
+  releasedToGc?(): void;
 }
 
 const stack: Set<ScopedResource>[] = [];
 
-/** Called by every new tensor: the innermost running scope takes ownership. */
+/** Called by every new tensor: the innermost running scope takes ownership, else the GC. */
 export function trackInScope(resource: ScopedResource): void {
-  stack[stack.length - 1]?.add(resource);
+  const innermost = stack[stack.length - 1];
+  if (innermost) innermost.add(resource);
+  else resource.releasedToGc?.();
 }
 
 /** Removes a resource from the innermost scope that owns it, so it outlives it. */
 export function keep<T extends ScopedResource>(resource: T): T {
   for (let k = stack.length - 1; k >= 0; k--) {
-    if (stack[k]!.delete(resource)) break;
+    if (stack[k]!.delete(resource)) {
+      resource.releasedToGc?.();
+      break;
+    }
   }
   return resource;
 }

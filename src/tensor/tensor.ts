@@ -63,6 +63,11 @@ export class Tensor {
     return this.isDisposed ? 'Tensor(disposed)' : (native.describe(this.handle) as string);
   }
 
+  /** @internal see ScopedResource.releasedToGc. */
+  releasedToGc(): void {
+    native.accountExternal(this.handle);
+  }
+
   /** Frees the native memory now (if no view shares it). Idempotent. */
   dispose(): void {
     native.dispose(this.handle);
