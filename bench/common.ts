@@ -211,16 +211,12 @@ export function cudaPeakAllocated(device: string): { value: number | null; note:
 }
 
 /**
- * The environment of a measured child. libtorch's setNumThreads sizes its
- * OpenMP pool only; Debian's libtorch also calls a pthreads OpenBLAS (Linear
- * layers, attention matmuls) whose own pool has one thread per core, and its
- * idle threads spin in sched_yield. With --threads 1 a child would then still
- * keep a second core busy (mostly as system time). So children get
- * OPENBLAS_NUM_THREADS = threads unless the caller's environment sets it.
+ * The environment of a measured child: the caller's own. The addon runs
+ * OpenBLAS single-threaded unless OPENBLAS_NUM_THREADS is set (native/addon.cc),
+ * so `openblasThreads` says which applies, for the printed settings.
  */
-export function childEnv(threads: number): { env: NodeJS.ProcessEnv; openblasThreads: string } {
-  const openblasThreads = process.env.OPENBLAS_NUM_THREADS ?? String(threads);
-  return { env: { ...process.env, OPENBLAS_NUM_THREADS: openblasThreads }, openblasThreads };
+export function childEnv(_threads: number): { env: NodeJS.ProcessEnv; openblasThreads: string } {
+  return { env: process.env, openblasThreads: process.env.OPENBLAS_NUM_THREADS ?? '1' };
 }
 
 /** True in a child started by runChild; its configuration is the JSON after --child. */

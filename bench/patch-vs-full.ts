@@ -266,7 +266,7 @@ async function parent(): Promise<void> {
   console.log(formatMachine(machine));
   console.log(
     `settings: --arch ${arch} --data ${base.data}${base.resolution ? ` --resolution ${base.resolution}` : ''} --batch ${batch} --steps ${steps} ` +
-      `--warmup ${warmup} --rounds ${rounds} --real-p ${realP} --threads ${threads} --device ${device} --seed ${base.seed}; children run with OPENBLAS_NUM_THREADS=${openblasThreads}`,
+      `--warmup ${warmup} --rounds ${rounds} --real-p ${realP} --threads ${threads} --device ${device} --seed ${base.seed}; OpenBLAS threads ${openblasThreads}`,
   );
   console.log(`each child: load data, build the network, one warm-up step per patch size, ${warmup} warm-up steps, then ${steps} timed steps; ` +
     `children alternate Full/Patch${rounds > 1 ? '/Full/Patch…' : ''}, one at a time\n`);

@@ -322,7 +322,7 @@ async function parent(): Promise<void> {
   console.log(
     `settings: --minutes ${minutes} --real-p ${realPs.join(',')} --data ${common.data} --arch ${arch} --batch ${resolved.batch} --lr ${resolved.lr} ` +
       `--ema ${resolved.ema} (Mimg half-life; lr ramp ${resolved.lrRampup} kimg, tick ${resolved.tick} kimg) --seed ${common.seed} --samples ${samples} ` +
-      `--sample-steps ${sampleSteps} --sample-batch ${sampleBatch} --ref ${ref} --metrics-seed ${opt.num(o, 'metricsSeed')} --threads ${threads} --device ${device}; children run with OPENBLAS_NUM_THREADS=${openblasThreads}`,
+      `--sample-steps ${sampleSteps} --sample-batch ${sampleBatch} --ref ${ref} --metrics-seed ${opt.num(o, 'metricsSeed')} --threads ${threads} --device ${device}; OpenBLAS threads ${openblasThreads}`,
   );
   console.log(`output: ${out.dir}${out.temporary ? (keep ? ' (temporary, kept)' : ' (temporary: its runs are removed at the end, the sample grids kept; --outdir or --keep keeps everything)') : ''}\n`);
 

@@ -182,7 +182,7 @@ async function parent(): Promise<void> {
   console.log(
     `settings: ${network ? `--network ${network}` : `--arch ${arch} --resolution ${base.resolution} --channels ${channels} (random weights, seed ${base.seed})`} ` +
       `--steps ${stepsList.join(',')} --canvas ${canvases.join(',')} --batches ${batches.join(',')}${opt.bool(o, 'all') ? ' --all' : ''} ` +
-      `--repeats ${repeats} --rounds ${rounds} --threads ${threads} --device ${device}; children run with OPENBLAS_NUM_THREADS=${openblasThreads}`,
+      `--repeats ${repeats} --rounds ${rounds} --threads ${threads} --device ${device}; OpenBLAS threads ${openblasThreads}`,
   );
   console.log(`${configs.length} configurations, each in its own child: build the network, warm up with a 2-step run of the same batch and canvas, ` +
     `then time ${repeats} batch(es) of the full sampler (deterministic Heun, σ 0.002…80, ρ 7, float64 state), including the conversion to uint8\n`);

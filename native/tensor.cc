@@ -175,15 +175,16 @@ PD_FN(cudaDeviceCount, {
 PD_FN(setNumThreads, {
   int64_t n = I(0);
   if (n < 1) throw ArgError{"thread count must be at least 1, got " + std::to_string(n)};
-  at::set_num_threads(static_cast<int>(n));
-  // libtorch's matmuls go through the system BLAS, which keeps its own thread
-  // pool (OpenBLAS: as many as cores, busy-waiting). Give it the same count,
-  // when the BLAS in use is OpenBLAS.
-  using SetBlasThreads = void (*)(int);
-  if (auto fn = reinterpret_cast<SetBlasThreads>(dlsym(RTLD_DEFAULT, "openblas_set_num_threads"))) fn(static_cast<int>(n));
+  at::set_num_threads(static_cast<int>(n));  // the BLAS pool stays as addon.cc set it
   return env.Undefined();
 })
 PD_FN(getNumThreads, return Napi::Number::New(env, at::get_num_threads());)
+// OpenBLAS's own thread count, or -1 when the BLAS in use is not OpenBLAS.
+PD_FN(blasThreads, {
+  using GetBlasThreads = int (*)();
+  auto fn = reinterpret_cast<GetBlasThreads>(dlsym(RTLD_DEFAULT, "openblas_get_num_threads"));
+  return Napi::Number::New(env, fn ? fn() : -1);
+})
 PD_FN(parallelInfo, return Napi::String::New(env, at::get_parallel_info());)
 PD_FN(setDeterministic, {
   at::globalContext().setDeterministicAlgorithms(B(0), false);

@@ -71,6 +71,7 @@ test(`train 2N = ${2 * N} steps ≡ train N steps, stop, resume to 2N (bit for b
   assert.deepEqual(loopB, loopA);
   assert.equal(loopA.step, 2 * N);
   assert.equal(loopA.curNimg, 2 * N * NIMG_PER_STEP);
+  assert.equal(loopA.snapshots, 2, 'the snapshot count (which paces --metrics-every) carries across the resume');
   assert.deepEqual(JSON.parse(metaB.metadata.adam!), JSON.parse(metaA.metadata.adam!));
   assert.equal(JSON.parse(metaA.metadata.adam!).step, 2 * N);
 

@@ -34,6 +34,7 @@ export type NativeFunctionName =
   | 'avgPool2d'
   | 'backward'
   | 'batchNorm'
+  | 'blasThreads'
   | 'bmm'
   | 'cat'
   | 'ceil'

@@ -10,6 +10,14 @@ export function setNumThreads(n: number = availableParallelism()): void {
 export function getNumThreads(): number {
   return native.getNumThreads() as number;
 }
+/**
+ * OpenBLAS's own pool size (-1 when the BLAS is not OpenBLAS). The addon sets
+ * it to 1 at load, so only ATen's pool runs in parallel, unless
+ * OPENBLAS_NUM_THREADS was set (see native/addon.cc).
+ */
+export function blasThreads(): number {
+  return native.blasThreads() as number;
+}
 export function parallelInfo(): string {
   return native.parallelInfo() as string;
 }

@@ -65,6 +65,8 @@ export interface LoopState {
   tickStartNimg: number;
   /** Wall-clock seconds spent training before this state (for the log's total time). */
   elapsedSec: number;
+  /** Snapshots written so far, so `--metrics-every` keeps its rhythm across a resume (absent in older states: 0). */
+  snapshots?: number;
   sampler: unknown;
 }
 

@@ -64,7 +64,6 @@ export async function trainingLoop(a: TrainingLoopArgs): Promise<TrainingResult>
   let tickLossSum = 0, tickLossCount = 0, tickBadGradSteps = 0, tickRealImages = 0;
   let nonFiniteStreak = 0;
   let lastSnapshot: string | null = null;
-  let snapshotCount = 0;
   let peakRssGb = 0;
   const lossHistory: { kimg: number; loss: number }[] = [];
 
@@ -89,8 +88,8 @@ export async function trainingLoop(a: TrainingLoopArgs): Promise<TrainingResult>
       await writeLinePlot(join(runDir, 'loss.png'), [{ label: 'training loss', x: lossHistory.map((p) => p.kimg), y: lossHistory.map((p) => p.loss) }],
         { title: 'Training loss (per-pixel mean, per tick)', xLabel: 'kimg', yLabel: 'loss', logY: true });
     lastSnapshot = path;
-    snapshotCount += 1;
-    if (o.metrics.length && snapshotCount % o.metricsEvery === 0) await measureQuality(kimg);
+    loop.snapshots = (loop.snapshots ?? 0) + 1;
+    if (o.metrics.length && loop.snapshots % o.metricsEvery === 0) await measureQuality(kimg);
     return path;
   };
   // Sample quality of the EMA network, on fixed seeds 0..N−1, against the training set.
