@@ -72,7 +72,7 @@ void disposeBox(Napi::Env env, TensorBox* box) {
 
 static std::string argPos(size_t i) { return "argument " + std::to_string(i); }
 
-static TensorBox* tensorBoxAt(const Napi::CallbackInfo& info, size_t i) {
+TensorBox* argTensorBox(const Napi::CallbackInfo& info, size_t i) {
   if (i >= info.Length() || !info[i].IsExternal())
     throw ArgError{argPos(i) + " must be a Tensor"};
   auto* box = info[i].As<Napi::External<TensorBox>>().Data();
@@ -81,7 +81,7 @@ static TensorBox* tensorBoxAt(const Napi::CallbackInfo& info, size_t i) {
 }
 
 at::Tensor argTensor(const Napi::CallbackInfo& info, size_t i) {
-  TensorBox* box = tensorBoxAt(info, i);
+  TensorBox* box = argTensorBox(info, i);
   if (!box->tensor.defined()) throw ArgError{argPos(i) + ": tensor used after dispose()"};
   return box->tensor;
 }

@@ -47,6 +47,8 @@ struct ArgError {
 };
 
 // Argument readers. `i` is the position in the JS call.
+// The handle itself, disposed or not (for dispose and the life-cycle calls).
+TensorBox* argTensorBox(const Napi::CallbackInfo& info, size_t i);
 at::Tensor argTensor(const Napi::CallbackInfo& info, size_t i);
 c10::optional<at::Tensor> argOptTensor(const Napi::CallbackInfo& info, size_t i);
 std::vector<at::Tensor> argTensorList(const Napi::CallbackInfo& info, size_t i);

@@ -23,25 +23,16 @@ static at::Device deviceOr(const Napi::CallbackInfo& info, size_t i) {
 // ---- life cycle and metadata ----------------------------------------------------
 
 PD_FN(dispose, {
-  if (info.Length() < 1 || !info[0].IsExternal()) throw ArgError{"argument 0 must be a Tensor"};
-  auto* box = info[0].As<Napi::External<TensorBox>>().Data();
-  if (box->kind != HandleKind::Tensor) throw ArgError{"argument 0 must be a Tensor"};
-  disposeBox(env, box);
+  disposeBox(env, argTensorBox(info, 0));
   return env.Undefined();
 })
 
 PD_FN(accountExternal, {
-  if (info.Length() < 1 || !info[0].IsExternal()) throw ArgError{"argument 0 must be a Tensor"};
-  auto* box = info[0].As<Napi::External<TensorBox>>().Data();
-  if (box->kind != HandleKind::Tensor) throw ArgError{"argument 0 must be a Tensor"};
-  accountExternal(env, box);
+  accountExternal(env, argTensorBox(info, 0));
   return env.Undefined();
 })
 
-PD_FN(isDisposed, {
-  auto* box = info[0].As<Napi::External<TensorBox>>().Data();
-  return Napi::Boolean::New(env, !box->tensor.defined());
-})
+PD_FN(isDisposed, return Napi::Boolean::New(env, !argTensorBox(info, 0)->tensor.defined());)
 
 PD_FN(liveTensors, return Napi::Number::New(env, static_cast<double>(liveTensorCount()));)
 

@@ -47,9 +47,10 @@ export function liveTensors(): number {
   return native.liveTensors() as number;
 }
 /**
- * Bytes of native memory V8 currently counts as external (it weighs them when
- * deciding to collect). Tensors a scope owns are not counted: only those the
- * GC alone can free (see ScopedResource.releasedToGc).
+ * V8's running total of external memory, which it weighs when deciding to
+ * collect: ArrayBuffers and other addons' reports included. Of our tensors,
+ * only those the GC alone can free are in it; tensors a scope owns are not
+ * (see ScopedResource.releasedToGc). Compare differences, not absolute values.
  */
 export function externalMemoryReported(): number {
   return native.externalMemory() as number;
