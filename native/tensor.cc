@@ -5,6 +5,7 @@
 #include <ATen/CPUGeneratorImpl.h>
 #include <ATen/Parallel.h>
 #include <ATen/Context.h>
+#include <torch/cuda.h>
 
 #include <cstring>
 #include <dlfcn.h>
@@ -157,11 +158,10 @@ PD_FN(to, {
   WRAP(t.to(device, dtype))
 })
 
-PD_FN(cudaAvailable, return Napi::Boolean::New(env, at::hasCUDA());)
-PD_FN(cudaDeviceCount, {
-  int64_t n = at::hasCUDA() ? static_cast<int64_t>(at::detail::getCUDAHooks().getNumGPUs()) : 0;
-  return Napi::Number::New(env, static_cast<double>(n));
-})
+// torch::cuda is libtorch's stable C++ API for these (the ATen hooks behind it
+// were renamed between 1.x and 2.x); both are false/0 on a CPU-only libtorch.
+PD_FN(cudaAvailable, return Napi::Boolean::New(env, torch::cuda::is_available());)
+PD_FN(cudaDeviceCount, return Napi::Number::New(env, static_cast<double>(torch::cuda::device_count()));)
 
 PD_FN(setNumThreads, {
   int64_t n = I(0);
