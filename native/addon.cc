@@ -303,6 +303,7 @@ static void singleThreadedBlas() {
 static Napi::Object Init(Napi::Env env, Napi::Object exports) {
   tuneMalloc();
   singleThreadedBlas();
+  pd::installCpuAllocator();
   pd::registerAll(env, exports);
   return exports;
 }

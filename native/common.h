@@ -40,6 +40,14 @@ Napi::Value wrapList(Napi::Env env, const std::vector<at::Tensor>& tensors);
 // Frees a handle's storage now; later use throws "used after dispose".
 void disposeBox(Napi::Env env, TensorBox* box);
 int64_t liveTensorCount();
+// Installs the caching CPU allocator (cpu_allocator.cc) unless PD_CPU_CACHE_MB=0.
+void installCpuAllocator();
+struct CpuCacheStats {
+  bool enabled = false;
+  uint64_t hits = 0, misses = 0;  // requests of 64 KiB and more, served from the cache or not
+  size_t cachedBytes = 0, capBytes = 0;
+};
+CpuCacheStats cpuCacheStats();
 
 // Thrown by argument readers; `guarded` turns it into a JS TypeError.
 struct ArgError {

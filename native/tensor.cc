@@ -37,6 +37,17 @@ PD_FN(isDisposed, return Napi::Boolean::New(env, !argTensorBox(info, 0)->tensor.
 
 PD_FN(liveTensors, return Napi::Number::New(env, static_cast<double>(liveTensorCount()));)
 
+PD_FN(cpuCacheStats, {
+  CpuCacheStats s = cpuCacheStats();
+  Napi::Object out = Napi::Object::New(env);
+  out.Set("enabled", s.enabled);
+  out.Set("hits", static_cast<double>(s.hits));
+  out.Set("misses", static_cast<double>(s.misses));
+  out.Set("cachedBytes", static_cast<double>(s.cachedBytes));
+  out.Set("capBytes", static_cast<double>(s.capBytes));
+  return out;
+})
+
 // V8's own running total of external memory (every addon's reports, not just ours).
 PD_FN(externalMemory, return Napi::Number::New(env, static_cast<double>(Napi::MemoryManagement::AdjustExternalMemory(env, 0)));)
 

@@ -48,6 +48,7 @@ export type NativeFunctionName =
   | 'convTranspose2d'
   | 'copy_'
   | 'cos'
+  | 'cpuCacheStats'
   | 'cudaAvailable'
   | 'cudaDeviceCount'
   | 'cumsum'

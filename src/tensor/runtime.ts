@@ -55,6 +55,23 @@ export function liveTensors(): number {
 export function externalMemoryReported(): number {
   return native.externalMemory() as number;
 }
+/**
+ * The caching allocator for CPU tensor storage (native/cpu_allocator.cc):
+ * blocks of 64 KiB and more are kept for reuse after they are freed, up to
+ * `capBytes` idle (PD_CPU_CACHE_MB, default 2048; 0 turns it off).
+ */
+export interface CpuCacheStats {
+  enabled: boolean;
+  /** Requests of 64 KiB and more served from the cache, and not. */
+  hits: number;
+  misses: number;
+  /** Bytes of freed blocks held for reuse. */
+  cachedBytes: number;
+  capBytes: number;
+}
+export function cpuCacheStats(): CpuCacheStats {
+  return native.cpuCacheStats() as CpuCacheStats;
+}
 export function setDeterministic(on: boolean): void {
   native.setDeterministic(on);
 }
