@@ -215,7 +215,7 @@ export function cudaPeakAllocated(device: string): { value: number | null; note:
  * OpenBLAS single-threaded unless OPENBLAS_NUM_THREADS is set (native/addon.cc),
  * so `openblasThreads` says which applies, for the printed settings.
  */
-export function childEnv(_threads: number): { env: NodeJS.ProcessEnv; openblasThreads: string } {
+export function childEnv(): { env: NodeJS.ProcessEnv; openblasThreads: string } {
   return { env: process.env, openblasThreads: process.env.OPENBLAS_NUM_THREADS ?? '1' };
 }
 

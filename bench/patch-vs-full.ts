@@ -260,7 +260,7 @@ async function parent(): Promise<void> {
   };
   const machine: MachineInfo = machineInfo();
   const started = nowIso();
-  const { env, openblasThreads } = childEnv(threads);
+  const { env, openblasThreads } = childEnv();
 
   console.log('patch-vs-full: training throughput and peak memory, full-image training vs Patch Diffusion');
   console.log(formatMachine(machine));

@@ -316,7 +316,7 @@ async function parent(): Promise<void> {
   const resolved = resolveTrainOptions({ data: common.data, arch: common.arch, batch: common.batch, lr: common.lr, ema: common.ema, duration: 1 });
   const machine = machineInfo();
   const started = nowIso();
-  const { env, openblasThreads } = childEnv(threads);
+  const { env, openblasThreads } = childEnv();
   console.log('quality-budget: same wall-clock training budget, real_p 1 (EDM) vs Patch Diffusion, then sample quality');
   console.log(formatMachine(machine));
   console.log(

@@ -176,7 +176,7 @@ async function parent(): Promise<void> {
     }
   const machine = machineInfo();
   const started = nowIso();
-  const { env, openblasThreads } = childEnv(threads);
+  const { env, openblasThreads } = childEnv();
   console.log('sampling: EDM Heun sampler speed and peak memory');
   console.log(formatMachine(machine));
   console.log(

@@ -17,7 +17,7 @@ import { createInterface } from 'node:readline';
 import { fileURLToPath } from 'node:url';
 import { performance } from 'node:perf_hooks';
 import {
-  F, Generator, getNumThreads, liveTensors, ones, parallelInfo, scope, setNumThreads, zeroGrad, zeros, type Tensor,
+  F, Generator, blasThreads, cpuCacheStats, getNumThreads, liveTensors, ones, parallelInfo, scope, setNumThreads, zeroGrad, zeros, type Tensor,
 } from '../src/tensor/index.js';
 import { native } from '../src/tensor/native.js';
 import { Module } from '../src/nn/module.js';
@@ -149,6 +149,9 @@ async function main(): Promise<void> {
     2 * o.batch * o.res * o.res * 9 * (inChannels * o.channels + (o.layers - 1) * o.channels * o.channels + o.channels * outChannels) * 3; // fwd + 2× bwd
   console.log(`train-step benchmark: batch ${o.batch} × ${inChannels} × ${o.res} × ${o.res}, ${o.layers} 3×3 convs of ${o.channels} channels ` +
     `(GroupNorm ${o.groups} groups, SiLU), conv to ${outChannels}, MSE, Adam; ${getNumThreads()} threads; ≈ ${fmt(flops / 1e9, 1)} GFLOP/step`);
+  const cache = cpuCacheStats();
+  console.log(`  TypeScript side: OpenBLAS threads ${blasThreads()}; caching CPU allocator ${cache.enabled ? `on (cap ${cache.capBytes / 2 ** 20} MiB; ` +
+    'the C++ twin uses c10\'s default allocator: PD_CPU_CACHE_MB=0 compares like with like)' : 'off'}`);
   console.log(parallelInfo().split('\n').filter((l) => /get_num_threads|OpenMP|MKL|DNN/.test(l)).map((l) => `  ${l.trim()}`).join('\n'));
 
   const gen = new Generator(0);

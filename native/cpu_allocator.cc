@@ -7,8 +7,8 @@
 // held ~150 MB in use between steps but 0.85–1.3 GB of free heap, and its
 // peak RSS varied from 1.4 to 1.95 GB between identical runs (RESULTS.md,
 // findings). Here blocks of 64 KiB and more are rounded up to a size class
-// (≤ 1/8 waste) and, when freed, kept on that class's free list for the next
-// request of the same class: no fragmentation between steps, no page faults.
+// (≤ 1/8 waste) and, when freed, kept for the next request of that size or
+// down to half of it: no fragmentation between steps, no page faults.
 // Smaller blocks go to malloc as before. Idle cached bytes are capped
 // (PD_CPU_CACHE_MB, default 2048; 0 turns the cache off); beyond the cap, freed
 // blocks go back to the C library.
@@ -35,7 +35,7 @@ namespace pd {
 namespace {
 
 constexpr size_t kAlignment = 64;              // c10's CPU alignment (AVX-512)
-constexpr size_t kHeader = kAlignment;         // the block's class size lives just before the data
+constexpr size_t kHeader = kAlignment;         // the block's size lives just before the data
 constexpr size_t kMinCached = size_t{64} << 10;
 
 // Rounds up to one of 8 steps per power of two.
