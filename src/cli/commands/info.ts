@@ -1,6 +1,6 @@
 // `patch-diffusion info`: what this installation runs on.
 import { Command } from 'commander';
-import { blasThreads, cudaAvailable, cudaDeviceCount, getNumThreads, parallelInfo, setNumThreads } from '../../tensor/index.js';
+import { blasThreads, cpuCacheStats, cudaAvailable, cudaDeviceCount, getNumThreads, parallelInfo, setNumThreads } from '../../tensor/index.js';
 
 export function infoCommand(): Command {
   return new Command('info')
@@ -11,6 +11,8 @@ export function infoCommand(): Command {
       console.log(`threads: ${getNumThreads()}`);
       const blas = blasThreads();
       console.log(`OpenBLAS threads: ${blas < 0 ? 'n/a (the BLAS is not OpenBLAS)' : blas}${process.env.OPENBLAS_NUM_THREADS ? ' (from OPENBLAS_NUM_THREADS)' : ''}`);
+      const cache = cpuCacheStats();
+      console.log(`CPU tensor cache: ${cache.enabled ? `on, up to ${cache.capBytes / 2 ** 20} MiB idle (PD_CPU_CACHE_MB)` : 'off'}`);
       console.log(`cuda: ${cudaAvailable() ? `yes (${cudaDeviceCount()} device(s))` : 'no'}`);
       console.log(parallelInfo().trim());
     });
