@@ -22,6 +22,7 @@
 #include <c10/core/CPUAllocator.h>
 #include <torch/version.h>
 
+#include <cstdio>
 #include <cstdlib>
 #include <mutex>
 #include <new>
@@ -119,9 +120,16 @@ CachingCpuAllocator* CachingCpuAllocator::instance = nullptr;
 }  // namespace
 
 void installCpuAllocator() {
-  const char* env = std::getenv("PD_CPU_CACHE_MB");
-  long mb = env ? std::strtol(env, nullptr, 10) : 2048;
-  if (mb <= 0) return;
+  long mb = 2048;
+  if (const char* env = std::getenv("PD_CPU_CACHE_MB")) {
+    char* end = nullptr;
+    long parsed = std::strtol(env, &end, 10);
+    if (end == env || *end != '\0' || parsed < 0)
+      std::fprintf(stderr, "patch-diffusion: PD_CPU_CACHE_MB='%s' is not a whole number of MiB (0 turns the cache off); using %ld\n", env, mb);
+    else
+      mb = parsed;
+  }
+  if (mb == 0) return;
   // Lives as long as the process: tensors freed at exit still call its deleter.
   CachingCpuAllocator::instance = new CachingCpuAllocator(static_cast<size_t>(mb) << 20);
   c10::SetCPUAllocator(CachingCpuAllocator::instance, /*priority=*/10);

@@ -70,4 +70,12 @@ describe('caching CPU allocator', () => {
     assert.equal(off.enabled, false);
     assert.equal(off.hits + off.misses, 0);
   });
+
+  it('a PD_CPU_CACHE_MB that is not a number is named on stderr and the default kept', { skip }, () => {
+    const script = `const m = await import(${JSON.stringify(engine)}); process.stdout.write(String(m.cpuCacheStats().capBytes));`;
+    const r = spawnSync(process.execPath, ['--input-type=module', '-e', script], { env: { ...process.env, PD_CPU_CACHE_MB: '2GB' }, encoding: 'utf8' });
+    assert.equal(r.status, 0, r.stderr);
+    assert.match(r.stderr, /PD_CPU_CACHE_MB='2GB' is not a whole number of MiB/);
+    assert.equal(Number(r.stdout), 2048 * MiB);
+  });
 });
