@@ -13,10 +13,10 @@
 // (PD_CPU_CACHE_MB, default 2048; 0 turns the cache off); beyond the cap, freed
 // blocks go back to the C library.
 //
-// Only built against libtorch 1.x, the version it is tested with: c10's
-// Allocator interface changed in 2.x (allocate lost its const, copy_data was
-// added), and a build for an untested interface could break the CUDA build.
-// Against 2.x the addon keeps c10's default allocator (cpuCacheStats says so).
+// Built against libtorch 1.x and 2.x alike: c10's Allocator interface changed
+// in 2.3 (allocate lost its const, copy_data became pure virtual), which the
+// version guards below follow. The fragmentation it cures is glibc's, not
+// libtorch's: 2.x's default CPU allocator is the same posix_memalign/free.
 #include "common.h"
 
 #include <c10/core/CPUAllocator.h>
@@ -29,9 +29,10 @@
 #include <map>
 #include <vector>
 
-namespace pd {
+// c10::Allocator as of libtorch 2.3: non-const allocate, pure virtual copy_data.
+#define PD_ALLOCATOR_API_2_3 (TORCH_VERSION_MAJOR > 2 || (TORCH_VERSION_MAJOR == 2 && TORCH_VERSION_MINOR >= 3))
 
-#if TORCH_VERSION_MAJOR < 2
+namespace pd {
 
 namespace {
 
@@ -50,7 +51,12 @@ class CachingCpuAllocator final : public c10::Allocator {
  public:
   explicit CachingCpuAllocator(size_t cap_bytes) : cap_bytes_(cap_bytes) {}
 
+#if PD_ALLOCATOR_API_2_3
+  c10::DataPtr allocate(size_t n) override { return allocateImpl(n); }
+  void copy_data(void* dest, const void* src, std::size_t count) const override { default_copy_data(dest, src, count); }
+#else
   c10::DataPtr allocate(size_t n) const override { return allocateImpl(n); }
+#endif
   c10::DeleterFnPtr raw_deleter() const override { return &release; }
 
   static CachingCpuAllocator* instance;
@@ -138,12 +144,5 @@ void installCpuAllocator() {
 CpuCacheStats cpuCacheStats() {
   return CachingCpuAllocator::instance ? CachingCpuAllocator::instance->stats() : CpuCacheStats{};
 }
-
-#else  // libtorch 2.x: not built (see the top of this file)
-
-void installCpuAllocator() {}
-CpuCacheStats cpuCacheStats() { return {}; }
-
-#endif
 
 }  // namespace pd

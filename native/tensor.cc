@@ -6,6 +6,8 @@
 #include <ATen/Parallel.h>
 #include <ATen/Context.h>
 #include <torch/cuda.h>
+#include <torch/version.h>
+#include <ATen/Version.h>
 
 #include <cstring>
 #include <dlfcn.h>
@@ -188,6 +190,17 @@ PD_FN(blasThreads, {
   return Napi::Number::New(env, fn ? fn() : -1);
 })
 PD_FN(parallelInfo, return Napi::String::New(env, at::get_parallel_info());)
+// The libtorch this addon was compiled against, and its own account of how it
+// was built (BLAS/MKL, oneDNN version, the CPU capability its kernels use).
+PD_FN(torchVersion, return Napi::String::New(env, TORCH_VERSION);)
+PD_FN(buildConfig, return Napi::String::New(env, at::show_config());)
+// The file libtorch's CPU library was loaded from (which installation runs).
+PD_FN(torchLibrary, {
+  Dl_info where{};
+  auto fn = &at::show_config;
+  if (dladdr(reinterpret_cast<void*>(fn), &where) == 0 || !where.dli_fname) return env.Null();
+  return Napi::String::New(env, where.dli_fname);
+})
 PD_FN(setDeterministic, {
   at::globalContext().setDeterministicAlgorithms(B(0), false);
   return env.Undefined();

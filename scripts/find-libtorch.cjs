@@ -1,6 +1,9 @@
 // Locates libtorch for the native build, the way tch-rs does:
 //   1. $LIBTORCH (a directory with include/ and lib/, e.g. an unpacked libtorch zip),
-//   2. the Python `torch` package (its wheel carries a CUDA or CPU libtorch),
+//   2. the PyTorch wheel in the project's own virtual environment (.venv, which
+//      scripts/setup.sh makes), then the `torch` package of python3/python on
+//      the PATH (a wheel carries a CUDA or CPU libtorch); LIBTORCH_USE_PYTORCH=0
+//      skips both,
 //   3. Debian's libtorch-dev under /usr.
 // Prints one field for binding.gyp: `include`, `libdir`, `libs`, `defines` or `describe`.
 'use strict';
@@ -17,7 +20,8 @@ function fromDir(root, source) {
 
 function fromPython() {
   if (process.env.LIBTORCH_USE_PYTORCH === '0') return null;
-  for (const py of ['python3', 'python']) {
+  const venvPython = path.join(__dirname, '..', '.venv', 'bin', 'python');
+  for (const py of [...(fs.existsSync(venvPython) ? [venvPython] : []), 'python3', 'python']) {
     try {
       const out = execFileSync(py, ['-c',
         'import torch, os; print(os.path.dirname(torch.__file__)); print(int(torch._C._GLIBCXX_USE_CXX11_ABI))'],

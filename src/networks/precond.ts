@@ -126,7 +126,8 @@ export class PatchEDMPrecond extends Module {
   /**
    * D(x; σ). x [N, C, H, W] (float32 or float64; computed in float32), σ a
    * number, a 0-dim tensor, [1], [N] or [N,1,1,1] (a single σ is broadcast over
-   * the batch, as the official sampler's call with a 0-dim σ), xPos
+   * the batch, as the official sampler's call with a 0-dim σ, and gives
+   * exactly the result of N equal σ), xPos
    * [N, imgChannels − C, H, W] the raw coordinate channels, classLabels
    * [N or 1, labelDim] (zeros when omitted), augmentLabels [N or 1, augment_dim].
    * Returns float32 [N, outChannels, H, W].
@@ -149,8 +150,13 @@ export class PatchEDMPrecond extends Module {
       const s = typeof sigma === 'number' ? scalar(sigma, { device }) : sigma;
       if (s.numel !== 1 && s.numel !== n)
         throw new Error(`Patch_EDMPrecond: sigma must hold 1 or N = ${n} values, got shape [${s.shape}]`);
+      // A single σ is expanded to one per sample before anything is computed
+      // from it, so every accepted form of σ feeds the network the same [N]
+      // noise input: a [1] input would take other BLAS kernels in the
+      // mapping network (gemv for gemm) and round differently on some CPUs.
       let sig = s.reshape(-1, 1, 1, 1);
       if (sig.dtype !== 'float32' || sig.device !== x.device) sig = sig.to({ dtype: 'float32', device });
+      if (sig.shape[0] !== n) sig = sig.expand(n, 1, 1, 1).contiguous();
 
       // Inputs of the UNet.
       const pc = xPos ? xPos.shape[1]! : 0;

@@ -1,4 +1,5 @@
 // Process-wide libtorch settings: threads, devices, live-tensor count.
+import { readFileSync } from 'node:fs';
 import { availableParallelism } from 'node:os';
 import { native } from './native.js';
 import type { Device } from './tensor.js';
@@ -74,4 +75,61 @@ export function cpuCacheStats(): CpuCacheStats {
 }
 export function setDeterministic(on: boolean): void {
   native.setDeterministic(on);
+}
+
+/** Which libtorch this process runs on, and what it can use on this CPU. */
+export interface EngineInfo {
+  /** libtorch's version, e.g. "2.13.0" or "1.13.1". */
+  version: string;
+  major: number;
+  /** The libtorch_cpu library the addon loaded. */
+  library: string | null;
+  /** The BLAS libtorch calls for matmuls (from its build settings: mkl, open, …). */
+  blas: string;
+  /** oneDNN (MKL-DNN) version, or null when libtorch was built without it. */
+  onednn: string | null;
+  /** The vector ISA ATen's own kernels dispatch to (DEFAULT, AVX2, AVX512). */
+  atenCapability: string;
+  /** This CPU's model and the relevant ISA extensions it reports (Linux: /proc/cpuinfo). */
+  cpuModel: string;
+  avx512: boolean;
+  /** AVX-512 BF16 instructions or AMX tiles: hardware bf16 arithmetic for oneDNN's kernels. */
+  avx512Bf16: boolean;
+  amxBf16: boolean;
+}
+
+/** Flags and model of the first processor in /proc/cpuinfo (empty off Linux). */
+function cpuFlags(): { model: string; flags: Set<string> } {
+  try {
+    const text = readFileSync('/proc/cpuinfo', 'utf8');
+    const model = /^model name\s*:\s*(.*)$/m.exec(text)?.[1]?.trim() ?? 'unknown CPU';
+    const flags = new Set((/^flags\s*:\s*(.*)$/m.exec(text)?.[1] ?? '').split(/\s+/));
+    return { model, flags };
+  } catch {
+    return { model: 'unknown CPU', flags: new Set() };
+  }
+}
+
+export function engineInfo(): EngineInfo {
+  const version = native.torchVersion() as string;
+  const config = native.buildConfig() as string;
+  const { model, flags } = cpuFlags();
+  return {
+    version,
+    major: Number.parseInt(version, 10),
+    library: native.torchLibrary() as string | null,
+    blas: /BLAS_INFO=([^,\s]+)/.exec(config)?.[1] ?? 'unknown',
+    onednn: /MKL-DNN v([\d.]+)/.exec(config)?.[1] ?? /oneDNN v([\d.]+)/.exec(config)?.[1] ?? null,
+    atenCapability: /CPU capability usage: (\S+)/.exec(config)?.[1] ?? 'unknown',
+    cpuModel: model,
+    avx512: flags.has('avx512f'),
+    avx512Bf16: flags.has('avx512_bf16'),
+    amxBf16: flags.has('amx_bf16'),
+  };
+}
+
+/** One line naming the engine and the CPU, for logs and benchmark headers. */
+export function describeEngine(e: EngineInfo = engineInfo()): string {
+  const isa = [e.avx512 && 'AVX-512', e.avx512Bf16 && 'AVX512-BF16', e.amxBf16 && 'AMX-BF16'].filter(Boolean).join(', ') || 'no AVX-512';
+  return `libtorch ${e.version} (BLAS ${e.blas}, oneDNN ${e.onednn ?? 'none'}, ATen ${e.atenCapability}) on ${e.cpuModel} (${isa})`;
 }

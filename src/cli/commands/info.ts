@@ -1,6 +1,6 @@
 // `patch-diffusion info`: what this installation runs on.
 import { Command } from 'commander';
-import { blasThreads, cpuCacheStats, cudaAvailable, cudaDeviceCount, getNumThreads, parallelInfo, setNumThreads } from '../../tensor/index.js';
+import { blasThreads, cpuCacheStats, cudaAvailable, cudaDeviceCount, engineInfo, getNumThreads, parallelInfo, setNumThreads } from '../../tensor/index.js';
 
 export function infoCommand(): Command {
   return new Command('info')
@@ -8,6 +8,11 @@ export function infoCommand(): Command {
     .option('--threads <n>', 'intra-op threads (default: all cores)', (v) => Number.parseInt(v, 10))
     .action((opts: { threads?: number }) => {
       setNumThreads(opts.threads);
+      const e = engineInfo();
+      console.log(`libtorch: ${e.version}${e.library ? ` (${e.library})` : ''}`);
+      console.log(`BLAS: ${e.blas}; oneDNN: ${e.onednn ?? 'none'}; ATen kernels: ${e.atenCapability}`);
+      const yes = (b: boolean) => (b ? 'yes' : 'no');
+      console.log(`CPU: ${e.cpuModel}; AVX-512 ${yes(e.avx512)}, AVX512-BF16 ${yes(e.avx512Bf16)}, AMX-BF16 ${yes(e.amxBf16)}`);
       console.log(`threads: ${getNumThreads()}`);
       const blas = blasThreads();
       console.log(`OpenBLAS threads: ${blas < 0 ? 'n/a (the BLAS is not OpenBLAS)' : blas}${process.env.OPENBLAS_NUM_THREADS ? ' (from OPENBLAS_NUM_THREADS)' : ''}`);
