@@ -3,6 +3,8 @@
 // over all parameters in C++ so a step costs one call, not one per tensor.
 #include "common.h"
 
+#include <ATen/record_function.h>
+#include <torch/version.h>
 #include <c10/core/GradMode.h>
 
 #include <cmath>
@@ -49,14 +51,26 @@ PD_FN(isGradEnabled, return Napi::Boolean::New(env, c10::GradMode::is_enabled())
 
 // gradNanToNum(params, nan, posinf, neginf): replaces non-finite gradient
 // entries in place (the official loop's nan_to_num) and returns how many
-// parameters had any, so the caller can report it.
+// parameters had any, so the caller can report it. Any NaN/Inf makes its
+// tensor's sum non-finite, so one reduction per gradient and one check for
+// all of them find the (rare) steps that need a closer look; a sum that
+// overflows from finite values is caught by the exact per-tensor check.
 PD_FN(gradNanToNum, {
+  RECORD_USER_SCOPE("pd::gradNanToNum");  // one family in the op profiler (profiler.cc)
   c10::AutoGradMode no_grad(false);
   double nan = D(1), posinf = D(2), neginf = D(3);
-  int64_t bad = 0;
+  std::vector<at::Tensor> grads;
   for (at::Tensor& p : TL(0)) {
-    at::Tensor& g = p.mutable_grad();
-    if (!g.defined()) continue;
+    const at::Tensor& g = p.grad();
+    if (g.defined()) grads.push_back(g);
+  }
+  if (grads.empty()) return Napi::Number::New(env, 0);
+  std::vector<at::Tensor> sums;
+  sums.reserve(grads.size());
+  for (const at::Tensor& g : grads) sums.push_back(g.sum().to(at::kDouble));
+  if (at::stack(sums).isfinite().all().item<bool>()) return Napi::Number::New(env, 0);
+  int64_t bad = 0;
+  for (at::Tensor& g : grads) {
     if (!at::isfinite(g).all().item<bool>()) {
       ++bad;
       g.nan_to_num_(nan, posinf, neginf);
@@ -65,10 +79,40 @@ PD_FN(gradNanToNum, {
   return Napi::Number::New(env, static_cast<double>(bad));
 })
 
+// libtorch 2.4 and later have a fused Adam for CPU tensors (and CUDA): one
+// pass over each tensor instead of eight ops, the same formula as below
+// (bias-corrected, weight decay added to the gradient, eps outside the
+// square root; the gradients are not modified).
+#define PD_HAS_FUSED_ADAM (TORCH_VERSION_MAJOR > 2 || (TORCH_VERSION_MAJOR == 2 && TORCH_VERSION_MINOR >= 4))
+#if PD_HAS_FUSED_ADAM
+// False (nothing done) unless every parameter with a gradient shares one
+// dtype and device with its gradient and moments, as the fused kernel needs.
+static bool fusedAdam(const std::vector<at::Tensor>& params, const std::vector<at::Tensor>& m,
+                      const std::vector<at::Tensor>& v, double step, double lr, double beta1, double beta2,
+                      double eps, double wd) {
+  std::vector<at::Tensor> ps, gs, ms, vs;
+  for (size_t k = 0; k < params.size(); ++k) {
+    const at::Tensor& g = params[k].grad();
+    if (!g.defined()) continue;
+    const at::Tensor& p = params[k];
+    if (!m[k].sizes().equals(p.sizes()) || !v[k].sizes().equals(p.sizes())) return false;  // the loop reports it
+    for (const at::Tensor* t : {&g, &m[k], &v[k]})
+      if (t->scalar_type() != p.scalar_type() || t->device() != p.device() || !t->is_contiguous()) return false;
+    if (!ps.empty() && (p.scalar_type() != ps[0].scalar_type() || p.device() != ps[0].device())) return false;
+    ps.push_back(p), gs.push_back(g), ms.push_back(m[k]), vs.push_back(v[k]);
+  }
+  if (ps.empty()) return true;
+  std::vector<at::Tensor> steps(ps.size(), at::full({}, step, at::TensorOptions().dtype(at::kFloat).device(ps[0].device())));
+  at::_fused_adam_(ps, gs, ms, vs, {}, steps, lr, beta1, beta2, wd, eps, /*amsgrad=*/false, /*maximize=*/false);
+  return true;
+}
+#endif
+
 // adamStep(params, expAvg, expAvgSq, step, lr, beta1, beta2, eps, weightDecay):
 // torch.optim.Adam's update (no amsgrad), with `step` the 1-based count after
 // this update. Parameters without a gradient are skipped, as in PyTorch.
 PD_FN(adamStep, {
+  RECORD_USER_SCOPE("pd::adamStep");  // one family in the op profiler (profiler.cc)
   c10::AutoGradMode no_grad(false);
   std::vector<at::Tensor> params = TL(0), m = TL(1), v = TL(2);
   double step = D(3), lr = D(4), beta1 = D(5), beta2 = D(6), eps = D(7), wd = D(8);
@@ -76,6 +120,9 @@ PD_FN(adamStep, {
     throw ArgError{"adamStep: " + std::to_string(params.size()) + " params but " + std::to_string(m.size()) +
                    " and " + std::to_string(v.size()) + " moment tensors"};
   if (step < 1) throw ArgError{"adamStep: step must be >= 1"};
+#if PD_HAS_FUSED_ADAM
+  if (fusedAdam(params, m, v, step, lr, beta1, beta2, eps, wd)) return env.Undefined();
+#endif
   double bias1 = 1 - std::pow(beta1, step);
   double bias2_sqrt = std::sqrt(1 - std::pow(beta2, step));
   double step_size = lr / bias1;
@@ -98,6 +145,7 @@ PD_FN(adamStep, {
 // emaUpdate(ema, net, beta): ema = net.lerp(ema, beta), the official form,
 // so beta = 0 copies the network exactly.
 PD_FN(emaUpdate, {
+  RECORD_USER_SCOPE("pd::emaUpdate");  // one family in the op profiler (profiler.cc)
   c10::AutoGradMode no_grad(false);
   std::vector<at::Tensor> ema = TL(0), net = TL(1);
   double beta = D(2);

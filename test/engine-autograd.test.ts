@@ -129,4 +129,12 @@ describe('autograd', () => {
     assert.equal(sanitizeGradients([d], 7, 8, -9), 1);
     assert.deepEqual(d.grad!.toArray(), [7, 8, -9]);
   });
+
+  it('sanitizeGradients: finite gradients whose sum overflows are not counted or changed', () => {
+    const big = ones([4]).requiresGrad_(); // float32: 4 × 3e38 overflows the sum, not the values
+    big.mul(tensor([3e38, 3e38, 3e38, 3e38])).sum().backward();
+    const before = big.grad!.toArray();
+    assert.equal(sanitizeGradients([big]), 0);
+    assert.deepEqual(big.grad!.toArray(), before);
+  });
 });

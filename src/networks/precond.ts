@@ -12,6 +12,7 @@
 // (3 or 4; defaults to imgChannels). The UNet is held as `model`, so state-dict
 // names are `model.enc.…`, as in the official snapshots.
 import { Module } from '../nn/module.js';
+import { applyPrecision, type Precision } from '../nn/precision.js';
 import type { RandomInit } from '../nn/init.js';
 import { cat, scalar } from '../tensor/creation.js';
 import { scope } from '../tensor/scope.js';
@@ -92,6 +93,30 @@ export class PatchEDMPrecond extends Module {
       model = new DhariwalUNet(common);
     } else throw new Error(`Patch_EDMPrecond: model_type must be 'SongUNet' or 'DhariwalUNet', got ${JSON.stringify(this.modelType)}`);
     this.model = this.registerModule('model', model);
+  }
+
+  #precision: Precision = 'fp32';
+  #channelsLast = false;
+
+  /**
+   * How the UNet computes: `precision` 'bf16' runs its convolutions and
+   * matrix products in bfloat16 (src/nn/precision.ts; the output is float32
+   * either way), `channelsLast` keeps its activations in NHWC memory order,
+   * which oneDNN's convolutions prefer. Neither changes the weights.
+   */
+  setCompute(o: { precision?: Precision; channelsLast?: boolean }): this {
+    if (o.precision !== undefined) {
+      applyPrecision(this.model, o.precision);
+      this.#precision = o.precision;
+    }
+    if (o.channelsLast !== undefined) this.#channelsLast = o.channelsLast;
+    return this;
+  }
+  get precision(): Precision {
+    return this.#precision;
+  }
+  get channelsLast(): boolean {
+    return this.#channelsLast;
   }
 
   /** Input sides must be multiples of this (2^(levels−1)). */
@@ -193,9 +218,11 @@ export class PatchEDMPrecond extends Module {
       const scaled = cIn.mul(xf);
       let xIn = xPos ? cat([scaled, xPos.dtype === 'float32' ? xPos : xPos.to('float32')], 1) : scaled;
       if (dtype !== 'float32') xIn = xIn.to(dtype);
+      if (this.#channelsLast) xIn = xIn.channelsLast();
       const aug = augmentLabels && augmentLabels.dtype !== dtype ? augmentLabels.to(dtype) : augmentLabels;
       const fx = this.model.forward(xIn, cNoise.flatten(), labels ? (dtype === 'float32' ? labels : labels.to(dtype)) : null, aug);
-      if (fx.dtype !== dtype) throw new Error(`Patch_EDMPrecond: the UNet returned ${fx.dtype}, expected ${dtype}`);
+      const expected = this.#precision === 'bf16' ? 'bfloat16' : dtype;
+      if (fx.dtype !== dtype && fx.dtype !== expected) throw new Error(`Patch_EDMPrecond: the UNet returned ${fx.dtype}, expected ${expected}`);
       return cSkip.mul(xf).add(cOut.mul(fx.dtype === 'float32' ? fx : fx.to('float32')));
     });
   }

@@ -13,10 +13,11 @@
 import { Module } from './module.js';
 import { initTensor, type InitOptions, type RandomInit } from './init.js';
 import { asDType } from './dtype.js';
+import { matmulDtype, type Precision, type PrecisionAware } from './precision.js';
 import * as F from '../tensor/functional.js';
 import { outer, tensor } from '../tensor/creation.js';
 import { scope } from '../tensor/scope.js';
-import type { Tensor } from '../tensor/tensor.js';
+import type { DType, Tensor } from '../tensor/tensor.js';
 
 export interface Conv2dOptions extends InitOptions, RandomInit {
   /** Default true (ignored when kernel = 0). */
@@ -40,7 +41,7 @@ export function makeResampleFilter(taps: readonly number[]): Tensor {
   });
 }
 
-export class Conv2d extends Module {
+export class Conv2d extends Module implements PrecisionAware {
   readonly inChannels: number;
   readonly outChannels: number;
   readonly kernel: number;
@@ -50,6 +51,16 @@ export class Conv2d extends Module {
   readonly weight: Tensor | null;
   readonly bias: Tensor | null;
   readonly resampleFilter: Tensor | null;
+  /**
+   * The filter is [1, 1] (DDPM++'s and ADM's): its depthwise stride-2 conv is
+   * a 2×2 average pool, and its transposed conv with 4·f a nearest-neighbour
+   * 2× upsampling, the same numbers (×0.25 and ×1 are exact) from kernels
+   * that are several times faster than libtorch's depthwise convolutions,
+   * whose bf16 path is slower still.
+   */
+  readonly #boxFilter: boolean;
+  /** The dtype the convolutions run in (null: the input's; see precision.ts). */
+  #computeDtype: DType | null = null;
 
   constructor(inChannels: number, outChannels: number, kernel: number, options: Conv2dOptions = {}) {
     super();
@@ -80,33 +91,52 @@ export class Conv2d extends Module {
         : null;
     const taps = options.resampleFilter ?? [1, 1];
     this.resampleFilter = up || down ? this.registerBuffer('resample_filter', makeResampleFilter(taps)) : null;
+    this.#boxFilter = taps.length === 2 && taps[0] === taps[1];
   }
 
-  forward(x: Tensor): Tensor {
-    if (x.ndim !== 4 || x.shape[1] !== this.inChannels)
-      throw new Error(`Conv2d: expected input [N, ${this.inChannels}, H, W], got [${x.shape}]`);
-    return scope(() => {
-      const w = this.weight ? asDType(this.weight, x.dtype) : null;
-      const b = this.bias ? asDType(this.bias, x.dtype) : null;
-      const f = this.resampleFilter ? asDType(this.resampleFilter, x.dtype) : null;
-      const wPad = w ? Math.floor(w.shape[3]! / 2) : 0;
-      const fPad = f ? Math.floor((f.shape[3]! - 1) / 2) : 0;
-      const depthwise = (channels: number, scale: number) => (scale === 1 ? f! : f!.mul(scale)).repeat(channels, 1, 1, 1);
+  setPrecision(precision: Precision): void {
+    this.#computeDtype = matmulDtype(precision);
+  }
 
-      let y = x;
+  forward(input: Tensor): Tensor {
+    if (input.ndim !== 4 || input.shape[1] !== this.inChannels)
+      throw new Error(`Conv2d: expected input [N, ${this.inChannels}, H, W], got [${input.shape}]`);
+    return scope(() => {
+      // Mixed precision casts right before the weighted convolution; the
+      // resampling filter (a fixed 2×2 average, memory-bound) runs in the
+      // dtype it is given.
+      const dtype = this.#computeDtype ?? input.dtype;
+      const w = this.weight ? asDType(this.weight, dtype) : null;
+      const b = this.bias ? asDType(this.bias, dtype) : null;
+      const wPad = w ? Math.floor(w.shape[3]! / 2) : 0;
+      const fPad = this.resampleFilter ? Math.floor((this.resampleFilter.shape[3]! - 1) / 2) : 0;
+      const depthwise = (x: Tensor, channels: number, scale: number) => {
+        const f = asDType(this.resampleFilter!, x.dtype);
+        return (scale === 1 ? f : f.mul(scale)).repeat(channels, 1, 1, 1);
+      };
+      const weighted = (x: Tensor, padding: number, bias: Tensor | null) => F.conv2d(asDType(x, dtype), w!, bias, { padding });
+
+      // The bias goes into the convolution that ends the layer (oneDNN adds
+      // it in the same pass, and its gradient comes from the convolution's
+      // backward); EDM adds it afterwards, the same sum up to rounding.
+      let y = input;
       if (this.fusedResample && this.up && w) {
-        y = F.convTranspose2d(y, depthwise(this.inChannels, 4), null, { groups: this.inChannels, stride: 2, padding: Math.max(fPad - wPad, 0) });
-        y = F.conv2d(y, w, null, { padding: Math.max(wPad - fPad, 0) });
-      } else if (this.fusedResample && this.down && w) {
-        y = F.conv2d(y, w, null, { padding: wPad + fPad });
-        y = F.conv2d(y, depthwise(this.outChannels, 1), null, { groups: this.outChannels, stride: 2 });
-      } else {
-        if (this.up) y = F.convTranspose2d(y, depthwise(this.inChannels, 4), null, { groups: this.inChannels, stride: 2, padding: fPad });
-        if (this.down) y = F.conv2d(y, depthwise(this.inChannels, 1), null, { groups: this.inChannels, stride: 2, padding: fPad });
-        if (w) y = F.conv2d(y, w, null, { padding: wPad });
+        y = F.convTranspose2d(y, depthwise(y, this.inChannels, 4), null, { groups: this.inChannels, stride: 2, padding: Math.max(fPad - wPad, 0) });
+        return weighted(y, Math.max(wPad - fPad, 0), b);
       }
-      if (b) y = y.add(b.reshape(1, -1, 1, 1));
-      return y;
+      if (this.fusedResample && this.down && w) {
+        y = weighted(y, wPad + fPad, null);
+        y = F.conv2d(y, depthwise(y, this.outChannels, 1), null, { groups: this.outChannels, stride: 2 });
+        return b ? y.add(b.reshape(1, -1, 1, 1)) : y;
+      }
+      if (this.up) y = this.#boxFilter ? upsampleNearest2x(y) : F.convTranspose2d(y, depthwise(y, this.inChannels, 4), null, { groups: this.inChannels, stride: 2, padding: fPad });
+      if (this.down) y = this.#boxFilter ? F.avgPool2d(y, 2) : F.conv2d(y, depthwise(y, this.inChannels, 1), null, { groups: this.inChannels, stride: 2, padding: fPad });
+      return w ? weighted(y, wPad, b) : y;
     });
   }
+}
+
+/** Each pixel repeated into a 2×2 block. */
+function upsampleNearest2x(x: Tensor): Tensor {
+  return F.interpolate(x, [x.shape[2]! * 2, x.shape[3]! * 2], 'nearest');
 }

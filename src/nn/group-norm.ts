@@ -2,6 +2,7 @@
 // init) with num_groups = min(numGroups, C // minChannelsPerGroup).
 import { Module } from './module.js';
 import { asDType } from './dtype.js';
+import type { Precision, PrecisionAware } from './precision.js';
 import * as F from '../tensor/functional.js';
 import { ones, zeros } from '../tensor/creation.js';
 import { scope } from '../tensor/scope.js';
@@ -21,12 +22,14 @@ export function groupCount(channels: number, numGroups = 32, minChannelsPerGroup
   return Math.min(numGroups, Math.floor(channels / minChannelsPerGroup));
 }
 
-export class GroupNorm extends Module {
+export class GroupNorm extends Module implements PrecisionAware {
   readonly numChannels: number;
   readonly numGroups: number;
   readonly eps: number;
   readonly weight: Tensor;
   readonly bias: Tensor;
+  /** Normalise in float32 whatever the input dtype (mixed precision; see precision.ts). */
+  #float32 = false;
 
   constructor(numChannels: number, options: GroupNormOptions = {}) {
     super();
@@ -46,6 +49,13 @@ export class GroupNorm extends Module {
   forward(x: Tensor): Tensor {
     if (x.ndim < 2 || x.shape[1] !== this.numChannels)
       throw new Error(`GroupNorm: expected ${this.numChannels} channels, got input of shape [${x.shape}]`);
-    return scope(() => F.groupNorm(x, this.numGroups, asDType(this.weight, x.dtype), asDType(this.bias, x.dtype), this.eps));
+    return scope(() => {
+      const xs = this.#float32 ? asDType(x, 'float32') : x;
+      return F.groupNorm(xs, this.numGroups, asDType(this.weight, xs.dtype), asDType(this.bias, xs.dtype), this.eps);
+    });
+  }
+
+  setPrecision(precision: Precision): void {
+    this.#float32 = precision !== 'fp32';
   }
 }

@@ -3,20 +3,23 @@
 import { Module } from './module.js';
 import { initTensor, type InitOptions, type RandomInit } from './init.js';
 import { asDType } from './dtype.js';
+import { matmulDtype, type Precision, type PrecisionAware } from './precision.js';
 import * as F from '../tensor/functional.js';
 import { scope } from '../tensor/scope.js';
-import type { Tensor } from '../tensor/tensor.js';
+import type { DType, Tensor } from '../tensor/tensor.js';
 
 export interface LinearOptions extends InitOptions, RandomInit {
   /** Default true. */
   bias?: boolean;
 }
 
-export class Linear extends Module {
+export class Linear extends Module implements PrecisionAware {
   readonly inFeatures: number;
   readonly outFeatures: number;
   readonly weight: Tensor;
   readonly bias: Tensor | null;
+  /** The dtype the product runs in (null: the input's; see precision.ts). */
+  #computeDtype: DType | null = null;
 
   constructor(inFeatures: number, outFeatures: number, options: LinearOptions = {}) {
     super();
@@ -35,10 +38,17 @@ export class Linear extends Module {
         : this.registerParameter('bias', initTensor([outFeatures], mode, inFeatures, outFeatures, options.initBias ?? 0, options, 'Linear'));
   }
 
+  setPrecision(precision: Precision): void {
+    this.#computeDtype = matmulDtype(precision);
+  }
+
   /** x [..., in] → [..., out]. */
-  forward(x: Tensor): Tensor {
-    const last = x.shape[x.ndim - 1];
-    if (last !== this.inFeatures) throw new Error(`Linear: expected ${this.inFeatures} input features, got input of shape [${x.shape}]`);
-    return scope(() => F.linear(x, asDType(this.weight, x.dtype), this.bias ? asDType(this.bias, x.dtype) : null));
+  forward(input: Tensor): Tensor {
+    const last = input.shape[input.ndim - 1];
+    if (last !== this.inFeatures) throw new Error(`Linear: expected ${this.inFeatures} input features, got input of shape [${input.shape}]`);
+    return scope(() => {
+      const x = this.#computeDtype ? asDType(input, this.#computeDtype) : input;
+      return F.linear(x, asDType(this.weight, x.dtype), this.bias ? asDType(this.bias, x.dtype) : null);
+    });
   }
 }

@@ -6,3 +6,4 @@ export { scope, keep } from './scope.js';
 export { noGrad, isGradEnabled, zeroGrad, sanitizeGradients } from './autograd.js';
 export * from './runtime.js';
 export * as F from './functional.js';
+export * from './profiler.js';

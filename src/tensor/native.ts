@@ -131,6 +131,8 @@ export type NativeFunctionName =
   | 'parallelInfo'
   | 'permute'
   | 'pow'
+  | 'profilerStart'
+  | 'profilerStop'
   | 'prod'
   | 'rand'
   | 'randint'

@@ -77,8 +77,11 @@ export function buildComponents(o: ResolvedTrainOptions, dataset: ImageDataset, 
   const net = createNetwork(config, { generator: initGen });
   net.setGenerator(dropoutGen);
   net.to({ device }).train();
+  const compute = { precision: o.precision, channelsLast: o.channelsLast };
+  net.setCompute(compute);
   const ema = createNetwork(config, { initialize: false });
   ema.to({ device }).eval();
+  ema.setCompute(compute);
   ema.loadStateDict(net.stateDict());
   for (const p of ema.parameters()) p.requiresGrad_(false);
 

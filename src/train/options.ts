@@ -2,6 +2,7 @@
 // that run before any work starts. Defaults follow the official train.py
 // where it has one; `--arch small` selects a CPU-sized network and schedule.
 import { z } from 'zod';
+import { PRECISIONS } from '../nn/precision.js';
 
 export const ARCHS = ['ddpmpp', 'ncsnpp', 'adm', 'small'] as const;
 export type Arch = (typeof ARCHS)[number];
@@ -44,6 +45,10 @@ export const trainOptionsSchema = z
     seed: z.number().int().min(0).max(2 ** 31 - 1).default(0),
     threads: positiveInt.optional(),
     device: z.string().default('auto'),
+    /** bf16: convolutions and matrix products in bfloat16, the rest float32 (src/nn/precision.ts). */
+    precision: z.enum(PRECISIONS).default('fp32'),
+    /** Activations in channels-last (NHWC) memory order. */
+    channelsLast: z.boolean().default(false),
     gridSeeds: positiveInt.default(64),
     /** Sample-quality metrics computed on the EMA network every `metricsEvery` snapshots (empty: none). */
     metrics: z.array(z.enum(['fd-classifier', 'kid-classifier', 'swd'])).default([]),

@@ -12,7 +12,7 @@ import { findLatestState, readTrainingState } from './checkpoint.js';
 import { trainingLoop, withStopSignals, type TrainingResult } from './training-loop.js';
 
 /** Options that may change when a run is resumed; every other option comes from the saved state. */
-export const RESUME_OVERRIDABLE = ['duration', 'threads', 'device', 'tick', 'snap', 'dump', 'gridSeeds', 'gridSteps', 'metrics', 'metricsEvery', 'metricsSamples'] as const;
+export const RESUME_OVERRIDABLE = ['duration', 'threads', 'device', 'precision', 'channelsLast', 'tick', 'snap', 'dump', 'gridSeeds', 'gridSteps', 'metrics', 'metricsEvery', 'metricsSamples'] as const;
 
 export interface TrainRequest extends Partial<TrainOptionsInput> {
   quiet?: boolean;

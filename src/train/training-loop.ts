@@ -7,14 +7,12 @@
 // on Ctrl-C / SIGTERM that writes the state first.
 import { join } from 'node:path';
 import { resourceUsage } from 'node:process';
-import { emaUpdate } from '../optim/adam.js';
-import { sanitizeGradients, scope, setNumThreads, getNumThreads, zeroGrad, liveTensors } from '../tensor/index.js';
+import { setNumThreads, getNumThreads, liveTensors } from '../tensor/index.js';
 import type { ImageDataset } from '../data/dataset.js';
 import { createProgress } from '../util/progress.js';
 import { writeImageGrid } from '../io/images.js';
 import { writeLinePlot } from '../io/plot.js';
-import { learningRate, emaBeta } from './schedule.js';
-import { reducePatchLoss } from '../diffusion/loss.js';
+import { trainingStep } from './step.js';
 import { computeMetrics } from '../metrics/evaluate.js';
 import { RunLog, writeJson } from './run-dir.js';
 import { saveNetworkSnapshot, saveTrainingState, snapshotName, stateName, type LoopState, type SnapshotInfo } from './checkpoint.js';
@@ -49,7 +47,6 @@ export async function trainingLoop(a: TrainingLoopArgs): Promise<TrainingResult>
   const { options: o, components: c, log, runDir } = a;
   if (o.threads) setNumThreads(o.threads);
   const totalNimg = Math.round(o.duration * 1e6);
-  const rounds = o.batch / o.batchGpu;
   const info: SnapshotInfo = {
     network: c.networkConfig,
     dataset: { name: a.dataset.name, resolution: a.dataset.resolution, channels: a.dataset.channels, labelDim: c.labelDim },
@@ -112,33 +109,23 @@ export async function trainingLoop(a: TrainingLoopArgs): Promise<TrainingResult>
   let stoppedEarly = false;
   for (;;) {
     // ---- one optimizer step --------------------------------------------------------------
-    zeroGrad(c.netParams);
-    for (let r = 0; r < rounds; r++) {
-      const patchSize = c.patches.choose(loop.curNimg, totalNimg);
-      const batchMul = c.patches.batchMul(patchSize);
-      const n = o.batchGpu * batchMul;
-      tickRealImages += n;
-      const lossMean = scope(() => {
-        const batch = c.sampler.nextBatch(n);
-        const loss = c.lossFn(batch.images, batch.labels, patchSize);
-        // Sum over pixels per sample, averaged over samples of the whole step (spec §4).
-        reducePatchLoss(loss, o.batch, batchMul).backward();
-        return loss.mean().item();
-      });
-      if (Number.isFinite(lossMean)) {
-        tickLossSum += lossMean;
-        tickLossCount += 1;
-        nonFiniteStreak = 0;
-      } else if (++nonFiniteStreak >= MAX_NONFINITE_STEPS) {
-        throw new Error(`the loss has been NaN/Inf for ${nonFiniteStreak} rounds in a row at kimg ${(loop.curNimg / 1000).toFixed(1)}: training diverged (try a lower --lr)`);
-      }
-    }
-    // The counter, LR ramp and EMA advance by batch · batch_mul_avg patch samples (spec §6.1).
-    const imagesPerStep = o.batch * c.patches.batchMulAvgAt(loop.curNimg, totalNimg);
-    const lr = learningRate(o.lr, loop.curNimg, o.lrRampup);
-    if (sanitizeGradients(c.netParams) > 0) tickBadGradSteps += 1;
-    c.adam.step(lr);
-    emaUpdate(c.emaParams, c.netParams, emaBeta(loop.curNimg, imagesPerStep, o.ema * 1000, o.emaRampup));
+    const { lr, imagesPerStep, nonFiniteGradients } = trainingStep({
+      options: o,
+      components: c,
+      curNimg: loop.curNimg,
+      totalNimg,
+      onRound: ({ images, lossMean }) => {
+        tickRealImages += images;
+        if (Number.isFinite(lossMean)) {
+          tickLossSum += lossMean;
+          tickLossCount += 1;
+          nonFiniteStreak = 0;
+        } else if (++nonFiniteStreak >= MAX_NONFINITE_STEPS) {
+          throw new Error(`the loss has been NaN/Inf for ${nonFiniteStreak} rounds in a row at kimg ${(loop.curNimg / 1000).toFixed(1)}: training diverged (try a lower --lr)`);
+        }
+      },
+    });
+    if (nonFiniteGradients) tickBadGradSteps += 1;
     loop.curNimg += Math.floor(imagesPerStep);
     loop.step += 1;
     progress?.update(loop.curNimg / 1000, { loss: tickLossCount ? (tickLossSum / tickLossCount).toFixed(4) : '-' });

@@ -1,0 +1,63 @@
+// One optimizer step of Patch Diffusion training (the body of the official
+// training_loop.py's `while True:` up to the tick maintenance): zero the
+// gradients, per accumulation round one patch size and batch_gpu·batch_mul
+// images, the patch loss summed per sample and averaged over the step's
+// samples, backward; then the learning-rate ramp, NaN/Inf scrubbing of the
+// gradients, Adam and the EMA update. The training loop and bench/peer.ts
+// both run exactly this function.
+import { emaUpdate } from '../optim/adam.js';
+import { sanitizeGradients, scope, zeroGrad } from '../tensor/index.js';
+import { learningRate, emaBeta } from './schedule.js';
+import { reducePatchLoss } from '../diffusion/loss.js';
+import type { ResolvedTrainOptions } from './options.js';
+import type { TrainingComponents } from './components.js';
+
+export interface TrainingStepArgs {
+  options: Pick<ResolvedTrainOptions, 'batch' | 'batchGpu' | 'lr' | 'lrRampup' | 'ema' | 'emaRampup'>;
+  components: TrainingComponents;
+  /** Patch samples counted so far (the official cur_nimg) and the run's total. */
+  curNimg: number;
+  totalNimg: number;
+  /** Every round uses this patch size (benchmarks); default: the schedule chooses per round. */
+  patchSize?: number;
+  /**
+   * Called after each accumulation round with the round's size, its image
+   * count and its mean loss (NaN/Inf possible). It may throw to abort the step.
+   */
+  onRound?: (round: { patchSize: number; images: number; lossMean: number }) => void;
+}
+
+export interface TrainingStepResult {
+  /** The learning rate this step used. */
+  lr: number;
+  /** batch · batch_mul_avg: what the counter advances by (floored by the caller, as the official int()). */
+  imagesPerStep: number;
+  /** Some gradient held NaN/Inf and was replaced. */
+  nonFiniteGradients: boolean;
+}
+
+export function trainingStep(a: TrainingStepArgs): TrainingStepResult {
+  const { options: o, components: c, curNimg, totalNimg } = a;
+  const rounds = o.batch / o.batchGpu;
+  zeroGrad(c.netParams);
+  for (let r = 0; r < rounds; r++) {
+    const patchSize = a.patchSize ?? c.patches.choose(curNimg, totalNimg);
+    const batchMul = c.patches.batchMul(patchSize);
+    const n = o.batchGpu * batchMul;
+    const lossMean = scope(() => {
+      const batch = c.sampler.nextBatch(n);
+      const loss = c.lossFn(batch.images, batch.labels, patchSize);
+      // Sum over pixels per sample, averaged over samples of the whole step (spec §4).
+      reducePatchLoss(loss, o.batch, batchMul).backward();
+      return loss.mean().item();
+    });
+    a.onRound?.({ patchSize, images: n, lossMean });
+  }
+  // The counter, LR ramp and EMA advance by batch · batch_mul_avg patch samples (spec §6.1).
+  const imagesPerStep = o.batch * c.patches.batchMulAvgAt(curNimg, totalNimg);
+  const lr = learningRate(o.lr, curNimg, o.lrRampup);
+  const nonFiniteGradients = sanitizeGradients(c.netParams) > 0;
+  c.adam.step(lr);
+  emaUpdate(c.emaParams, c.netParams, emaBeta(curNimg, imagesPerStep, o.ema * 1000, o.emaRampup));
+  return { lr, imagesPerStep, nonFiniteGradients };
+}
