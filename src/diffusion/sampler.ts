@@ -3,6 +3,7 @@
 // Heun correction on every step but the last, the coordinate grid at every
 // network call, optional classifier-free guidance, and per-seed randomness so
 // an image depends only on its seed.
+import { adaptThreads } from '../tensor/cpu-share.js';
 import { noGrad } from '../tensor/autograd.js';
 import { cat, scalar, stack, tensor, zeros } from '../tensor/creation.js';
 import { Generator } from '../tensor/random.js';
@@ -140,6 +141,7 @@ export function edmSample(net: Denoiser, latents: Tensor, xPos: Tensor, o: EdmSa
     let x = scope(() => latents.to('float64').mul(steps[0]!));
     try {
       for (let i = 0; i < n; i++) {
+        adaptThreads();
         const tCur = steps[i]!;
         const tNext = steps[i + 1]!;
         const next = scope(() => {

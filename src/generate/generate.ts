@@ -2,11 +2,12 @@
 // depends only on its seed, not on the batch it was drawn in) and a grid.
 import { mkdirSync } from 'node:fs';
 import { join } from 'node:path';
-import { noGrad, resolveDevice, setNumThreads } from '../tensor/index.js';
+import { noGrad, resolveDevice, useThreads } from '../tensor/index.js';
 import { generateImages, seedBatches, toUint8 } from '../diffusion/sampler.js';
 import { imageAt, writeImageGrid, writePng, type ImageBatch } from '../io/images.js';
 import { createProgress } from '../util/progress.js';
 import { loadSnapshotNetwork } from './load-network.js';
+import { checkPrecisionSupport, type Precision } from '../nn/precision.js';
 
 export interface GenerateRequest {
   network: string;
@@ -30,6 +31,9 @@ export interface GenerateRequest {
   grid?: boolean;
   device?: string;
   threads?: number;
+  /** The network's arithmetic (src/nn/precision.ts); default fp32. */
+  precision?: Precision;
+  channelsLast?: boolean;
   quiet?: boolean;
 }
 
@@ -44,9 +48,11 @@ export async function generate(r: GenerateRequest): Promise<GenerateSummary> {
   if (!r.seeds.length) throw new Error('--seeds: no seeds given');
   if (r.steps !== undefined && (!Number.isInteger(r.steps) || r.steps < 1)) throw new Error(`--steps must be a positive integer, got ${r.steps}`);
   if (r.cfg !== undefined && r.cfg !== null && !(r.cfg >= 0)) throw new Error(`--cfg must be >= 0, got ${r.cfg}`);
-  setNumThreads(r.threads);
+  useThreads(r.threads);
   const device = resolveDevice(r.device);
+  checkPrecisionSupport(r.precision ?? 'fp32', device);
   const { net, info } = loadSnapshotNetwork(r.network, device);
+  net.setCompute({ precision: r.precision ?? 'fp32', channelsLast: r.channelsLast ?? false });
   const { resolution, labelDim } = info.dataset;
   const channels = net.outChannels;
   if (r.cfg != null && r.cfg !== 1 && !labelDim) throw new Error('--cfg needs a class-conditional network; this one is unconditional');

@@ -9,6 +9,7 @@
 // autocast so that the same ops are cast on libtorch 1.x and 2.x (their
 // autocast op lists differ, and 1.13's casts group_norm down).
 import type { DType } from '../tensor/tensor.js';
+import { engineInfo } from '../tensor/runtime.js';
 import type { Module } from './module.js';
 
 export const PRECISIONS = ['fp32', 'bf16'] as const;
@@ -35,4 +36,20 @@ export function applyPrecision(root: Module, precision: Precision): void {
     for (const [, child] of m.children()) visit(child);
   };
   visit(root);
+}
+
+/**
+ * Refuses bf16 on a CPU without bfloat16 arithmetic (AVX512-BF16 or AMX):
+ * libtorch would emulate it in float32 and run slower than fp32, the
+ * opposite of what was asked. PD_BF16_EMULATED=1 runs it anyway (tests, or
+ * to check results on such a machine).
+ */
+export function checkPrecisionSupport(precision: Precision, device: string): void {
+  if (precision !== 'bf16' || !device.startsWith('cpu') || process.env.PD_BF16_EMULATED === '1') return;
+  const e = engineInfo();
+  if (e.avx512Bf16 || e.amxBf16) return;
+  throw new Error(
+    `--precision bf16: this CPU (${e.cpuModel}) has no bfloat16 arithmetic (AVX512-BF16 or AMX-BF16 in /proc/cpuinfo); ` +
+      'libtorch would emulate it and run slower than fp32. Use --precision fp32, or set PD_BF16_EMULATED=1 to run it anyway.',
+  );
 }

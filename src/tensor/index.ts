@@ -7,3 +7,4 @@ export { noGrad, isGradEnabled, zeroGrad, sanitizeGradients } from './autograd.j
 export * from './runtime.js';
 export * as F from './functional.js';
 export * from './profiler.js';
+export * from './cpu-share.js';

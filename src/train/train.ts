@@ -3,9 +3,10 @@
 // restore a training state when resuming, and run the loop.
 import { dirname, join } from 'node:path';
 import { loadDataset } from '../data/index.js';
-import { resolveDevice, setNumThreads, getNumThreads } from '../tensor/index.js';
+import { resolveDevice, useThreads, getNumThreads } from '../tensor/index.js';
 import { resolveTrainOptions, type ResolvedTrainOptions, type TrainOptionsInput } from './options.js';
 import { buildComponents, networkConfigFor } from './components.js';
+import { checkPrecisionSupport } from '../nn/precision.js';
 import { countParameters } from '../networks/config.js';
 import { createRunDir, RunLog, writeJson } from './run-dir.js';
 import { findLatestState, readTrainingState } from './checkpoint.js';
@@ -34,8 +35,9 @@ export async function train(request: TrainRequest): Promise<TrainingResult | nul
     if (input.duration === undefined) throw new Error('invalid training options:\n--duration: required (training length in millions of patch samples, e.g. 0.05)');
     options = resolveTrainOptions(input as TrainOptionsInput);
   }
-  setNumThreads(options.threads);
+  useThreads(options.threads);
   const device = resolveDevice(options.device);
+  checkPrecisionSupport(options.precision, device);
 
   const dataset = await loadDataset(options.data, {
     resolution: options.resolution,

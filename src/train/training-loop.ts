@@ -7,7 +7,7 @@
 // on Ctrl-C / SIGTERM that writes the state first.
 import { join } from 'node:path';
 import { resourceUsage } from 'node:process';
-import { setNumThreads, getNumThreads, liveTensors } from '../tensor/index.js';
+import { adaptThreads, describeEngine, getNumThreads, liveTensors } from '../tensor/index.js';
 import type { ImageDataset } from '../data/dataset.js';
 import { createProgress } from '../util/progress.js';
 import { writeImageGrid } from '../io/images.js';
@@ -45,7 +45,6 @@ const MAX_NONFINITE_STEPS = 50;
 
 export async function trainingLoop(a: TrainingLoopArgs): Promise<TrainingResult> {
   const { options: o, components: c, log, runDir } = a;
-  if (o.threads) setNumThreads(o.threads);
   const totalNimg = Math.round(o.duration * 1e6);
   const info: SnapshotInfo = {
     network: c.networkConfig,
@@ -66,7 +65,7 @@ export async function trainingLoop(a: TrainingLoopArgs): Promise<TrainingResult>
 
   const progress = a.quiet ? null : createProgress({ total: totalNimg / 1000, label: 'train', unit: 'kimg', fields: ['loss'] });
   progress?.update(loop.curNimg / 1000);
-  log.line(`Training for ${+(o.duration * 1000).toPrecision(6)} kimg (${o.batch} per step × batch_mul_avg ${c.patches.batchMulAvg.toFixed(2)}; patch sizes ${c.patches.patchSizes.join('/')}), ${getNumThreads()} threads, device ${c.device}...`);
+  log.line(`Training for ${+(o.duration * 1000).toPrecision(6)} kimg (${o.batch} per step × batch_mul_avg ${c.patches.batchMulAvg.toFixed(2)}; patch sizes ${c.patches.patchSizes.join('/')}), ${getNumThreads()} threads${o.threads ? '' : ' (following the free cores)'}, device ${c.device}, precision ${o.precision}${o.channelsLast ? ', channels-last' : ''}; ${describeEngine()}...`);
 
   const writeState = () => {
     // loop.elapsedSec holds the time of earlier processes; the state records the total so far.
@@ -126,6 +125,7 @@ export async function trainingLoop(a: TrainingLoopArgs): Promise<TrainingResult>
       },
     });
     if (nonFiniteGradients) tickBadGradSteps += 1;
+    adaptThreads();
     loop.curNimg += Math.floor(imagesPerStep);
     loop.step += 1;
     progress?.update(loop.curNimg / 1000, { loss: tickLossCount ? (tickLossSum / tickLossCount).toFixed(4) : '-' });

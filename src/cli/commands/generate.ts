@@ -1,5 +1,6 @@
 // `patch-diffusion generate`: sample images from a trained snapshot.
-import { Command } from 'commander';
+import { Command, Option } from 'commander';
+import { PRECISIONS, type Precision } from '../../nn/precision.js';
 import { generate, parseSeedList } from '../../generate/generate.js';
 import { parseNumber as num } from '../parse.js';
 
@@ -27,7 +28,9 @@ export function generateCommand(): Command {
     .option('--subdirs', 'write seed s under NNNNNN/ folders of 1000')
     .option('--no-grid', 'do not write grid.png')
     .option('--device <name>', 'cpu, cuda, cuda:N or auto', 'auto')
-    .option('--threads <n>', 'CPU threads for libtorch (default: all cores)', num)
+    .option('--threads <n>', 'CPU threads for libtorch (default: the cores other processes leave free, re-checked every 2 s; a fixed n makes reruns bit-exact)', num)
+    .addOption(new Option('--precision <p>', 'fp32, or bf16: the network\'s convolutions and matrix products in bfloat16 (the sampler state stays float64)').choices(PRECISIONS).default('fp32'))
+    .option('--channels-last', 'keep activations in channels-last (NHWC) memory order')
     .action(async (f: Record<string, string | number | boolean | undefined>) => {
       const summary = await generate({
         network: f.network as string,
@@ -51,6 +54,8 @@ export function generateCommand(): Command {
         grid: f.grid !== false,
         device: f.device as string,
         threads: f.threads as number | undefined,
+        precision: f.precision as Precision,
+        channelsLast: Boolean(f.channelsLast),
       });
       console.log(`wrote ${summary.files.length} images to ${f.outdir}${summary.gridPath ? ` and ${summary.gridPath}` : ''} ` +
         `in ${summary.seconds.toFixed(1)} s (${summary.imagesPerSec.toFixed(2)} img/s)`);

@@ -1,6 +1,7 @@
 // `patch-diffusion train`: flags → validated options → training run.
 import { Command, Option } from 'commander';
 import { ARCHS } from '../../train/options.js';
+import { PRECISIONS } from '../../nn/precision.js';
 import { train } from '../../train/train.js';
 import { parseNumber as num, parseNumberList } from '../parse.js';
 
@@ -36,14 +37,16 @@ export function trainCommand(): Command {
     .option('--snap <ticks>', 'network snapshot and sample grid every this many ticks', num)
     .option('--dump <ticks>', 'training state every this many ticks', num)
     .option('--seed <n>', 'random seed', num)
-    .option('--threads <n>', 'CPU threads for libtorch (default: all cores)', num)
+    .option('--threads <n>', 'CPU threads for libtorch (default: the cores other processes leave free, re-checked every 2 s; a fixed n makes reruns bit-exact)', num)
+    .addOption(new Option('--precision <p>', 'fp32, or bf16: convolutions and matrix products in bfloat16 (CPUs with AVX512-BF16/AMX, CUDA), the rest float32').choices(PRECISIONS))
+    .option('--channels-last', 'keep activations in channels-last (NHWC) memory order')
     .option('--device <name>', 'cpu, cuda, cuda:N or auto (default: auto)')
     .option('--grid-seeds <n>', 'images in each snapshot sample grid', num)
     .option('--grid-steps <n>', 'sampler steps for snapshot grids', num)
     .option('--metrics <list>', 'quality metrics on the EMA network at snapshots: fd-classifier,kid-classifier,swd (the classifier is the shipped Fashion-MNIST one)', (v: string) => v.split(',').filter(Boolean))
     .option('--metrics-every <n>', 'compute the metrics every n snapshots', num)
     .option('--metrics-samples <n>', 'generated images per metric evaluation (seeds 0..n−1)', num)
-    .option('--resume <path>', 'continue a run: its directory or a training-state file (options come from the state; --duration, --threads, --device, --tick, --snap, --dump may change)')
+    .option('--resume <path>', 'continue a run: its directory or a training-state file (options come from the state; --duration, --threads, --device, --precision, --channels-last, --tick, --snap, --dump may change)')
     .option('--dry-run', 'print the resolved options and the network size, then exit')
     .action(async (flags: Record<string, unknown>) => {
       const result = await train(flags);
