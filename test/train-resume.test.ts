@@ -19,6 +19,7 @@ let tmp: string;
 let data: string;
 
 before(async () => {
+  process.env.PD_BF16_EMULATED = '1'; // the bf16 case runs on CPUs without bf16 arithmetic too (slowly)
   tmp = makeTempDir('train-resume');
   data = await writeShapeImages(join(tmp, 'data'));
 });
@@ -30,14 +31,23 @@ function loopOf(statePath: string): Record<string, unknown> {
   return JSON.parse(metadata.loop!) as Record<string, unknown>;
 }
 
-test(`train 2N = ${2 * N} steps ≡ train N steps, stop, resume to 2N (bit for bit)`, async () => {
+// The same in every compute mode: fp32 NCHW (the default), and bf16 with channels-last.
+const MODES = [
+  { name: 'fp32', precision: 'fp32', channelsLast: false },
+  { name: 'bf16, channels-last', precision: 'bf16', channelsLast: true },
+] as const;
+const finalSnapshots = new Map<string, string>();
+
+for (const mode of MODES) test(`train 2N = ${2 * N} steps ≡ train N steps, stop, resume to 2N (bit for bit; ${mode.name})`, async () => {
   // Ticks every N steps, so both runs tick (and count ticks) at the same counters.
   const tick = (N * NIMG_PER_STEP) / 1000;
-  const a = await train(tinyTrainRequest(data, join(tmp, 'runs-a'), { duration: durationForSteps(2 * N), tick }));
+  const extra = { tick, precision: mode.precision, channelsLast: mode.channelsLast };
+  const tag = mode.precision + (mode.channelsLast ? '-cl' : '');
+  const a = await train(tinyTrainRequest(data, join(tmp, `runs-a-${tag}`), { duration: durationForSteps(2 * N), ...extra }));
   assert.ok(a && !a.stoppedEarly);
   assert.equal(a.curNimg, 2 * N * NIMG_PER_STEP);
 
-  const b1 = await train(tinyTrainRequest(data, join(tmp, 'runs-b'), { duration: durationForSteps(N), tick }));
+  const b1 = await train(tinyTrainRequest(data, join(tmp, `runs-b-${tag}`), { duration: durationForSteps(N), ...extra }));
   assert.ok(b1);
   assert.equal(b1.curNimg, N * NIMG_PER_STEP);
   // The ramp is still running at the resume point: the resumed half must pick it up from the counter.
@@ -82,6 +92,13 @@ test(`train 2N = ${2 * N} steps ≡ train N steps, stop, resume to 2N (bit for b
   const strip = (s: Record<string, number>) => Object.fromEntries(Object.entries(s).filter(([k]) => k.startsWith('Progress/') || k.startsWith('Loss/') || k.startsWith('Schedule/')));
   assert.deepEqual(readStats(b.runDir).map(strip), readStats(a.runDir).map(strip));
   assert.match(readFileSync(join(b.runDir, 'log.txt'), 'utf8'), /Resuming .*training-state-\d{6}\.safetensors/);
+  finalSnapshots.set(mode.name, a.lastSnapshot);
+});
+
+test('the compute modes really differ: bf16 training ends elsewhere than fp32', { skip: MODES.length < 2 && 'one mode' }, () => {
+  const [fp32, bf16] = MODES.map((m) => finalSnapshots.get(m.name));
+  assert.ok(fp32 && bf16, 'both resume tests ran');
+  assert.throws(() => assertSameTensors(fp32, bf16), /tensors differ/);
 });
 
 test('resuming is not a no-op: without the saved state the continuation differs', async () => {

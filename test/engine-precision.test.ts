@@ -1,0 +1,121 @@
+// Mixed precision and memory format (src/nn/precision.ts, PatchEDMPrecond.setCompute):
+// bf16 runs the convolutions and matrix products in bfloat16 and gives the
+// float32 result to bf16 accuracy (against the official reference vectors),
+// group norms compute in float32, gradients reach the float32 weights in
+// float32; channels-last gives the NCHW result to float32 rounding.
+import { test, describe } from 'node:test';
+import assert from 'node:assert/strict';
+import { existsSync, readFileSync } from 'node:fs';
+import { join } from 'node:path';
+import { readSafetensors } from '../src/io/safetensors.js';
+import { createNetwork, parseNetworkConfig } from '../src/networks/config.js';
+import { Conv2d } from '../src/nn/conv2d.js';
+import { GroupNorm } from '../src/nn/group-norm.js';
+import { Linear } from '../src/nn/linear.js';
+import { applyPrecision, checkPrecisionSupport } from '../src/nn/precision.js';
+import { Generator, engineInfo, noGrad, scope, type Tensor } from '../src/tensor/index.js';
+import { REFERENCE_DIR } from './helpers/reference.js';
+
+const skip = existsSync(join(REFERENCE_DIR, 'cases.json')) ? false : `reference vectors not found in ${REFERENCE_DIR}`;
+
+function relErr(out: Tensor, ref: Tensor): number {
+  return scope(() => out.sub(ref).norm().item() / ref.norm().item());
+}
+
+function loadReference(name: string) {
+  const { tensors, metadata } = readSafetensors(join(REFERENCE_DIR, `${name}.safetensors`));
+  const net = createNetwork(parseNetworkConfig(JSON.parse(metadata.config!)), { initialize: false });
+  const params = new Map<string, Tensor>();
+  for (const [k, v] of tensors) if (k.startsWith('param.')) params.set(k.slice('param.'.length), v);
+  net.loadStateDict(params, { strict: true });
+  net.eval();
+  return { net, t: tensors };
+}
+
+describe('layers under bf16', () => {
+  const g = new Generator(3);
+  test('Conv2d and Linear compute in bfloat16 from float32 input and weights; fp32 restores float32', () => {
+    const conv = new Conv2d(4, 8, 3, { generator: g });
+    const lin = new Linear(6, 5, { generator: g });
+    const x = g.randn([2, 4, 8, 8]);
+    const v = g.randn([3, 6]);
+    applyPrecision(conv, 'bf16');
+    applyPrecision(lin, 'bf16');
+    noGrad(() => {
+      const y = conv.forward(x);
+      assert.equal(y.dtype, 'bfloat16');
+      assert.equal(lin.forward(v).dtype, 'bfloat16');
+      applyPrecision(conv, 'fp32');
+      const y32 = conv.forward(x);
+      assert.equal(y32.dtype, 'float32');
+      const e = relErr(y.float(), y32);
+      assert.ok(e > 0 && e < 2e-2, `bf16 conv relative error ${e}`);
+    });
+    assert.equal(conv.weight!.dtype, 'float32', 'the weights themselves stay float32');
+  });
+
+  test('gradients reach the float32 weights in float32', () => {
+    const conv = new Conv2d(4, 4, 3, { generator: g });
+    applyPrecision(conv, 'bf16');
+    for (const p of conv.parameters()) p.requiresGrad_();
+    conv.forward(g.randn([2, 4, 8, 8])).float().square().sum().backward();
+    assert.equal(conv.weight!.grad!.dtype, 'float32');
+    assert.ok(conv.weight!.grad!.abs().sum().item() > 0);
+  });
+
+  test('GroupNorm normalises bfloat16 input in float32', () => {
+    const gn = new GroupNorm(8);
+    applyPrecision(gn, 'bf16');
+    const x = g.randn([2, 8, 4, 4]).mul(3).add(1);
+    noGrad(() => {
+      const y = gn.forward(x.to('bfloat16'));
+      assert.equal(y.dtype, 'float32');
+      const ref = new GroupNorm(8).forward(x.to('bfloat16').float());
+      assert.equal(y.sub(ref).abs().amax().item(), 0);
+    });
+  });
+});
+
+describe('Patch_EDMPrecond compute modes against the official reference', { skip }, () => {
+  for (const name of ['net_ddpmpp', 'net_ncsnpp', 'net_adm'] as const) {
+    test(`${name}: bf16 within bf16 accuracy, channels-last within float32 rounding, both float32 out`, () => {
+      const { net, t } = loadReference(name);
+      try {
+        noGrad(() => {
+          const ref = t.get('out.D')!;
+          const run = () => net.forward(t.get('in.x')!, t.get('in.sigma')!, t.get('in.x_pos')!);
+          net.setCompute({ precision: 'bf16' });
+          const dBf16 = run();
+          assert.equal(dBf16.dtype, 'float32');
+          const eBf16 = relErr(dBf16, ref);
+          assert.ok(eBf16 < 3e-2, `bf16 relative error ${eBf16}`);
+          assert.ok(eBf16 > 1e-6, 'bf16 mode must actually run in bf16');
+          net.setCompute({ precision: 'fp32', channelsLast: true });
+          const eCl = relErr(run(), ref);
+          assert.ok(eCl < 1e-4, `channels-last relative error ${eCl}`);
+          net.setCompute({ precision: 'bf16', channelsLast: true });
+          assert.ok(relErr(run(), ref) < 3e-2);
+        });
+      } finally {
+        net.dispose();
+      }
+    });
+  }
+});
+
+test('bf16 is refused on a CPU without bfloat16 arithmetic, with the way out named', () => {
+  const e = engineInfo();
+  const saved = process.env.PD_BF16_EMULATED;
+  delete process.env.PD_BF16_EMULATED;
+  try {
+    checkPrecisionSupport('fp32', 'cpu');
+    checkPrecisionSupport('bf16', 'cuda');
+    if (e.avx512Bf16 || e.amxBf16) checkPrecisionSupport('bf16', 'cpu');
+    else assert.throws(() => checkPrecisionSupport('bf16', 'cpu'), /no bfloat16 arithmetic.*--precision fp32.*PD_BF16_EMULATED=1/s);
+    process.env.PD_BF16_EMULATED = '1';
+    checkPrecisionSupport('bf16', 'cpu');
+  } finally {
+    if (saved === undefined) delete process.env.PD_BF16_EMULATED;
+    else process.env.PD_BF16_EMULATED = saved;
+  }
+});
