@@ -2,6 +2,8 @@
 // pieces, dropout, resampling and pooling.
 #include "common.h"
 
+#include <torch/version.h>
+
 namespace pd {
 
 // conv2d(x, w, b|null, stride[2], padding[2], dilation[2], groups)
@@ -28,6 +30,19 @@ PD_FN(layerNorm, WRAP(at::layer_norm(T(0), IL(1), OT(2), OT(3), D(4), true)))
 PD_FN(batchNorm, WRAP(at::batch_norm(T(0), OT(1), OT(2), OT(3), OT(4), B(5), D(6), D(7), true)))
 
 PD_FN(softmax, WRAP(at::softmax(T(0), I(1))))
+
+// scaledDotProductAttention(q, k, v): softmax(q·kᵀ/√d)·v for [B, L, d]
+// inputs, libtorch 2.x's fused kernel (on the CPU a flash-attention loop that
+// keeps the scores in float32 for bf16 inputs and never stores the L×L
+// weights). 1.x has no such op: fusedAttentionAvailable() says which.
+PD_FN(fusedAttentionAvailable, return Napi::Boolean::New(env, TORCH_VERSION_MAJOR >= 2);)
+PD_FN(scaledDotProductAttention, {
+#if TORCH_VERSION_MAJOR >= 2
+  WRAP(at::scaled_dot_product_attention(T(0), T(1), T(2)))
+#else
+  throw ArgError{"scaled_dot_product_attention needs libtorch 2.x (this is " TORCH_VERSION ")"};
+#endif
+})
 PD_FN(logSoftmax, WRAP(at::log_softmax(T(0), I(1))))
 PD_FN(silu, WRAP(at::silu(T(0))))
 PD_FN(gelu, WRAP(at::gelu(T(0))))

@@ -1,4 +1,4 @@
-// Self-attention weights as EDM's AttentionOp: softmax over keys of
+// Self-attention as EDM's UNetBlock computes it. The weights, as EDM's AttentionOp: softmax over keys of
 // qᵀk / √c, computed in float32 whatever the input dtype and returned in the
 // input dtype. Gradients flow through libtorch's autograd (the same maths as
 // EDM's hand-written backward, also in float32).
@@ -34,6 +34,12 @@ export function interleavedSelfAttention(qkv: Tensor, heads: number): Tensor {
     const q = parts.select(2, 0);
     const k = parts.select(2, 1);
     const v = parts.select(2, 2);
+    if (F.fusedAttentionAvailable) {
+      // The same sum through libtorch 2.x's fused kernel: [B, L, d] views in,
+      // scores in float32 (for bf16 inputs too), no L×L weights in memory.
+      const a = F.scaledDotProductAttention(q.transpose(1, 2), k.transpose(1, 2), v.transpose(1, 2));
+      return a.transpose(1, 2).reshape(n, c, h, w);
+    }
     const weights = attentionWeights(q, k); // [B, Lq, Lk]
     // a[b, c, i] = Σ_j w[b, i, j] · v[b, c, j]
     const a = v.bmm(weights.transpose(1, 2));
