@@ -31,7 +31,7 @@ PD_FN(batchNorm, WRAP(at::batch_norm(T(0), OT(1), OT(2), OT(3), OT(4), B(5), D(6
 
 PD_FN(softmax, WRAP(at::softmax(T(0), I(1))))
 
-// scaledDotProductAttention(q, k, v): softmax(q·kᵀ/√d)·v for [B, L, d]
+// scaledDotProductAttention(q, k, v): softmax(q·kᵀ/√d)·v for [B, H, L, d]
 // inputs, libtorch 2.x's fused kernel (on the CPU a flash-attention loop that
 // keeps the scores in float32 for bf16 inputs and never stores the L×L
 // weights). 1.x has no such op: fusedAttentionAvailable() says which.

@@ -31,15 +31,18 @@ export function interleavedSelfAttention(qkv: Tensor, heads: number): Tensor {
   const c = c3 / 3;
   return scope(() => {
     const parts = qkv.reshape(n * heads, c / heads, 3, h * w);
+    if (F.fusedAttentionAvailable) {
+      // The same sum through libtorch 2.x's fused (flash) kernel: scores in
+      // float32 for bf16 inputs too, no L×L weights in memory. It needs the
+      // feature dimension innermost and a heads dimension ([B, 1, L, d]; a
+      // 3-D call falls back to the unfused maths), hence one copy to [B, 1, L, 3, d].
+      const t = parts.permute(0, 3, 2, 1).unsqueeze(1).contiguous();
+      const a = F.scaledDotProductAttention(t.select(3, 0), t.select(3, 1), t.select(3, 2)); // [B, 1, L, d]
+      return a.squeeze(1).transpose(1, 2).reshape(n, c, h, w);
+    }
     const q = parts.select(2, 0);
     const k = parts.select(2, 1);
     const v = parts.select(2, 2);
-    if (F.fusedAttentionAvailable) {
-      // The same sum through libtorch 2.x's fused kernel: [B, L, d] views in,
-      // scores in float32 (for bf16 inputs too), no L×L weights in memory.
-      const a = F.scaledDotProductAttention(q.transpose(1, 2), k.transpose(1, 2), v.transpose(1, 2));
-      return a.transpose(1, 2).reshape(n, c, h, w);
-    }
     const weights = attentionWeights(q, k); // [B, Lq, Lk]
     // a[b, c, i] = Σ_j w[b, i, j] · v[b, c, j]
     const a = v.bmm(weights.transpose(1, 2));
