@@ -351,3 +351,109 @@ export function benchMain(name: string, fn: () => Promise<void>): void {
 }
 
 export const nowIso = () => new Date().toISOString();
+
+// ---- long-lived workers ------------------------------------------------------------------------
+
+/**
+ * A child process that stays alive and answers JSON-line requests: each
+ * request is one JSON line on its stdin, each reply one line on its stdout
+ * starting with `tag` (the first reply, sent unasked, says the worker is
+ * ready). Its other stdout and all its stderr lines are echoed to stderr with
+ * a prefix. A reply with an `error` field, or the process exiting while a
+ * reply is awaited, rejects with a ChildError carrying the last stderr lines.
+ * Used by bench/peer.ts to keep both sides warm between interleaved blocks.
+ */
+interface WorkerExit {
+  code: number | null;
+  signal: NodeJS.Signals | null;
+  error?: Error;
+}
+
+export class LineWorker {
+  readonly #child: ReturnType<typeof spawn>;
+  readonly #tag: string;
+  readonly #missingHint: string | undefined;
+  readonly #replies: string[] = [];
+  readonly #errTail: string[] = [];
+  #waiter: { resolve: (line: string) => void; reject: (e: Error) => void } | null = null;
+  #exit: WorkerExit | null = null;
+
+  constructor(readonly name: string, command: string, args: readonly string[], o: { tag: string; env?: NodeJS.ProcessEnv; cwd?: string; prefix?: string; missingHint?: string }) {
+    this.#tag = o.tag;
+    this.#missingHint = o.missingHint;
+    const prefix = o.prefix ?? `    [${name}] `;
+    this.#child = spawn(command, [...args], { stdio: ['pipe', 'pipe', 'pipe'], env: o.env ?? process.env, cwd: o.cwd });
+    createInterface({ input: this.#child.stdout! }).on('line', (line) => {
+      if (line.startsWith(this.#tag)) {
+        const w = this.#waiter;
+        this.#waiter = null;
+        if (w) w.resolve(line.slice(this.#tag.length));
+        else this.#replies.push(line.slice(this.#tag.length));
+      } else process.stderr.write(`${prefix}${line}\n`);
+    });
+    createInterface({ input: this.#child.stderr! }).on('line', (line) => {
+      this.#errTail.push(line);
+      if (this.#errTail.length > 20) this.#errTail.shift();
+      process.stderr.write(`${prefix}${line}\n`);
+    });
+    this.#child.stdin!.on('error', () => {}); // a dead worker's EPIPE; the exit handler reports
+    const finish = (exit: WorkerExit) => {
+      if (this.#exit) return;
+      this.#exit = exit;
+      const w = this.#waiter;
+      this.#waiter = null;
+      w?.reject(this.#failure());
+    };
+    this.#child.on('error', (error) => finish({ code: null, signal: null, error }));
+    this.#child.on('close', (code, signal) => finish({ code, signal }));
+  }
+  #failure(): ChildError {
+    const e = this.#exit;
+    if (e?.error && (e.error as NodeJS.ErrnoException).code === 'ENOENT')
+      return new ChildError(`${this.name}: cannot start '${this.#child.spawnfile}': not found${this.#missingHint ? ` (${this.#missingHint})` : ''}`);
+    const how = e?.error ? e.error.message : e?.signal ? `killed by ${e.signal}` : `exited with status ${e?.code}`;
+    return new ChildError(`${this.name} ${how}${this.#errTail.length ? `:\n${this.#errTail.slice(-8).join('\n')}` : ''}`);
+  }
+
+  async #next(): Promise<Record<string, unknown>> {
+    const line = this.#replies.shift() ??
+      (await new Promise<string>((resolve, reject) => {
+        if (this.#exit) return reject(this.#failure());
+        this.#waiter = { resolve, reject };
+      }));
+    const reply = JSON.parse(line) as Record<string, unknown>;
+    if (typeof reply.error === 'string') throw new ChildError(`${this.name}: ${reply.error}`);
+    return reply;
+  }
+
+  /** The worker's unasked first reply (its description). */
+  ready<T = Record<string, unknown>>(): Promise<T> {
+    return this.#next() as Promise<T>;
+  }
+
+  /** Sends one request and resolves with its reply. One request at a time. */
+  async request<T = Record<string, unknown>>(msg: Record<string, unknown>): Promise<T> {
+    if (this.#exit) throw this.#failure();
+    this.#child.stdin!.write(`${JSON.stringify(msg)}\n`);
+    return (await this.#next()) as T;
+  }
+
+  /** Asks the worker to quit (it answers, then exits), closing its stdin; kills it if it does not exit within `graceMs`. */
+  async close(graceMs = 10_000): Promise<void> {
+    if (this.#exit) return;
+    const exited = new Promise<void>((resolve) => this.#child.once('close', () => resolve()));
+    try {
+      this.#child.stdin!.end(`${JSON.stringify({ cmd: 'quit' })}\n`);
+    } catch {
+      /* already gone */
+    }
+    const timer = setTimeout(() => this.#child.kill('SIGKILL'), graceMs);
+    await exited;
+    clearTimeout(timer);
+  }
+
+  /** Kills the worker at once (error paths). */
+  kill(): void {
+    if (!this.#exit) this.#child.kill('SIGTERM');
+  }
+}
