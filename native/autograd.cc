@@ -3,8 +3,6 @@
 // over all parameters in C++ so a step costs one call, not one per tensor.
 #include "common.h"
 
-#include <ATen/record_function.h>
-#include <torch/version.h>
 #include <c10/core/GradMode.h>
 
 #include <cmath>

@@ -9,6 +9,11 @@
 
 #include <napi.h>
 #include <ATen/ATen.h>
+// Headers the translation units need that use template parameters named T,
+// D, I or B (libtorch 1.13's c10/util/variant.h): included before the
+// argument shorthands at the end of this file are defined.
+#include <ATen/record_function.h>
+#include <torch/version.h>
 
 #include <functional>
 #include <string>

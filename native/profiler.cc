@@ -11,8 +11,6 @@
 // entirely, so the cost is paid only while profiling (about 1 µs per op).
 #include "common.h"
 
-#include <ATen/record_function.h>
-
 #include <chrono>
 #include <map>
 #include <mutex>

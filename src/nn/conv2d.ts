@@ -103,13 +103,16 @@ export class Conv2d extends Module implements PrecisionAware {
       throw new Error(`Conv2d: expected input [N, ${this.inChannels}, H, W], got [${input.shape}]`);
     return scope(() => {
       // Mixed precision casts right before the weighted convolution; the
-      // resampling filter (a fixed 2×2 average, memory-bound) runs in the
-      // dtype it is given.
+      // resampling filter (memory-bound) runs in the dtype it is given, but
+      // never in bfloat16 as a depthwise conv: libtorch 1.13's bf16 depthwise
+      // transposed convolution returns a quarter of the right size (8×8 in,
+      // 4×4 out instead of 16×16), silently.
       const dtype = this.#computeDtype ?? input.dtype;
       const w = this.weight ? asDType(this.weight, dtype) : null;
       const b = this.bias ? asDType(this.bias, dtype) : null;
       const wPad = w ? Math.floor(w.shape[3]! / 2) : 0;
       const fPad = this.resampleFilter ? Math.floor((this.resampleFilter.shape[3]! - 1) / 2) : 0;
+      const resampleInput = (x: Tensor) => (x.dtype === 'bfloat16' ? x.float() : x);
       const depthwise = (x: Tensor, channels: number, scale: number) => {
         const f = asDType(this.resampleFilter!, x.dtype);
         return (scale === 1 ? f : f.mul(scale)).repeat(channels, 1, 1, 1);
@@ -121,16 +124,29 @@ export class Conv2d extends Module implements PrecisionAware {
       // backward); EDM adds it afterwards, the same sum up to rounding.
       let y = input;
       if (this.fusedResample && this.up && w) {
+        y = resampleInput(y);
         y = F.convTranspose2d(y, depthwise(y, this.inChannels, 4), null, { groups: this.inChannels, stride: 2, padding: Math.max(fPad - wPad, 0) });
         return weighted(y, Math.max(wPad - fPad, 0), b);
       }
       if (this.fusedResample && this.down && w) {
-        y = weighted(y, wPad + fPad, null);
+        y = resampleInput(weighted(y, wPad + fPad, null));
         y = F.conv2d(y, depthwise(y, this.outChannels, 1), null, { groups: this.outChannels, stride: 2 });
         return b ? y.add(b.reshape(1, -1, 1, 1)) : y;
       }
-      if (this.up) y = this.#boxFilter ? upsampleNearest2x(y) : F.convTranspose2d(y, depthwise(y, this.inChannels, 4), null, { groups: this.inChannels, stride: 2, padding: fPad });
-      if (this.down) y = this.#boxFilter ? F.avgPool2d(y, 2) : F.conv2d(y, depthwise(y, this.inChannels, 1), null, { groups: this.inChannels, stride: 2, padding: fPad });
+      if (this.up) {
+        if (this.#boxFilter) y = upsampleNearest2x(y);
+        else {
+          y = resampleInput(y);
+          y = F.convTranspose2d(y, depthwise(y, this.inChannels, 4), null, { groups: this.inChannels, stride: 2, padding: fPad });
+        }
+      }
+      if (this.down) {
+        if (this.#boxFilter) y = F.avgPool2d(y, 2);
+        else {
+          y = resampleInput(y);
+          y = F.conv2d(y, depthwise(y, this.inChannels, 1), null, { groups: this.inChannels, stride: 2, padding: fPad });
+        }
+      }
       return w ? weighted(y, wPad, b) : y;
     });
   }
