@@ -81,7 +81,7 @@ PD_FN(gradNanToNum, {
 // pass over each tensor instead of eight ops, the same formula as below
 // (bias-corrected, weight decay added to the gradient, eps outside the
 // square root; the gradients are not modified).
-#define PD_HAS_FUSED_ADAM (TORCH_VERSION_MAJOR > 2 || (TORCH_VERSION_MAJOR == 2 && TORCH_VERSION_MINOR >= 4))
+#define PD_HAS_FUSED_ADAM PD_TORCH_AT_LEAST(2, 4)
 #if PD_HAS_FUSED_ADAM
 // False (nothing done) unless every parameter with a gradient shares one
 // dtype and device with its gradient and moments, as the fused kernel needs.

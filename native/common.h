@@ -15,6 +15,10 @@
 #include <ATen/record_function.h>
 #include <torch/version.h>
 
+// True when compiled against libtorch major.minor or newer (API guards).
+#define PD_TORCH_AT_LEAST(major, minor) \
+  (TORCH_VERSION_MAJOR > (major) || (TORCH_VERSION_MAJOR == (major) && TORCH_VERSION_MINOR >= (minor)))
+
 #include <functional>
 #include <string>
 #include <vector>

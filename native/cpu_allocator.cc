@@ -20,7 +20,6 @@
 #include "common.h"
 
 #include <c10/core/CPUAllocator.h>
-#include <torch/version.h>
 
 #include <cstdio>
 #include <cstdlib>
@@ -30,7 +29,7 @@
 #include <vector>
 
 // c10::Allocator as of libtorch 2.3: non-const allocate, pure virtual copy_data.
-#define PD_ALLOCATOR_API_2_3 (TORCH_VERSION_MAJOR > 2 || (TORCH_VERSION_MAJOR == 2 && TORCH_VERSION_MINOR >= 3))
+#define PD_ALLOCATOR_API_2_3 PD_TORCH_AT_LEAST(2, 3)
 
 namespace pd {
 

@@ -2,8 +2,6 @@
 // pieces, dropout, resampling and pooling.
 #include "common.h"
 
-#include <torch/version.h>
-
 namespace pd {
 
 // conv2d(x, w, b|null, stride[2], padding[2], dilation[2], groups)
@@ -35,9 +33,9 @@ PD_FN(softmax, WRAP(at::softmax(T(0), I(1))))
 // inputs, libtorch 2.x's fused kernel (on the CPU a flash-attention loop that
 // keeps the scores in float32 for bf16 inputs and never stores the L×L
 // weights). 1.x has no such op: fusedAttentionAvailable() says which.
-PD_FN(fusedAttentionAvailable, return Napi::Boolean::New(env, TORCH_VERSION_MAJOR >= 2);)
+PD_FN(fusedAttentionAvailable, return Napi::Boolean::New(env, PD_TORCH_AT_LEAST(2, 0));)
 PD_FN(scaledDotProductAttention, {
-#if TORCH_VERSION_MAJOR >= 2
+#if PD_TORCH_AT_LEAST(2, 0)
   WRAP(at::scaled_dot_product_attention(T(0), T(1), T(2)))
 #else
   throw ArgError{"scaled_dot_product_attention needs libtorch 2.x (this is " TORCH_VERSION ")"};

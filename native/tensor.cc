@@ -6,7 +6,6 @@
 #include <ATen/Parallel.h>
 #include <ATen/Context.h>
 #include <torch/cuda.h>
-#include <torch/version.h>
 #include <ATen/Version.h>
 
 #include <cstring>

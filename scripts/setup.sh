@@ -11,8 +11,9 @@
 #   PD_ENGINE=debian               Debian's libtorch-dev (1.13, /usr)
 #   PD_ENGINE=auto (the default)   the wheel where pip can get it, else Debian's.
 # The wheel is the default because it is the faster engine: libtorch 2.x with
-# MKL and oneDNN 3 trains our network 1.3-1.9x faster than Debian's 1.13 on the
-# same machine, and has the bf16 kernels (RESULTS.md, "Which engine").
+# MKL and oneDNN 3 trains our network 1.38x faster than Debian's 1.13 at the
+# p = 0.5 patch mix on the same machine, and has the bf16 kernels (RESULTS.md,
+# section 5.1).
 set -euo pipefail
 cd "$(dirname "$0")/.."
 

@@ -46,7 +46,7 @@ export function othersBusyCores(a: Sample, b: Sample): number {
   return Math.max(0, (b.machineBusySec - a.machineBusySec - (b.ownSec - a.ownSec)) / wallSec);
 }
 
-/** The thread count for `freeCores` of `maxThreads` (a core counts as taken when others use more than 60% of one). */
+/** The thread count when others keep `othersBusy` of `maxThreads` cores busy (a core counts as taken when others use more than ~60% of it). */
 export function threadsFor(maxThreads: number, othersBusy: number): number {
   return Math.max(1, Math.min(maxThreads, Math.round(maxThreads - othersBusy + 0.1)));
 }
