@@ -4,12 +4,12 @@
 // configuration, so that each peak RSS belongs to that configuration alone),
 // statistics, tables, output folders and JSON records.
 import { spawn } from 'node:child_process';
-import { existsSync, mkdirSync, mkdtempSync, readFileSync, realpathSync, rmSync, writeFileSync } from 'node:fs';
+import { mkdirSync, mkdtempSync, rmSync, writeFileSync } from 'node:fs';
 import { availableParallelism, cpus, loadavg, release, tmpdir, totalmem, type as osType } from 'node:os';
 import { basename, dirname, join, resolve } from 'node:path';
 import { resourceUsage } from 'node:process';
 import { createInterface } from 'node:readline';
-import { cudaAvailable, cudaDeviceCount, getNumThreads, parallelInfo } from '../src/tensor/index.js';
+import { cudaAvailable, cudaDeviceCount, engineInfo, getNumThreads, parallelInfo } from '../src/tensor/index.js';
 
 // ---- options ------------------------------------------------------------------------------
 
@@ -134,16 +134,9 @@ export interface MachineInfo {
 
 /** CPU model from /proc/cpuinfo (or os.cpus()), cores, threads in use, memory, load, libtorch build. */
 export function machineInfo(): MachineInfo {
-  let cpuModel = cpus()[0]?.model ?? 'unknown';
-  let logicalCpus = cpus().length;
-  try {
-    const text = readFileSync('/proc/cpuinfo', 'utf8');
-    const model = /^model name\s*:\s*(.+)$/m.exec(text)?.[1];
-    if (model) cpuModel = model.trim();
-    logicalCpus = (text.match(/^processor\s*:/gm) ?? []).length || logicalCpus;
-  } catch {
-    /* not Linux */
-  }
+  const engine = engineInfo();
+  const cpuModel = engine.cpuModel !== 'unknown CPU' ? engine.cpuModel : (cpus()[0]?.model ?? 'unknown');
+  const logicalCpus = cpus().length;
   const info = parallelInfo();
   const line = (re: RegExp) => re.exec(info)?.[1]?.trim() ?? null;
   const cuda = cudaAvailable();
@@ -157,27 +150,9 @@ export function machineInfo(): MachineInfo {
     loadAverage: loadavg().map((v) => Math.round(v * 100) / 100) as [number, number, number],
     node: process.version,
     os: `${osType()} ${release()}`,
-    libtorch: { ...libtorchLibrary(), parallelBackend: line(/ATen parallel backend:\s*(.+)/), openmp: line(/^(OpenMP.*)$/m), mkl: line(/^(MKL.*)$/m), onednn: line(/^(.*MKL-DNN.*|.*oneDNN.*)$/m) },
+    libtorch: { library: engine.library, version: engine.version, parallelBackend: line(/ATen parallel backend:\s*(.+)/), openmp: line(/^(OpenMP.*)$/m), mkl: line(/^(MKL.*)$/m), onednn: line(/^(.*MKL-DNN.*|.*oneDNN.*)$/m) },
     cuda: { available: cuda, devices: cuda ? cudaDeviceCount() : 0 },
   };
-}
-
-/** The libtorch_cpu shared library this process mapped, and the version its file name carries. */
-function libtorchLibrary(): { library: string | null; version: string | null } {
-  try {
-    const maps = readFileSync('/proc/self/maps', 'utf8');
-    const path = /\s(\/\S*libtorch_cpu\.so\S*)$/m.exec(maps)?.[1] ?? null;
-    if (!path) return { library: null, version: null };
-    const real = realpathSync(path);
-    let version = /\.so\.(\d+(?:\.\d+)*)$/.exec(real)?.[1] ?? null;
-    // A pip/zip libtorch: torch/version.py or build-version next to lib/.
-    for (const f of [join(dirname(real), '..', 'build-version'), join(dirname(real), '..', 'version.py')]) {
-      if (!version && existsSync(f)) version = /(\d+\.\d+\.\d+[^'"\s]*)/.exec(readFileSync(f, 'utf8'))?.[1] ?? null;
-    }
-    return { library: real, version };
-  } catch {
-    return { library: null, version: null };
-  }
 }
 
 export function formatMachine(m: MachineInfo): string {
