@@ -63,13 +63,18 @@ function fail(why) {
 
 const lt = locate();
 const hasCuda = fs.existsSync(path.join(lt.libdir, 'libtorch_cuda.so'));
+const glooInclude = [process.env.GLOO_INCLUDE, '/usr/include'].find((d) => d && fs.existsSync(path.join(d, 'gloo/rendezvous/store.h'))) ?? null;
 const field = process.argv[2];
-if (field === 'include') console.log(lt.include.join(' '));
+if (field === 'include') console.log([...lt.include, ...(glooInclude && glooInclude !== '/usr/include' ? [glooInclude] : [])].join(' '));
 else if (field === 'libdir') console.log(lt.libdir);
 else if (field === 'libs') console.log(['-ltorch', '-ltorch_cpu', '-lc10', ...(hasCuda ? ['-ltorch_cuda', '-lc10_cuda'] : [])].join(' '));
 else if (field === 'defines') {
   const defs = [];
   if (lt.cxx11abi !== null) defs.push(`_GLIBCXX_USE_CXX11_ABI=${lt.cxx11abi ? 1 : 0}`);
   if (hasCuda) defs.push('PD_WITH_CUDA=1');
+  // Gloo (multi-process training): neither libtorch ships gloo's headers;
+  // Debian's libgloo-dev has them (setup.sh installs it). Without them the
+  // addon builds without distributed training and says so when asked for it.
+  if (glooInclude) defs.push('USE_C10D_GLOO=1', 'PD_WITH_GLOO=1');
   console.log(defs.join(' ') || 'PD_NO_EXTRA_DEFINES=1');
-} else console.log(`libtorch: ${lt.source}; lib ${lt.libdir}; cuda ${hasCuda ? 'yes' : 'no'}`);
+} else console.log(`libtorch: ${lt.source}; lib ${lt.libdir}; cuda ${hasCuda ? 'yes' : 'no'}; gloo ${glooInclude ? 'yes' : 'no'}`);

@@ -1,8 +1,13 @@
 // `generate`: images from a trained snapshot, one PNG per seed (an image
 // depends only on its seed, not on the batch it was drawn in) and a grid.
+// Several processes (generate --nproc N, or torchrun) split the seeds as the
+// official generate.py does; each writes its own images, rank 0 the grid, and
+// the files are the same bytes as one process writes.
 import { mkdirSync } from 'node:fs';
 import { join } from 'node:path';
-import { noGrad, resolveDevice, useThreads } from '../tensor/index.js';
+import { noGrad, resolveDevice, tensor, useThreads } from '../tensor/index.js';
+import { readRankEnvironment } from '../dist/environment.js';
+import { ProcessGroup } from '../dist/process-group.js';
 import { generateImages, seedBatches, toUint8 } from '../diffusion/sampler.js';
 import { imageAt, writeImageGrid, writePng, type ImageBatch } from '../io/images.js';
 import { createProgress } from '../util/progress.js';
@@ -48,7 +53,9 @@ export async function generate(r: GenerateRequest): Promise<GenerateSummary> {
   if (!r.seeds.length) throw new Error('--seeds: no seeds given');
   if (r.steps !== undefined && (!Number.isInteger(r.steps) || r.steps < 1)) throw new Error(`--steps must be a positive integer, got ${r.steps}`);
   if (r.cfg !== undefined && r.cfg !== null && !(r.cfg >= 0)) throw new Error(`--cfg must be >= 0, got ${r.cfg}`);
-  useThreads(r.threads);
+  const rankEnv = readRankEnvironment();
+  const dist = rankEnv && rankEnv.worldSize > 1 ? await ProcessGroup.join(rankEnv) : null;
+  useThreads(r.threads ?? (dist && process.env.PD_RANK_THREADS ? Number(process.env.PD_RANK_THREADS) : undefined));
   const device = resolveDevice(r.device);
   checkPrecisionSupport(r.precision ?? 'fp32', device);
   const { net, info } = loadSnapshotNetwork(r.network, device);
@@ -61,9 +68,12 @@ export async function generate(r: GenerateRequest): Promise<GenerateSummary> {
   const files: string[] = [];
   const collected: ImageBatch[] = [];
   const start = Date.now();
-  const progress = r.quiet ? null : createProgress({ total: r.seeds.length, label: 'generate', unit: 'img' });
+  const myIndices = dist ? rankSeedIndices(r.seeds.length, r.batch ?? 64, dist.rank, dist.worldSize) : null;
+  const batches = myIndices ? myIndices.map((ix) => ix.map((i) => r.seeds[i]!)) : seedBatches(r.seeds, r.batch ?? 64);
+  const mine = batches.reduce((n, b) => n + b.length, 0);
+  const progress = r.quiet || (dist && !dist.isMain) ? null : createProgress({ total: mine, label: dist ? `generate (rank 0 of ${dist.worldSize})` : 'generate', unit: 'img' });
   let done = 0;
-  for (const seeds of seedBatches(r.seeds, r.batch ?? 64)) {
+  for (const seeds of batches) {
     const batch = noGrad(() => {
       const { images } = generateImages((x, s, pos, labels) => net.forward(x, s, pos, labels ?? null), {
         seeds, channels, resolution, labelDim, device,
@@ -92,20 +102,56 @@ export async function generate(r: GenerateRequest): Promise<GenerateSummary> {
   }
   progress?.stop();
   let gridPath: string | null = null;
-  if (r.grid !== false && collected.length) {
-    const first = collected[0]!;
-    const all = new Uint8Array(collected.reduce((n, b) => n + b.data.length, 0));
+  if (r.grid !== false && (collected.length || dist)) {
+    const size = (r.imageSize ?? resolution) ** 2 * channels;
+    let all: Uint8Array = new Uint8Array(collected.reduce((n, b) => n + b.data.length, 0));
     let at = 0;
     for (const b of collected) {
       all.set(b.data, at);
       at += b.data.length;
     }
-    gridPath = join(r.outdir, 'grid.png');
-    await writeImageGrid(gridPath, { ...first, data: all, count: done });
+    if (dist) all = gatherInSeedOrder(dist, r.seeds.length, myIndices!.flat(), all, size);
+    gridPath = dist && !dist.isMain ? null : join(r.outdir, 'grid.png');
+    const side = r.imageSize ?? resolution;
+    if (gridPath) await writeImageGrid(gridPath, { data: all, count: r.seeds.length, height: side, width: side, channels: channels as 1 | 3 });
   }
+  // Every rank's files are written when the command returns.
+  dist?.barrier('the end of generation');
   net.dispose();
   const seconds = (Date.now() - start) / 1000;
   return { files, gridPath, seconds, imagesPerSec: done / seconds };
+}
+
+/**
+ * The official generate.py's split of n seeds: a multiple of `world`
+ * near-equal batches (torch.tensor_split), rank r taking batches r, r + world,
+ * ... Returns the positions in the seed list of each of rank r's batches.
+ */
+export function rankSeedIndices(n: number, maxBatch: number, rank: number, world: number): number[][] {
+  const count = Math.ceil(n / (maxBatch * world)) * world;
+  const base = Math.floor(n / count), extra = n % count;
+  const all: number[][] = [];
+  let at = 0;
+  for (let k = 0; k < count; k++) {
+    const size = base + (k < extra ? 1 : 0);
+    all.push(Array.from({ length: size }, (_, i) => at + i));
+    at += size;
+  }
+  return all.filter((b, k) => k % world === rank && b.length > 0);
+}
+
+/** Every rank's images (NHWC bytes of the seeds at `positions`, in order) in seed-list order, on every rank. */
+function gatherInSeedOrder(dist: ProcessGroup, n: number, positions: readonly number[], mine: Uint8Array, size: number): Uint8Array {
+  const all = new Uint8Array(n * size);
+  positions.forEach((p, k) => all.set(mine.subarray(k * size, (k + 1) * size), p * size));
+  const t = tensor(all, [all.length], { dtype: 'uint8' });
+  try {
+    // Each position is filled by exactly one rank: the sum is everyone's images.
+    dist.sumTensor(t, 'the images for the grid');
+    return new Uint8Array(t.data() as Uint8Array);
+  } finally {
+    t.dispose();
+  }
 }
 
 /** Parses "0-63", "1,2,5-9" (EDM's seed syntax) into a list. */

@@ -67,7 +67,17 @@ export interface LoopState {
   elapsedSec: number;
   /** Snapshots written so far, so `--metrics-every` keeps its rhythm across a resume (absent in older states: 0). */
   snapshots?: number;
+  /** Rank 0's data-sampler state (the only one in a single-process run). */
   sampler: unknown;
+  /** Data-parallel runs: the number of processes, and each rank's own streams (rank 0's `rng.*` tensors are also stored as tensors). */
+  worldSize?: number;
+  ranks?: RankState[];
+}
+
+/** What is a rank's own in a data-parallel run: its place in the data stream and its generators (base64 of their states). */
+export interface RankState {
+  sampler: unknown;
+  rng: Record<string, string>;
 }
 
 export interface TrainingStateParts {
@@ -114,6 +124,8 @@ export interface LoadedTrainingState {
   loop: LoopState;
   options: Record<string, unknown>;
   network: Record<string, unknown>;
+  /** The saved generators' states (rank 0's in a data-parallel run). */
+  generatorStates: Record<string, Uint8Array>;
   /** Restores network, EMA, optimizer and generators in place. */
   restore(parts: Pick<TrainingStateParts, 'net' | 'ema' | 'adam' | 'generators'>): void;
 }
@@ -124,10 +136,12 @@ export function readTrainingState(path: string): LoadedTrainingState {
     throw new Error(`${path}: not a patch-diffusion training state (format '${metadata.format ?? 'missing'}', expected '${STATE_FORMAT}')`);
   const sub = (prefix: string) =>
     new Map([...tensors].filter(([k]) => k.startsWith(prefix)).map(([k, t]) => [k.slice(prefix.length), t]));
+  const generatorStates = Object.fromEntries([...sub('rng.')].map(([name, t]) => [name, new Uint8Array(t.data() as Uint8Array)]));
   return {
     loop: JSON.parse(metadata.loop!),
     options: JSON.parse(metadata.options!),
     network: JSON.parse(metadata.network!),
+    generatorStates,
     restore(parts) {
       parts.net.loadStateDict(sub('net.'));
       parts.ema.loadStateDict(sub('ema.'));

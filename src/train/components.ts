@@ -16,6 +16,9 @@ import type { ResolvedTrainOptions } from './options.js';
 
 export interface TrainingComponents {
   device: Device;
+  /** This process's rank and the number of processes training together (1: a single process). */
+  rank: number;
+  worldSize: number;
   networkConfig: Record<string, unknown>;
   labelDim: number;
   net: PatchEDMPrecond;
@@ -62,17 +65,32 @@ export function networkConfigFor(o: ResolvedTrainOptions, dataset: ImageDataset)
   });
 }
 
-export function buildComponents(o: ResolvedTrainOptions, dataset: ImageDataset, device: Device): TrainingComponents {
+/**
+ * The seed of a rank's own random streams, as the official training_loop.py
+ * seeds each rank: (seed · world + rank) mod 2^31. One process keeps `seed`.
+ */
+export function rankSeed(seed: number, rank: number, worldSize: number): number {
+  return worldSize > 1 ? (seed * worldSize + rank) % 2 ** 31 : seed;
+}
+
+export interface Placement {
+  rank: number;
+  worldSize: number;
+}
+
+export function buildComponents(o: ResolvedTrainOptions, dataset: ImageDataset, device: Device, place: Placement = { rank: 0, worldSize: 1 }): TrainingComponents {
   if (o.cond && dataset.labelDim === 0) throw new Error(`--cond needs labels, but dataset '${dataset.name}' has none (add a dataset.json)`);
   const config = networkConfigFor(o, dataset);
   const labelDim = config.label_dim ?? 0;
 
   // Separate streams, each saved in the training state: initial weights,
   // dropout inside the network, and everything the loss draws (patch sizes,
-  // crop offsets, σ, noise).
+  // crop offsets, σ, noise). The last two are each rank's own; the initial
+  // weights are rank 0's everywhere (broadcast at start, as DDP does).
+  const own = rankSeed(o.seed, place.rank, place.worldSize);
   const initGen = new Generator(o.seed);
-  const dropoutGen = new Generator(o.seed + 1);
-  const trainGen = new Generator(o.seed + 2);
+  const dropoutGen = new Generator(own + 1);
+  const trainGen = new Generator(own + 2);
 
   const net = createNetwork(config, { generator: initGen });
   net.setGenerator(dropoutGen);
@@ -92,13 +110,16 @@ export function buildComponents(o: ResolvedTrainOptions, dataset: ImageDataset, 
     minPatchMultiple: net.sizeMultiple,
     generator: trainGen,
   });
-  const loader = new BatchLoader(dataset, { seed: o.seed, xflip: o.xflip });
+  // One shuffled stream for all ranks; rank r takes its items r, r + world, ... (disjoint shards).
+  const loader = new BatchLoader(dataset, { seed: o.seed, xflip: o.xflip, rank: place.rank, worldSize: place.worldSize });
   const R = dataset.resolution, C = dataset.channels;
   const denoiser: Denoiser = (x, sigma, xPos, labels) => net.forward(x, sigma, xPos, labels ?? null);
   const emaDenoiser: Denoiser = (x, sigma, xPos, labels) => ema.forward(x, sigma, xPos, labels ?? null);
 
   return {
     device,
+    rank: place.rank,
+    worldSize: place.worldSize,
     networkConfig: config as unknown as Record<string, unknown>,
     labelDim,
     net,

@@ -98,15 +98,22 @@ function formatIssues(error: z.ZodError, input: unknown): string {
     .join('\n');
 }
 
-/** Validates and fills defaults; throws one Error listing every problem. */
-export function resolveTrainOptions(input: TrainOptionsInput): ResolvedTrainOptions {
+/**
+ * Validates and fills defaults; throws one Error listing every problem.
+ * `worldSize` ranks share `batch` (the global batch, as the official code):
+ * each runs batch / worldSize images per step in rounds of `batchGpu`.
+ */
+export function resolveTrainOptions(input: TrainOptionsInput, worldSize = 1): ResolvedTrainOptions {
   const parsed = trainOptionsSchema.safeParse(input);
   if (!parsed.success) throw new Error(`invalid training options:\n${formatIssues(parsed.error, input)}`);
   const o = parsed.data;
   const d = ARCH_DEFAULTS[o.arch];
   const batch = o.batch ?? d.batch;
-  const batchGpu = o.batchGpu ?? batch;
-  if (batch % batchGpu !== 0) throw new Error(`invalid training options:\n--batch-gpu: ${batchGpu} must divide --batch ${batch}`);
+  if (batch % worldSize !== 0) throw new Error(`invalid training options:\n--batch: ${batch} images per step cannot be shared by ${worldSize} processes (use a multiple of ${worldSize})`);
+  const perRank = batch / worldSize;
+  const batchGpu = o.batchGpu ?? perRank;
+  if (perRank % batchGpu !== 0)
+    throw new Error(`invalid training options:\n--batch-gpu: ${batchGpu} must divide the ${perRank} images per step of each of ${worldSize} process${worldSize > 1 ? 'es' : ''} (--batch ${batch})`);
   return {
     ...o,
     batch,

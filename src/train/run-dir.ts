@@ -23,24 +23,29 @@ export function writeJson(path: string, value: unknown): void {
   writeFileAtomic(path, [new TextEncoder().encode(JSON.stringify(value, null, 2) + '\n')]);
 }
 
-/** Console lines mirrored into log.txt, and per-tick statistics into stats.jsonl. */
+/**
+ * Console lines mirrored into log.txt, and per-tick statistics into
+ * stats.jsonl. With no directory (the ranks other than 0 of a data-parallel
+ * run) it writes nothing: rank 0 speaks for the run.
+ */
 export class RunLog {
   constructor(
-    readonly dir: string,
+    readonly dir: string | null,
     private readonly quiet = false,
   ) {}
 
   line(text: string): void {
+    if (this.dir === null) return;
     if (!this.quiet) process.stdout.write(text + '\n');
     appendFileSync(join(this.dir, 'log.txt'), text + '\n');
   }
 
   /** A line for log.txt only (e.g. an error the CLI already prints). */
   fileOnly(text: string): void {
-    appendFileSync(join(this.dir, 'log.txt'), text + '\n');
+    if (this.dir !== null) appendFileSync(join(this.dir, 'log.txt'), text + '\n');
   }
 
   stats(entry: Record<string, unknown>): void {
-    appendFileSync(join(this.dir, 'stats.jsonl'), JSON.stringify(entry) + '\n');
+    if (this.dir !== null) appendFileSync(join(this.dir, 'stats.jsonl'), JSON.stringify(entry) + '\n');
   }
 }

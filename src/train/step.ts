@@ -2,11 +2,12 @@
 // training_loop.py's `while True:` up to the tick maintenance): zero the
 // gradients, per accumulation round one patch size and batch_gpu·batch_mul
 // images, the patch loss summed per sample and averaged over the step's
-// samples, backward; then the learning-rate ramp, NaN/Inf scrubbing of the
-// gradients, Adam and the EMA update. The training loop and bench/peer.ts
-// both run exactly this function.
+// samples, backward; in a data-parallel run the gradients' mean over the
+// ranks (DDP's all-reduce, once per step after the last round); then the
+// learning-rate ramp, NaN/Inf scrubbing of the gradients, Adam and the EMA
+// update. The training loop and bench/peer.ts both run exactly this function.
 import { emaUpdate } from '../optim/adam.js';
-import { sanitizeGradients, scope, zeroGrad } from '../tensor/index.js';
+import { sanitizeGradients, scope, zeroGrad, type Tensor } from '../tensor/index.js';
 import { learningRate, emaBeta } from './schedule.js';
 import { reducePatchLoss } from '../diffusion/loss.js';
 import type { ResolvedTrainOptions } from './options.js';
@@ -25,6 +26,8 @@ export interface TrainingStepArgs {
    * count and its mean loss (NaN/Inf possible). It may throw to abort the step.
    */
   onRound?: (round: { patchSize: number; images: number; lossMean: number }) => void;
+  /** Data-parallel runs: replaces each gradient by its mean over the ranks (src/dist). */
+  dist?: { averageGradients(params: readonly Tensor[]): void } | null;
 }
 
 export interface TrainingStepResult {
@@ -34,11 +37,23 @@ export interface TrainingStepResult {
   imagesPerStep: number;
   /** Some gradient held NaN/Inf and was replaced. */
   nonFiniteGradients: boolean;
+  /** Milliseconds spent averaging gradients over the ranks (0 in one process). */
+  syncMs: number;
 }
 
 export function trainingStep(a: TrainingStepArgs): TrainingStepResult {
+  accumulateGradients(a);
+  const started = performance.now();
+  a.dist?.averageGradients(a.components.netParams);
+  const syncMs = a.dist ? performance.now() - started : 0;
+  return { ...applyGradients(a), syncMs };
+}
+
+/** The step's forward and backward passes: the gradients of this process's share of the batch. */
+export function accumulateGradients(a: TrainingStepArgs): void {
   const { options: o, components: c, curNimg, totalNimg } = a;
-  const rounds = o.batch / o.batchGpu;
+  // In a data-parallel run `batch` is the global batch: each rank runs batch / world / batchGpu rounds.
+  const rounds = o.batch / c.worldSize / o.batchGpu;
   zeroGrad(c.netParams);
   for (let r = 0; r < rounds; r++) {
     const patchSize = a.patchSize ?? c.patches.choose(curNimg, totalNimg);
@@ -48,12 +63,16 @@ export function trainingStep(a: TrainingStepArgs): TrainingStepResult {
       const batch = c.sampler.nextBatch(n);
       const loss = c.lossFn(batch.images, batch.labels, patchSize);
       // Sum over pixels per sample, averaged over samples of the whole step (spec §4).
-      reducePatchLoss(loss, o.batch, batchMul).backward();
+      reducePatchLoss(loss, o.batch / c.worldSize, batchMul).backward();
       return loss.mean().item();
     });
     a.onRound?.({ patchSize, images: n, lossMean });
   }
-  // The counter, LR ramp and EMA advance by batch · batch_mul_avg patch samples (spec §6.1).
+}
+
+/** Everything after the gradients: learning rate, NaN/Inf scrubbing, Adam, EMA. */
+export function applyGradients(a: TrainingStepArgs): Omit<TrainingStepResult, 'syncMs'> {
+  const { options: o, components: c, curNimg, totalNimg } = a;  // The counter, LR ramp and EMA advance by batch · batch_mul_avg patch samples (spec §6.1).
   const imagesPerStep = o.batch * c.patches.batchMulAvgAt(curNimg, totalNimg);
   const lr = learningRate(o.lr, curNimg, o.lrRampup);
   const nonFiniteGradients = sanitizeGradients(c.netParams) > 0;

@@ -1,6 +1,7 @@
 // `train` from options to a finished (or cleanly stopped) run: validate,
-// load the data, create or reopen the run directory, build the components,
-// restore a training state when resuming, and run the loop.
+// join the process group (a data-parallel run: src/dist), load the data,
+// create or reopen the run directory (rank 0), build the components, restore a
+// training state when resuming, give every rank rank 0's weights, and run the loop.
 import { dirname, join } from 'node:path';
 import { loadDataset } from '../data/index.js';
 import { resolveDevice, useThreads, getNumThreads } from '../tensor/index.js';
@@ -9,33 +10,62 @@ import { buildComponents, networkConfigFor } from './components.js';
 import { checkPrecisionSupport } from '../nn/precision.js';
 import { countParameters } from '../networks/config.js';
 import { createRunDir, RunLog, writeJson } from './run-dir.js';
-import { findLatestState, readTrainingState } from './checkpoint.js';
+import { findLatestState, readTrainingState, type LoopState, type RankState } from './checkpoint.js';
+import { broadcastTrainingState, restoreRankState, savedRanks } from './rank-state.js';
+import { readRankEnvironment } from '../dist/environment.js';
+import { ProcessGroup } from '../dist/process-group.js';
 import { trainingLoop, withStopSignals, type TrainingResult } from './training-loop.js';
 
 /** Options that may change when a run is resumed; every other option comes from the saved state. */
-export const RESUME_OVERRIDABLE = ['duration', 'threads', 'device', 'precision', 'channelsLast', 'tick', 'snap', 'dump', 'gridSeeds', 'gridSteps', 'metrics', 'metricsEvery', 'metricsSamples'] as const;
+export const RESUME_OVERRIDABLE = ['duration', 'batchGpu', 'threads', 'device', 'precision', 'channelsLast', 'tick', 'snap', 'dump', 'gridSeeds', 'gridSteps', 'metrics', 'metricsEvery', 'metricsSamples'] as const;
 
 export interface TrainRequest extends Partial<TrainOptionsInput> {
   quiet?: boolean;
 }
 
+/** What rank 0 read from a training state, sent to every rank. */
+interface ResumeInfo {
+  options: TrainOptionsInput;
+  loop: LoopState;
+  ranks: RankState[];
+}
+
 export async function train(request: TrainRequest): Promise<TrainingResult | null> {
   const { quiet, ...input } = request;
+  if (!input.resume) {
+    if (!input.data) throw new Error('invalid training options:\n--data: required (a folder or .zip of images, or fashion-mnist, fashion-mnist-5k, emoji)');
+    if (input.duration === undefined) throw new Error('invalid training options:\n--duration: required (training length in millions of patch samples, e.g. 0.05)');
+    resolveTrainOptions(input as TrainOptionsInput); // option errors before anything else
+  }
+  const rankEnv = readRankEnvironment();
+  const dist = rankEnv && rankEnv.worldSize > 1 && !input.dryRun ? await ProcessGroup.join(rankEnv) : null;
+  const worldSize = dist?.worldSize ?? 1;
+  const isMain = !dist || dist.isMain;
+
   let options: ResolvedTrainOptions;
   let resumeState: ReturnType<typeof readTrainingState> | null = null;
   let statePath: string | null = null;
+  let resume: ResumeInfo | null = null;
   if (input.resume) {
-    statePath = findLatestState(input.resume);
-    resumeState = readTrainingState(statePath);
-    const saved = resumeState.options as TrainOptionsInput;
+    // Rank 0 reads the state; the others get what they need from it (they may not see the file).
+    if (isMain) {
+      statePath = findLatestState(input.resume);
+      resumeState = readTrainingState(statePath);
+      resume = { options: resumeState.options as TrainOptionsInput, loop: resumeState.loop, ranks: savedRanks(resumeState.loop, resumeState.generatorStates) };
+    }
+    if (dist) resume = dist.broadcastJson(resume ?? undefined, 'the training state\'s options and counters');
+    const saved = resume!.options;
     const overrides = Object.fromEntries(RESUME_OVERRIDABLE.filter((k) => input[k] !== undefined).map((k) => [k, input[k]]));
-    options = resolveTrainOptions({ ...saved, ...overrides, resume: input.resume, dryRun: input.dryRun ?? false });
+    const merged = { ...saved, ...overrides, resume: input.resume, dryRun: input.dryRun ?? false };
+    // A state saved by another number of processes: keep its micro-batch where it still divides each rank's share.
+    const perRank = (saved.batch ?? 0) / worldSize;
+    if (input.batchGpu === undefined && saved.batchGpu !== undefined && (!Number.isInteger(perRank) || perRank % saved.batchGpu !== 0)) delete merged.batchGpu;
+    options = resolveTrainOptions(merged, worldSize);
   } else {
-    if (!input.data) throw new Error('invalid training options:\n--data: required (a folder or .zip of images, or fashion-mnist, fashion-mnist-5k, emoji)');
-    if (input.duration === undefined) throw new Error('invalid training options:\n--duration: required (training length in millions of patch samples, e.g. 0.05)');
-    options = resolveTrainOptions(input as TrainOptionsInput);
+    options = resolveTrainOptions(input as TrainOptionsInput, worldSize);
   }
-  useThreads(options.threads);
+  // Ranks share the machine's cores: each takes the count its launcher gave it, unless --threads says otherwise.
+  useThreads(options.threads ?? (dist && process.env.PD_RANK_THREADS ? Number(process.env.PD_RANK_THREADS) : undefined));
   const device = resolveDevice(options.device);
   checkPrecisionSupport(options.precision, device);
 
@@ -57,8 +87,10 @@ export async function train(request: TrainRequest): Promise<TrainingResult | nul
 
   // Built before the run directory exists: the checks that need the data (--cond
   // without labels, patch sizes the network cannot take) must not leave an empty run behind.
-  const components = buildComponents(options, dataset, device);
-  const runDir = statePath
+  const components = buildComponents(options, dataset, device, { rank: dist?.rank ?? 0, worldSize });
+  const runDir = !isMain
+    ? ''
+    : statePath
     ? dirname(statePath)
     : createRunDir(options.outdir, [
         dataset.name.replace(/[^\w.-]+/g, '_'),
@@ -68,16 +100,24 @@ export async function train(request: TrainRequest): Promise<TrainingResult | nul
         `batch${options.batch}`,
         ...(options.desc ? [options.desc] : []),
       ]);
-  const log = new RunLog(runDir, quiet);
-  if (!statePath) writeJson(join(runDir, 'training_options.json'), options);
+  const log = new RunLog(isMain ? runDir : null, quiet);
+  if (isMain && !statePath) writeJson(join(runDir, 'training_options.json'), options);
   log.line(statePath ? `Resuming ${statePath}` : `Run directory: ${runDir}`);
   log.line(describe);
   log.line(`Threads: ${getNumThreads()}, device: ${device}`);
 
   if (resumeState) resumeState.restore({ net: components.net, ema: components.ema, adam: components.adam, generators: components.generators });
+  if (resume) {
+    const changed = restoreRankState(components, resume.ranks, options.seed, resume.loop.step);
+    if (changed) log.line(changed);
+  }
+  if (dist) {
+    // As DDP at construction: rank 0's weights and buffers everywhere (and, resuming, its EMA and optimizer moments).
+    broadcastTrainingState(dist, components);
+  }
   try {
     return await withStopSignals((stop) =>
-      trainingLoop({ options, dataset, components, runDir, log, resumeLoop: resumeState?.loop, stopSignal: stop, quiet }),
+      trainingLoop({ options, dataset, components, runDir, log, resumeLoop: resume?.loop, stopSignal: stop, quiet, dist }),
     );
   } catch (err) {
     // Keep the reason in the run's own log, next to the stats that led to it.

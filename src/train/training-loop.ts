@@ -5,6 +5,11 @@
 // image counter that counts patch samples. Around it: ticks with status lines
 // and stats.jsonl, snapshots with sample grids, exact resume, and a clean stop
 // on Ctrl-C / SIGTERM that writes the state first.
+//
+// Data-parallel (src/dist): every rank runs this loop in lockstep. Losses,
+// image counts and stop requests are summed over the ranks after every step,
+// so every rank sees the same statistics and stops after the same step; only
+// rank 0 prints and writes files, from states the others send it.
 import { join } from 'node:path';
 import { resourceUsage } from 'node:process';
 import { adaptThreads, describeEngine, getNumThreads, liveTensors } from '../tensor/index.js';
@@ -15,7 +20,9 @@ import { writeLinePlot } from '../io/plot.js';
 import { trainingStep } from './step.js';
 import { computeMetrics } from '../metrics/evaluate.js';
 import { RunLog, writeJson } from './run-dir.js';
-import { saveNetworkSnapshot, saveTrainingState, snapshotName, stateName, type LoopState, type SnapshotInfo } from './checkpoint.js';
+import { saveNetworkSnapshot, saveTrainingState, snapshotName, stateName, type LoopState, type RankState, type SnapshotInfo } from './checkpoint.js';
+import { checkSameWeights, launcherGone, rankState } from './rank-state.js';
+import type { ProcessGroup } from '../dist/process-group.js';
 import type { ResolvedTrainOptions } from './options.js';
 import type { TrainingComponents } from './components.js';
 
@@ -38,6 +45,8 @@ export interface TrainingLoopArgs {
   stopSignal?: { requested: boolean };
   /** No progress bar (tests). */
   quiet?: boolean;
+  /** The group of a data-parallel run (null or absent: one process). */
+  dist?: ProcessGroup | null;
 }
 
 /** Loss values above this for many steps in a row mean the run has diverged. */
@@ -45,6 +54,8 @@ const MAX_NONFINITE_STEPS = 50;
 
 export async function trainingLoop(a: TrainingLoopArgs): Promise<TrainingResult> {
   const { options: o, components: c, log, runDir } = a;
+  const dist = a.dist ?? null;
+  const isMain = !dist || dist.isMain;
   const totalNimg = Math.round(o.duration * 1e6);
   const info: SnapshotInfo = {
     network: c.networkConfig,
@@ -53,29 +64,40 @@ export async function trainingLoop(a: TrainingLoopArgs): Promise<TrainingResult>
     trainingOptions: o as unknown as Record<string, unknown>,
   };
 
-  const loop: LoopState = a.resumeLoop ?? { curNimg: 0, curTick: 0, step: 0, tickStartNimg: 0, elapsedSec: 0, sampler: null };
-  if (a.resumeLoop) c.sampler.setState(a.resumeLoop.sampler);
+  // The caller restores the sampler (each rank's own) when resuming.
+  const loop: LoopState = { ...(a.resumeLoop ?? { curNimg: 0, curTick: 0, step: 0, tickStartNimg: 0, elapsedSec: 0, sampler: null }) };
+  delete loop.ranks;
   const startTime = Date.now();
   let tickStartTime = startTime;
-  let tickLossSum = 0, tickLossCount = 0, tickBadGradSteps = 0, tickRealImages = 0;
+  let tickLossSum = 0, tickLossCount = 0, tickBadGradSteps = 0, tickRealImages = 0, tickSyncMs = 0, tickSteps = 0;
   let nonFiniteStreak = 0;
   let lastSnapshot: string | null = null;
   let peakRssGb = 0;
   const lossHistory: { kimg: number; loss: number }[] = [];
 
-  const progress = a.quiet ? null : createProgress({ total: totalNimg / 1000, label: 'train', unit: 'kimg', fields: ['loss'] });
+  const progress = a.quiet || !isMain ? null : createProgress({ total: totalNimg / 1000, label: 'train', unit: 'kimg', fields: ['loss'] });
   progress?.update(loop.curNimg / 1000);
-  log.line(`Training for ${+(o.duration * 1000).toPrecision(6)} kimg (${o.batch} per step × batch_mul_avg ${c.patches.batchMulAvg.toFixed(2)}; patch sizes ${c.patches.patchSizes.join('/')}), ${getNumThreads()} threads${o.threads ? '' : ' (following the free cores)'}, device ${c.device}, precision ${o.precision}${o.channelsLast ? ', channels-last' : ''}; ${describeEngine()}...`);
+  if (dist) log.line(`Data-parallel over ${dist.worldSize} processes (Gloo): ${o.batch / dist.worldSize} images per process per step in rounds of ${o.batchGpu}, gradients averaged every step`);
+  log.line(`Training for ${+(o.duration * 1000).toPrecision(6)} kimg (${o.batch} per step × batch_mul_avg ${c.patches.batchMulAvg.toFixed(2)}; patch sizes ${c.patches.patchSizes.join('/')}), ${getNumThreads()} threads${dist ? ' per process' : o.threads ? '' : ' (following the free cores)'}, device ${c.device}, precision ${o.precision}${o.channelsLast ? ', channels-last' : ''}; ${describeEngine()}...`);
 
+  // Every rank calls it (the ranks' own streams travel to rank 0); rank 0 writes.
   const writeState = () => {
     // loop.elapsedSec holds the time of earlier processes; the state records the total so far.
     const saved: LoopState = { ...loop, sampler: c.sampler.getState(), elapsedSec: loop.elapsedSec + (Date.now() - startTime) / 1000 };
+    if (dist) {
+      saved.worldSize = dist.worldSize;
+      saved.ranks = dist.gatherJson<RankState>(rankState(c), 'each rank\'s data position and random streams');
+    }
+    if (!isMain) return null;
     const path = join(runDir, stateName(loop.curNimg / 1000));
     saveTrainingState(path, { net: c.net, ema: c.ema, adam: c.adam, generators: c.generators, loop: saved, options: o as never, info: { ...info, kimg: loop.curNimg / 1000 } });
     return path;
   };
   const writeSnapshot = async () => {
     const kimg = loop.curNimg / 1000;
+    // As the official check_ddp_consistency: every rank must hold the same weights.
+    if (dist) checkSameWeights(dist, c, kimg);
+    if (!isMain) return null;
     const path = join(runDir, snapshotName(kimg));
     saveNetworkSnapshot(path, c.ema, { ...info, kimg });
     const grid = c.sampleGrid(o.gridSeeds, o.gridSteps);
@@ -108,22 +130,36 @@ export async function trainingLoop(a: TrainingLoopArgs): Promise<TrainingResult>
   let stoppedEarly = false;
   for (;;) {
     // ---- one optimizer step --------------------------------------------------------------
-    const { lr, imagesPerStep, nonFiniteGradients } = trainingStep({
+    let stepLossSum = 0, stepLossCount = 0, stepNonFinite = 0, stepImages = 0;
+    const { lr, imagesPerStep, nonFiniteGradients, syncMs } = trainingStep({
       options: o,
       components: c,
       curNimg: loop.curNimg,
       totalNimg,
+      dist,
       onRound: ({ images, lossMean }) => {
-        tickRealImages += images;
+        stepImages += images;
         if (Number.isFinite(lossMean)) {
-          tickLossSum += lossMean;
-          tickLossCount += 1;
-          nonFiniteStreak = 0;
-        } else if (++nonFiniteStreak >= MAX_NONFINITE_STEPS) {
-          throw new Error(`the loss has been NaN/Inf for ${nonFiniteStreak} rounds in a row at kimg ${(loop.curNimg / 1000).toFixed(1)}: training diverged (try a lower --lr)`);
-        }
+          stepLossSum += lossMean;
+          stepLossCount += 1;
+        } else stepNonFinite += 1;
       },
     });
+    // Let the signal handlers run: without a turn of the event loop a Ctrl-C is only seen at the next tick's await.
+    if (a.stopSignal) await new Promise<void>((resolve) => setImmediate(resolve));
+    const stopVote = a.stopSignal?.requested || launcherGone() ? 1 : 0;
+    // One small sum per step keeps the ranks' statistics and stop decision identical.
+    const [stops, lossSum, lossCount, nonFinite, images] = dist
+      ? dist.sum([stopVote, stepLossSum, stepLossCount, stepNonFinite, stepImages])
+      : [stopVote, stepLossSum, stepLossCount, stepNonFinite, stepImages];
+    tickLossSum += lossSum!;
+    tickLossCount += lossCount!;
+    tickRealImages += images!;
+    tickSyncMs += syncMs;
+    tickSteps += 1;
+    nonFiniteStreak = lossCount! > 0 ? 0 : nonFiniteStreak + nonFinite!;
+    if (nonFiniteStreak >= MAX_NONFINITE_STEPS)
+      throw new Error(`the loss has been NaN/Inf for ${nonFiniteStreak} rounds in a row at kimg ${(loop.curNimg / 1000).toFixed(1)}: training diverged (try a lower --lr)`);
     if (nonFiniteGradients) tickBadGradSteps += 1;
     adaptThreads();
     loop.curNimg += Math.floor(imagesPerStep);
@@ -132,9 +168,7 @@ export async function trainingLoop(a: TrainingLoopArgs): Promise<TrainingResult>
 
     // ---- ticks, snapshots, states ------------------------------------------------------------
     const done = loop.curNimg >= totalNimg;
-    // Let the signal handlers run: without a turn of the event loop a Ctrl-C is only seen at the next tick's await.
-    if (a.stopSignal) await new Promise<void>((resolve) => setImmediate(resolve));
-    if (a.stopSignal?.requested) stoppedEarly = true;
+    if (stops! > 0) stoppedEarly = true;
     if (!done && !stoppedEarly && loop.curNimg < loop.tickStartNimg + o.tick * 1000) continue;
 
     const now = Date.now();
@@ -158,6 +192,7 @@ export async function trainingLoop(a: TrainingLoopArgs): Promise<TrainingResult>
       'Resources/rss_gb': rssGb,
       'Resources/peak_rss_gb': peakRssGb,
       'Resources/live_tensors': liveTensors(),
+      ...(dist ? { 'Dist/world_size': dist.worldSize, 'Timing/grad_sync_ms_per_step': tickSyncMs / tickSteps } : {}),
       'Schedule/lr': lr,
       timestamp: now / 1000,
     };
@@ -175,13 +210,13 @@ export async function trainingLoop(a: TrainingLoopArgs): Promise<TrainingResult>
     if (snapshotDue) await writeSnapshot();
     if (stateDue) writeState();
     tickStartTime = Date.now();
-    tickLossSum = tickLossCount = tickBadGradSteps = tickRealImages = 0;
+    tickLossSum = tickLossCount = tickBadGradSteps = tickRealImages = tickSyncMs = tickSteps = 0;
     if (done || stoppedEarly) break;
   }
   progress?.stop();
   if (stoppedEarly) log.line(`Stopped at kimg ${(loop.curNimg / 1000).toFixed(1)}; the state is saved. Resume with: patch-diffusion train --resume ${runDir}`);
   else log.line(`Done: ${(loop.curNimg / 1000).toFixed(1)} kimg in ${((Date.now() - startTime) / 1000).toFixed(0)} s.`);
-  writeJson(join(runDir, 'progress.json'), { curNimg: loop.curNimg, finished: !stoppedEarly, lastSnapshot });
+  if (isMain) writeJson(join(runDir, 'progress.json'), { curNimg: loop.curNimg, finished: !stoppedEarly, lastSnapshot });
   return { runDir, curNimg: loop.curNimg, stoppedEarly, lastSnapshot };
 }
 

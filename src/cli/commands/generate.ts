@@ -3,10 +3,10 @@ import { Command, Option } from 'commander';
 import { PRECISIONS, type Precision } from '../../nn/precision.js';
 import { generate, parseSeedList } from '../../generate/generate.js';
 import { parseNumber as num } from '../parse.js';
-
+import { addLaunchOptions, launchIfAsked } from '../launch-options.js';
 
 export function generateCommand(): Command {
-  return new Command('generate')
+  return addLaunchOptions(new Command('generate'))
     .description('generate images from a network snapshot with the EDM Heun sampler')
     .requiredOption('--network <path>', 'a network-snapshot-*.safetensors, or a run directory (its newest snapshot)')
     .option('--outdir <dir>', 'where to write the PNGs', 'out')
@@ -32,6 +32,11 @@ export function generateCommand(): Command {
     .addOption(new Option('--precision <p>', 'fp32, or bf16: the network\'s convolutions and matrix products in bfloat16 (the sampler state stays float64)').choices(PRECISIONS).default('fp32'))
     .option('--channels-last', 'keep activations in channels-last (NHWC) memory order')
     .action(async (f: Record<string, string | number | boolean | undefined>) => {
+      const launched = await launchIfAsked(f);
+      if (launched !== null) {
+        process.exitCode = launched;
+        return;
+      }
       const summary = await generate({
         network: f.network as string,
         outdir: f.outdir as string,
@@ -57,7 +62,8 @@ export function generateCommand(): Command {
         precision: f.precision as Precision,
         channelsLast: Boolean(f.channelsLast),
       });
-      console.log(`wrote ${summary.files.length} images to ${f.outdir}${summary.gridPath ? ` and ${summary.gridPath}` : ''} ` +
+      const rank = process.env.WORLD_SIZE && process.env.WORLD_SIZE !== '1' ? `rank ${process.env.RANK}: ` : '';
+      console.log(`${rank}wrote ${summary.files.length} images to ${f.outdir}${summary.gridPath ? ` and ${summary.gridPath}` : ''} ` +
         `in ${summary.seconds.toFixed(1)} s (${summary.imagesPerSec.toFixed(2)} img/s)`);
     });
 }

@@ -4,10 +4,10 @@ import { ARCHS } from '../../train/options.js';
 import { PRECISIONS } from '../../nn/precision.js';
 import { train } from '../../train/train.js';
 import { parseNumber as num, parseNumberList } from '../parse.js';
-
+import { addLaunchOptions, launchIfAsked } from '../launch-options.js';
 
 export function trainCommand(): Command {
-  return new Command('train')
+  return addLaunchOptions(new Command('train'))
     .description('train a Patch Diffusion model (EDM preconditioning on random patches with coordinate channels)')
     .option('--data <spec>', 'images: a folder or .zip of PNG/JPEG, or a built-in set: fashion-mnist, fashion-mnist-5k, emoji')
     .option('--outdir <dir>', 'where run directories are created', 'runs')
@@ -49,7 +49,13 @@ export function trainCommand(): Command {
     .option('--resume <path>', 'continue a run: its directory or a training-state file (options come from the state; --duration, --threads, --device, --precision, --channels-last, --tick, --snap, --dump may change)')
     .option('--dry-run', 'print the resolved options and the network size, then exit')
     .action(async (flags: Record<string, unknown>) => {
-      const result = await train(flags);
+      const launched = await launchIfAsked(flags);
+      if (launched !== null) {
+        process.exitCode = launched;
+        return;
+      }
+      const { nproc: _n, nnodes: _nn, nodeRank: _r, masterAddr: _a, masterPort: _p, ...options } = flags;
+      const result = await train(options);
       if (result?.stoppedEarly) process.exitCode = 130;
     });
 }

@@ -1,0 +1,58 @@
+// Thin typed binding of the addon's c10d collectives (native/dist.cc): one
+// Gloo process group per process, joined once. Every call blocks until the
+// collective has finished on this rank; src/dist builds the training
+// semantics (what to reduce, when, and the error messages) on top.
+import { native } from './native.js';
+import type { Tensor } from './tensor.js';
+
+export interface JoinArgs {
+  masterAddr: string;
+  masterPort: number;
+  rank: number;
+  worldSize: number;
+  /** Bounds the rendezvous (store connection, waiting for every rank). */
+  joinTimeoutMs: number;
+  /** Bounds every collective (Gloo's context timeout). */
+  timeoutMs: number;
+  /** This rank hosts the TCPStore (rank 0, unless an agent such as torchrun's hosts it). */
+  hostStore: boolean;
+  /** Key prefix in the store (torchrun's agent store uses /worker/attempt_N). */
+  storePrefix: string;
+  /** Address Gloo's sockets bind to and advertise ('' for what the hostname resolves to). */
+  deviceHost: string;
+  /** Network interface for Gloo (GLOO_SOCKET_IFNAME); wins over deviceHost. */
+  networkInterface: string;
+}
+
+/** Whether the addon was built with Gloo (gloo's headers present at build time). */
+export function collectivesAvailable(): boolean {
+  return native.distAvailable() as boolean;
+}
+
+export function joinProcessGroup(a: JoinArgs): void {
+  // The store's timeout bounds the rendezvous; the group's bounds each collective.
+  native.distInit(a.masterAddr, a.masterPort, a.rank, a.worldSize, a.joinTimeoutMs, a.hostStore, a.storePrefix, a.deviceHost, a.networkInterface, a.timeoutMs);
+}
+
+/** Sums a contiguous CPU tensor over all ranks, in place. */
+export function allreduceSum(t: Tensor): void {
+  native.distAllreduceSum(t.handle);
+}
+
+/** Every tensor takes the values of rank `root`'s, in place. */
+export function broadcast(tensors: readonly Tensor[], root: number): void {
+  native.distBroadcast(tensors.map((t) => t.handle), root);
+}
+
+/**
+ * Replaces each parameter's gradient by its mean over the ranks (zeros where
+ * a parameter has no gradient), through flat buckets of at most `bucketBytes`.
+ * Returns the number of buckets.
+ */
+export function averageGradients(params: readonly Tensor[], bucketBytes: number): number {
+  return native.distAverageGradients(params.map((t) => t.handle), bucketBytes) as number;
+}
+
+export function barrier(): void {
+  native.distBarrier();
+}
