@@ -1,0 +1,188 @@
+// A rank's membership in a data-parallel run: joining (with the checks that
+// must fail before any work: a name that does not resolve, a port already in
+// use), and the collectives training needs, each failing with an error that
+// names this rank and says what probably happened to the others.
+import { lookup } from 'node:dns/promises';
+import { createSocket } from 'node:dgram';
+import { createServer } from 'node:net';
+import { networkInterfaces } from 'node:os';
+import { allreduceSum, averageGradients, barrier, broadcast, collectivesAvailable, joinProcessGroup } from '../tensor/collectives.js';
+import { tensor } from '../tensor/creation.js';
+import type { Tensor } from '../tensor/tensor.js';
+import type { RankEnvironment } from './environment.js';
+
+/** DDP's default bucket size (kDefaultBucketBytesCap). */
+const BUCKET_BYTES = 25 * 2 ** 20;
+
+function seconds(env: NodeJS.ProcessEnv, name: string, fallback: number): number {
+  const text = env[name];
+  if (text === undefined || text === '') return fallback;
+  const s = Number(text);
+  if (!Number.isFinite(s) || s <= 0) throw new Error(`environment: ${name}=${JSON.stringify(text)} must be a positive number of seconds`);
+  return s;
+}
+
+const isLoopback = (addr: string) => addr.startsWith('127.') || addr === '::1';
+
+/** The local address this machine uses to reach `addr` (no packet is sent). */
+async function localAddressToward(addr: string): Promise<string> {
+  const socket = createSocket(addr.includes(':') ? 'udp6' : 'udp4');
+  try {
+    await new Promise<void>((resolve, reject) => {
+      socket.once('error', reject);
+      socket.connect(9, addr, () => resolve());
+    });
+    return socket.address().address;
+  } finally {
+    socket.close();
+  }
+}
+
+async function portInUse(port: number): Promise<boolean> {
+  return new Promise((resolve) => {
+    const server = createServer();
+    server.once('error', (err: NodeJS.ErrnoException) => resolve(err.code === 'EADDRINUSE' || err.code === 'EACCES'));
+    server.listen({ port, exclusive: true }, () => server.close(() => resolve(false)));
+  });
+}
+
+export class ProcessGroup {
+  private constructor(
+    readonly env: RankEnvironment,
+    readonly timeoutSec: number,
+  ) {}
+
+  get rank(): number {
+    return this.env.rank;
+  }
+  get worldSize(): number {
+    return this.env.worldSize;
+  }
+  /** Rank 0: the one that writes files and prints. */
+  get isMain(): boolean {
+    return this.env.rank === 0;
+  }
+
+  /**
+   * Joins the group described by `env`. Timeouts: PD_DIST_JOIN_TIMEOUT
+   * (seconds, default 300) for every rank to arrive, PD_DIST_TIMEOUT (default
+   * 1800) for any one collective; a rank that dies is noticed at once.
+   */
+  static async join(env: RankEnvironment, vars: NodeJS.ProcessEnv = process.env): Promise<ProcessGroup> {
+    if (!collectivesAvailable())
+      throw new Error('this build has no distributed training: gloo\'s headers were missing when the addon was built (apt-get install libgloo-dev, then npm run build:native)');
+    const joinTimeoutSec = seconds(vars, 'PD_DIST_JOIN_TIMEOUT', 300);
+    const timeoutSec = seconds(vars, 'PD_DIST_TIMEOUT', 1800);
+    let master: string;
+    try {
+      master = (await lookup(env.masterAddr, { family: 4 })).address;
+    } catch {
+      throw new Error(`rank ${env.rank}: MASTER_ADDR=${env.masterAddr} does not resolve to an IPv4 address`);
+    }
+    const hostStore = env.rank === 0 && !env.agentStore;
+    if (hostStore) {
+      const local = Object.values(networkInterfaces()).flat().map((i) => i?.address);
+      if (!isLoopback(master) && !local.includes(master))
+        throw new Error(`rank 0 hosts the rendezvous, but MASTER_ADDR=${env.masterAddr} (${master}) is not an address of this machine (its addresses: ${local.filter(Boolean).join(', ')})`);
+      if (await portInUse(env.masterPort))
+        throw new Error(`rank 0: MASTER_PORT=${env.masterPort} is already in use on this machine (another run or program holds it): choose a free port`);
+    }
+    // Gloo binds to the address the others can reach us at: the one facing rank 0's machine.
+    const deviceHost = env.glooInterface ? '' : isLoopback(master) ? master : await localAddressToward(master);
+    try {
+      joinProcessGroup({
+        masterAddr: master,
+        masterPort: env.masterPort,
+        rank: env.rank,
+        worldSize: env.worldSize,
+        joinTimeoutMs: Math.round(joinTimeoutSec * 1000),
+        timeoutMs: Math.round(timeoutSec * 1000),
+        hostStore,
+        storePrefix: env.agentStore ? `/worker/attempt_${env.restartCount}/` : 'patch-diffusion/',
+        deviceHost,
+        networkInterface: env.glooInterface,
+      });
+    } catch (err) {
+      const why = err instanceof Error ? err.message.replace(/^distInit\([^)]*\): /, '') : String(err);
+      throw new Error(
+        `rank ${env.rank} of ${env.worldSize}: could not join the group at ${env.masterAddr}:${env.masterPort} within ${joinTimeoutSec} s ` +
+          `(PD_DIST_JOIN_TIMEOUT): ${why}`,
+      );
+    }
+    return new ProcessGroup(env, timeoutSec);
+  }
+
+  private run<T>(what: string, fn: () => T): T {
+    try {
+      return fn();
+    } catch (err) {
+      const why = err instanceof Error ? err.message.replace(/^dist\w+\([^)]*\): /, '') : String(err);
+      throw new Error(
+        `rank ${this.rank} of ${this.worldSize}: ${what} failed: ${why}. ` +
+          'Another rank has probably stopped (crashed, killed, or an error of its own: see its output above), ' +
+          `or did not answer within PD_DIST_TIMEOUT (${this.timeoutSec} s)`,
+      );
+    }
+  }
+
+  /** Sums numbers over the ranks (float64, exact for integers below 2^53). */
+  sum(values: readonly number[]): number[] {
+    const t = tensor(Float64Array.from(values), [values.length], { dtype: 'float64' });
+    try {
+      this.run('summing statistics', () => allreduceSum(t));
+      return Array.from(t.data() as Float64Array);
+    } finally {
+      t.dispose();
+    }
+  }
+
+  /** Sums a contiguous CPU tensor over the ranks, in place. */
+  sumTensor(t: Tensor, what: string): void {
+    this.run(`summing ${what}`, () => allreduceSum(t));
+  }
+
+  /** Every tensor takes rank 0's values (weights and buffers at start, resumed state). */
+  broadcastTensors(tensors: readonly Tensor[], what: string): void {
+    this.run(`broadcasting ${what} from rank 0`, () => broadcast(tensors, 0));
+  }
+
+  /** Gradients averaged over the ranks (DDP). */
+  averageGradients(params: readonly Tensor[]): void {
+    this.run('averaging gradients', () => averageGradients(params, BUCKET_BYTES));
+  }
+
+  barrier(what: string): void {
+    this.run(`waiting for every rank (${what})`, () => barrier());
+  }
+
+  /** Rank 0's JSON value on every rank. */
+  broadcastJson<T>(value: T | undefined, what: string): T {
+    const bytes = this.isMain ? new TextEncoder().encode(JSON.stringify(value ?? null)) : new Uint8Array(0);
+    const [length] = this.sum([this.isMain ? bytes.length : 0]);
+    const buf = tensor(this.isMain ? bytes : new Uint8Array(length!), [length!], { dtype: 'uint8' });
+    try {
+      this.broadcastTensors([buf], what);
+      return JSON.parse(new TextDecoder().decode(buf.data() as Uint8Array)) as T;
+    } finally {
+      buf.dispose();
+    }
+  }
+
+  /** Every rank's JSON value, in rank order, on every rank. */
+  gatherJson<T>(value: T, what: string): T[] {
+    const mine = new TextEncoder().encode(JSON.stringify(value));
+    const lengths = this.sum(Array.from({ length: this.worldSize }, (_, r) => (r === this.rank ? mine.length : 0)));
+    const offsets = lengths.map((_, r) => lengths.slice(0, r).reduce((a, b) => a + b, 0));
+    const all = new Uint8Array(lengths.reduce((a, b) => a + b, 0));
+    all.set(mine, offsets[this.rank]);
+    // Each rank fills its own slot with zeros elsewhere: the sum is every rank's bytes.
+    const buf = tensor(all, [all.length], { dtype: 'uint8' });
+    try {
+      this.run(`gathering ${what}`, () => allreduceSum(buf));
+      const bytes = buf.data() as Uint8Array;
+      return lengths.map((n, r) => JSON.parse(new TextDecoder().decode(bytes.subarray(offsets[r]!, offsets[r]! + n))) as T);
+    } finally {
+      buf.dispose();
+    }
+  }
+}
