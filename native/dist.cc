@@ -207,18 +207,24 @@ PD_FN(distBarrier, {
   return env.Undefined();
 })
 
-PD_FN(distAvailable, return Napi::Boolean::New(env, true);)
+constexpr bool kWithGloo = true;
 
 #else  // built without gloo's headers: the functions exist and say why they cannot work
 
+const char* const kNoGloo =
+    "this build has no distributed training: gloo's headers were missing when the addon was built "
+    "(apt-get install libgloo-dev, then npm run build:native)";
 #define PD_NO_GLOO(name) \
-  PD_FN(name, throw std::runtime_error("this build has no distributed training: gloo's headers were missing when the addon was built (apt-get install libgloo-dev, then npm run build:native)");)
-PD_NO_GLOO(distInit)
-PD_NO_GLOO(distAllreduceSum)
-PD_NO_GLOO(distBroadcast)
-PD_NO_GLOO(distAverageGradients)
-PD_NO_GLOO(distBarrier)
-PD_FN(distAvailable, return Napi::Boolean::New(env, false);)
+  PD_FN(name, throw std::runtime_error(kNoGloo);) \
+  static_assert(true, "")
+PD_NO_GLOO(distInit);
+PD_NO_GLOO(distAllreduceSum);
+PD_NO_GLOO(distBroadcast);
+PD_NO_GLOO(distAverageGradients);
+PD_NO_GLOO(distBarrier);
+constexpr bool kWithGloo = false;
 #endif
+
+PD_FN(distAvailable, return Napi::Boolean::New(env, kWithGloo);)
 
 }  // namespace pd

@@ -34,7 +34,9 @@ apt_install() {
   DEBIAN_FRONTEND=noninteractive $SUDO apt-get install -y -qq "${missing[@]}" >/dev/null
 }
 
-apt_install dataset-fashion-mnist g++ make python3
+# libgloo-dev: gloo's headers, which the addon's multi-process training
+# (libtorch's c10d ProcessGroupGloo) compiles against; neither libtorch ships them.
+apt_install dataset-fashion-mnist g++ make python3 libgloo-dev
 
 # PyTorch's CPU wheel into .venv. pip retries an index it cannot reach five
 # times per package with back-off (minutes on a machine whose packages come

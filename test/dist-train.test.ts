@@ -21,7 +21,7 @@ import { accumulateGradients, applyGradients } from '../src/train/step.js';
 import { readTrainingState, saveTrainingState } from '../src/train/checkpoint.js';
 import { useThreads } from '../src/tensor/index.js';
 import { assertSameTensors, cleanup, durationForSteps, listRunFiles, makeTempDir, safetensorsBytes, tinyTrainFlags, tinyTrainRequest, writeShapeImages } from './helpers/train-fixtures.js';
-import { CLI, runCli, startCli } from './helpers/dist-run.js';
+import { CLI, runCli, startCli, type CliResult } from './helpers/dist-run.js';
 
 let tmp: string;
 let data: string;
@@ -108,9 +108,13 @@ function rankPid(launcherPid: number, rank: number): number | null {
   return null;
 }
 
-async function until(what: string, check: () => boolean, limitMs = 120_000): Promise<void> {
+/** Waits for `check`, failing at once (with its output) if the run ends first. */
+async function until(what: string, check: () => boolean, run: Promise<CliResult>, limitMs = 120_000): Promise<void> {
   const start = Date.now();
+  let ended: CliResult | null = null;
+  void run.then((r) => (ended = r));
   while (!check()) {
+    if (ended) throw new Error(`the run ended (code ${(ended as CliResult).code}) before ${what}:\n${(ended as CliResult).stderr}`);
     if (Date.now() - start > limitMs) throw new Error(`timed out waiting for ${what}`);
     await new Promise((r) => setTimeout(r, 100));
   }
@@ -119,7 +123,7 @@ async function until(what: string, check: () => boolean, limitMs = 120_000): Pro
 test('a killed rank: the launcher names it, stops the other, exits 1 within seconds; the last state stays intact', async () => {
   const outdir = join(tmp, 'killed');
   const { child, done } = startCli(['train', '--nproc', '2', ...tinyTrainFlags(data, outdir, durationForSteps(100000))], {}, 180);
-  await until('a training state', () => existsSync(outdir) && readdirSync(outdir).length > 0 && listRunFiles(runDirOf(outdir), /^training-state-/).length > 0);
+  await until('a training state', () => existsSync(outdir) && readdirSync(outdir).length > 0 && listRunFiles(runDirOf(outdir), /^training-state-/).length > 0, done);
   const victim = rankPid(child.pid!, 1);
   assert.ok(victim, 'rank 1 found');
   const killedAt = Date.now();
@@ -138,7 +142,7 @@ test('a killed rank: the launcher names it, stops the other, exits 1 within seco
 test('Ctrl-C on the launcher: every rank stops after the same step, one state is written, exit 130, and it resumes', async () => {
   const outdir = join(tmp, 'interrupted');
   const { child, done } = startCli(['train', '--nproc', '2', ...tinyTrainFlags(data, outdir, durationForSteps(100000)), '--dump', '100000'], {}, 180);
-  await until('the first tick', () => existsSync(outdir) && readdirSync(outdir).length > 0 && existsSync(join(runDirOf(outdir), 'stats.jsonl')));
+  await until('the first tick', () => existsSync(outdir) && readdirSync(outdir).length > 0 && existsSync(join(runDirOf(outdir), 'stats.jsonl')), done);
   child.kill('SIGINT');
   const r = await done;
   assert.equal(r.code, 130, r.stderr);
@@ -152,7 +156,10 @@ test('Ctrl-C on the launcher: every rank stops after the same step, one state is
 });
 
 test('generate --nproc 2 writes the same files, byte for byte, as one process', async () => {
-  const runDir = await trainRanks(join(tmp, 'gen-src'), 2);
+  const runDir = await trainRanks(join(tmp, 'gen-src'), 2, ['--metrics', 'swd', '--metrics-samples', '10']);
+  // Training-time metrics: both ranks sampled their share of the 10 seeds, rank 0 measured them.
+  const measured = readFileSync(join(runDir, 'stats.jsonl'), 'utf8').split('\n').filter(Boolean).map((l) => JSON.parse(l)).filter((e) => 'Metrics/swd' in e);
+  assert.ok(measured.length >= 1 && measured.every((e) => Number.isFinite(e['Metrics/swd']) && e['Metrics/samples'] === 10), JSON.stringify(measured));
   const args = ['--network', runDir, '--seeds', '0-10', '--batch', '3', '--steps', '3', '--threads', '1'];
   const one = await runCli(['generate', ...args, '--outdir', join(tmp, 'gen1')]);
   assert.equal(one.code, 0, one.stderr);

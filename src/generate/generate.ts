@@ -5,7 +5,8 @@
 // the files are the same bytes as one process writes.
 import { mkdirSync } from 'node:fs';
 import { join } from 'node:path';
-import { noGrad, resolveDevice, tensor, useThreads } from '../tensor/index.js';
+import { noGrad, resolveDevice, useThreads } from '../tensor/index.js';
+import { gatherInOrder, rankBatches } from '../dist/split.js';
 import { readRankEnvironment } from '../dist/environment.js';
 import { ProcessGroup } from '../dist/process-group.js';
 import { generateImages, seedBatches, toUint8 } from '../diffusion/sampler.js';
@@ -68,7 +69,7 @@ export async function generate(r: GenerateRequest): Promise<GenerateSummary> {
   const files: string[] = [];
   const collected: ImageBatch[] = [];
   const start = Date.now();
-  const myIndices = dist ? rankSeedIndices(r.seeds.length, r.batch ?? 64, dist.rank, dist.worldSize) : null;
+  const myIndices = dist ? rankBatches(r.seeds.length, r.batch ?? 64, dist.rank, dist.worldSize) : null;
   const batches = myIndices ? myIndices.map((ix) => ix.map((i) => r.seeds[i]!)) : seedBatches(r.seeds, r.batch ?? 64);
   const mine = batches.reduce((n, b) => n + b.length, 0);
   const progress = r.quiet || (dist && !dist.isMain) ? null : createProgress({ total: mine, label: dist ? `generate (rank 0 of ${dist.worldSize})` : 'generate', unit: 'img' });
@@ -110,7 +111,7 @@ export async function generate(r: GenerateRequest): Promise<GenerateSummary> {
       all.set(b.data, at);
       at += b.data.length;
     }
-    if (dist) all = gatherInSeedOrder(dist, r.seeds.length, myIndices!.flat(), all, size);
+    if (dist) all = gatherInOrder(dist, r.seeds.length, myIndices!.flat(), all, size, 'the images for the grid');
     gridPath = dist && !dist.isMain ? null : join(r.outdir, 'grid.png');
     const side = r.imageSize ?? resolution;
     if (gridPath) await writeImageGrid(gridPath, { data: all, count: r.seeds.length, height: side, width: side, channels: channels as 1 | 3 });
@@ -120,38 +121,6 @@ export async function generate(r: GenerateRequest): Promise<GenerateSummary> {
   net.dispose();
   const seconds = (Date.now() - start) / 1000;
   return { files, gridPath, seconds, imagesPerSec: done / seconds };
-}
-
-/**
- * The official generate.py's split of n seeds: a multiple of `world`
- * near-equal batches (torch.tensor_split), rank r taking batches r, r + world,
- * ... Returns the positions in the seed list of each of rank r's batches.
- */
-export function rankSeedIndices(n: number, maxBatch: number, rank: number, world: number): number[][] {
-  const count = Math.ceil(n / (maxBatch * world)) * world;
-  const base = Math.floor(n / count), extra = n % count;
-  const all: number[][] = [];
-  let at = 0;
-  for (let k = 0; k < count; k++) {
-    const size = base + (k < extra ? 1 : 0);
-    all.push(Array.from({ length: size }, (_, i) => at + i));
-    at += size;
-  }
-  return all.filter((b, k) => k % world === rank && b.length > 0);
-}
-
-/** Every rank's images (NHWC bytes of the seeds at `positions`, in order) in seed-list order, on every rank. */
-function gatherInSeedOrder(dist: ProcessGroup, n: number, positions: readonly number[], mine: Uint8Array, size: number): Uint8Array {
-  const all = new Uint8Array(n * size);
-  positions.forEach((p, k) => all.set(mine.subarray(k * size, (k + 1) * size), p * size));
-  const t = tensor(all, [all.length], { dtype: 'uint8' });
-  try {
-    // Each position is filled by exactly one rank: the sum is everyone's images.
-    dist.sumTensor(t, 'the images for the grid');
-    return new Uint8Array(t.data() as Uint8Array);
-  } finally {
-    t.dispose();
-  }
 }
 
 /** Parses "0-63", "1,2,5-9" (EDM's seed syntax) into a list. */

@@ -23,6 +23,8 @@ import { RunLog, writeJson } from './run-dir.js';
 import { saveNetworkSnapshot, saveTrainingState, snapshotName, stateName, type LoopState, type RankState, type SnapshotInfo } from './checkpoint.js';
 import { checkSameWeights, launcherGone, rankState } from './rank-state.js';
 import type { ProcessGroup } from '../dist/process-group.js';
+import { gatherInOrder, rankBatches } from '../dist/split.js';
+import type { ImageArray } from '../metrics/images.js';
 import type { ResolvedTrainOptions } from './options.js';
 import type { TrainingComponents } from './components.js';
 
@@ -97,6 +99,10 @@ export async function trainingLoop(a: TrainingLoopArgs): Promise<TrainingResult>
     const kimg = loop.curNimg / 1000;
     // As the official check_ddp_consistency: every rank must hold the same weights.
     if (dist) checkSameWeights(dist, c, kimg);
+    loop.snapshots = (loop.snapshots ?? 0) + 1;
+    const metricsDue = o.metrics.length > 0 && loop.snapshots % o.metricsEvery === 0;
+    // The metrics' samples are shared out over the ranks; rank 0 measures them.
+    const generated = metricsDue ? sampleForMetrics() : null;
     if (!isMain) return null;
     const path = join(runDir, snapshotName(kimg));
     saveNetworkSnapshot(path, c.ema, { ...info, kimg });
@@ -106,15 +112,22 @@ export async function trainingLoop(a: TrainingLoopArgs): Promise<TrainingResult>
       await writeLinePlot(join(runDir, 'loss.png'), [{ label: 'training loss', x: lossHistory.map((p) => p.kimg), y: lossHistory.map((p) => p.loss) }],
         { title: 'Training loss (per-pixel mean, per tick)', xLabel: 'kimg', yLabel: 'loss', logY: true });
     lastSnapshot = path;
-    loop.snapshots = (loop.snapshots ?? 0) + 1;
-    if (o.metrics.length && loop.snapshots % o.metricsEvery === 0) await measureQuality(kimg);
+    if (generated) await measureQuality(kimg, generated.images, generated.started);
     return path;
   };
-  // Sample quality of the EMA network, on fixed seeds 0..N−1, against the training set.
-  const measureQuality = async (kimg: number) => {
-    const seeds = Array.from({ length: o.metricsSamples }, (_, k) => k);
+  // The EMA network's samples for seeds 0..N−1, each rank drawing its share.
+  const sampleForMetrics = (): { images: ImageArray; started: number } => {
     const started = Date.now();
-    const generated = c.sampleForMetrics(seeds, o.gridSteps, 64);
+    const n = o.metricsSamples;
+    if (!dist) return { images: c.sampleForMetrics(Array.from({ length: n }, (_, k) => k), o.gridSteps, 64), started };
+    const positions = rankBatches(n, 64, dist.rank, dist.worldSize).flat();
+    const mine = c.sampleForMetrics(positions, o.gridSteps, 64);
+    const itemBytes = mine.channels * mine.height * mine.width;
+    const data = gatherInOrder(dist, n, positions, mine.data, itemBytes, 'the metrics\' samples');
+    return { images: { ...mine, data, count: n }, started };
+  };
+  // Sample quality of the EMA network, on fixed seeds 0..N−1, against the training set.
+  const measureQuality = async (kimg: number, generated: ImageArray, started: number) => {
     const report = await computeMetrics({ generated, reference: a.dataset, metrics: o.metrics, seed: 0, device: c.device });
     const m = report.metrics;
     const entry: Record<string, unknown> = { 'Progress/kimg': kimg, 'Metrics/samples': o.metricsSamples, 'Metrics/seeds': `0-${o.metricsSamples - 1}`, 'Metrics/sampler_steps': o.gridSteps };

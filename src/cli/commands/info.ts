@@ -1,5 +1,6 @@
 // `patch-diffusion info`: what this installation runs on.
 import { Command } from 'commander';
+import { collectivesAvailable } from '../../tensor/collectives.js';
 import { blasThreads, cpuCacheStats, cudaAvailable, cudaDeviceCount, engineInfo, getNumThreads, parallelInfo, setNumThreads } from '../../tensor/index.js';
 
 export function infoCommand(): Command {
@@ -19,6 +20,7 @@ export function infoCommand(): Command {
       const cache = cpuCacheStats();
       console.log(`CPU tensor cache: ${cache.enabled ? `on, up to ${cache.capBytes / 2 ** 20} MiB idle (PD_CPU_CACHE_MB)` : 'off'}`);
       console.log(`cuda: ${cudaAvailable() ? `yes (${cudaDeviceCount()} device(s))` : 'no'}`);
+      console.log(`multi-process training (c10d Gloo): ${collectivesAvailable() ? 'yes' : 'no (gloo\'s headers were missing at build time: apt-get install libgloo-dev, then npm run build:native)'}`);
       console.log(parallelInfo().trim());
     });
 }
