@@ -1,10 +1,14 @@
-// Data-parallel scaling on this machine: the real `train` command as one
-// process with 1 and with all threads, and as N processes (--nproc) with
-// cores/N threads each, run in turns; images/s (the official counter) per
-// configuration, the efficiency of N processes against N times one
-// single-thread process, the time each step spends averaging gradients
-// (which includes waiting for the slowest rank: ranks draw their own patch
-// sizes), and the bare all-reduce of the network's gradients.
+// Data-parallel scaling on this machine, with the real `train` command run
+// in turns:
+// - plain full-size training (real_p 1: every step the same work, so no
+//   luck in the patch-size draws): one process with 1 and with all threads,
+//   N processes with cores/N threads each; images/s and the efficiency
+//   against N times the single-thread process;
+// - Patch Diffusion (real_p 0.5) with N processes: each drawing its own patch
+//   sizes (the official behaviour) against --same-patch-size: ms/step and the
+//   time a step spends averaging gradients, which includes waiting for the
+//   rank that drew the largest patches;
+// - the bare all-reduce of the network's gradients.
 //
 //   node dist/bench/scaling.js [--nproc 2] [--kimg 1.5] [--rounds 2] [--batch 32] [--arch small] [--json FILE]
 import { spawn } from 'node:child_process';
@@ -18,12 +22,12 @@ import { benchMain, formatMachine, formatTable, fx, machineInfo, mean, median, o
 
 const SPEC = {
   nproc: { type: 'int', default: 2, help: 'processes of the data-parallel configuration' },
-  kimg: { type: 'number', default: 1.5, help: 'training length of each run (kimg of patch samples)' },
+  kimg: { type: 'number', default: 1, help: 'training length of each run (kimg of patch samples)' },
   rounds: { type: 'int', default: 2, help: 'turns over the configurations' },
   batch: { type: 'int', default: 32, help: 'global batch (train --batch)' },
   arch: { type: 'string', default: 'small', help: 'network (train --arch)' },
   json: { type: 'string', help: 'write the figures as JSON here' },
-  'allreduce-child': { type: 'string', help: '(internal)' },
+  allreduceChild: { type: 'string', help: '(internal)' },
 } satisfies Record<string, OptionSpec>;
 
 const CLI = fileURLToPath(new URL('../src/cli/main.js', import.meta.url));
@@ -51,12 +55,12 @@ async function trainRun(outdir: string, args: string[]): Promise<RunFigures> {
 
 /** A rank of the bare all-reduce measurement: the network's gradients averaged 20 times. */
 async function allreduceChild(cfg: { arch: string; out: string }): Promise<void> {
-  const { readRankEnvironment } = await import('../src/dist/environment.js');
-  const { ProcessGroup } = await import('../src/dist/process-group.js');
+  const { readRankEnvironment } = await import('../src/distributed/environment.js');
+  const { ProcessGroup } = await import('../src/distributed/process-group.js');
   const { presetConfig, createNetwork } = await import('../src/networks/config.js');
   const { onesLike } = await import('../src/tensor/index.js');
   const dist = await ProcessGroup.join(readRankEnvironment()!);
-  const net = createNetwork(presetConfig(cfg.arch === 'small' ? 'ddpmpp-cpu' : (cfg.arch as 'ddpmpp'), { imgResolution: 32, imageChannels: 1, labelDim: 0 }));
+  const net = createNetwork(presetConfig(cfg.arch === 'small' ? 'ddpmpp-cpu' : (cfg.arch as 'ddpmpp'), { imgResolution: 32, imageChannels: 1, labelDim: 0 }), { initialize: false });
   const params = net.parameters();
   params.forEach((p) => p.requiresGrad_(true));
   params.forEach((p) => p.mul(onesLike(p)).sum().backward());
@@ -73,7 +77,7 @@ async function allreduceChild(cfg: { arch: string; out: string }): Promise<void>
 
 benchMain('scaling', async () => {
   const o = parseOptions(process.argv.slice(2), SPEC, 'node dist/bench/scaling.js [options]');
-  const child = opt.strOpt(o, 'allreduce-child');
+  const child = opt.strOpt(o, 'allreduceChild');
   if (child) return allreduceChild(JSON.parse(child));
   const nproc = opt.num(o, 'nproc'), cores = availableParallelism();
   const perRank = Math.max(1, Math.floor(cores / nproc));
@@ -82,21 +86,26 @@ benchMain('scaling', async () => {
   const out = prepareOutdir(undefined, 'pd-scaling');
   const common = ['--data', 'fashion-mnist-5k', '--arch', opt.str(o, 'arch'), '--batch', String(opt.num(o, 'batch')), '--duration', String(opt.num(o, 'kimg') / 1000),
     '--tick', String(opt.num(o, 'kimg') / 6000), '--snap', '100000', '--dump', '100000', '--grid-seeds', '1', '--grid-steps', '1'];
+  const ranks = `${nproc} processes × ${perRank} thread${perRank > 1 ? 's' : ''}`;
+  const full = ['--real-p', '1'], mix = ['--real-p', '0.5', '--duration', String((2 * opt.num(o, 'kimg')) / 1000), '--tick', String(opt.num(o, 'kimg') / 3000)];
   const configs = [
-    { name: '1 process × 1 thread', args: ['--threads', '1'] },
-    { name: `1 process × ${cores} threads`, args: ['--threads', String(cores)] },
-    { name: `${nproc} processes × ${perRank} thread${perRank > 1 ? 's' : ''}`, args: ['--nproc', String(nproc)] },
+    { name: 'real_p 1: 1 process × 1 thread', args: [...full, '--threads', '1'], workers: 1 },
+    { name: `real_p 1: 1 process × ${cores} threads`, args: [...full, '--threads', String(cores)], workers: cores },
+    { name: `real_p 1: ${ranks}`, args: [...full, '--nproc', String(nproc)], workers: nproc },
+    { name: `real_p 0.5: ${ranks}, own draws`, args: [...mix, '--nproc', String(nproc)], workers: nproc },
+    { name: `real_p 0.5: ${ranks}, --same-patch-size`, args: [...mix, '--nproc', String(nproc), '--same-patch-size'], workers: nproc },
   ];
   const results = new Map<string, RunFigures[]>(configs.map((c) => [c.name, []]));
   let n = 0;
   for (let r = 0; r < opt.num(o, 'rounds'); r++)
     for (const c of r % 2 ? [...configs].reverse() : configs) {
-      const f = await trainRun(join(out.dir, String(n++)), [...common, ...c.args]);
+      // Each round its own seed, the same for every configuration: a short run's patch-size draws are few.
+      const f = await trainRun(join(out.dir, String(n++)), [...common, ...c.args, '--seed', String(r)]);
       results.get(c.name)!.push(f);
       console.log(`  round ${r + 1}: ${c.name}: ${fx(f.imgPerSec, 1)} img/s, ${fx(f.msPerStep, 0)} ms/step${f.syncMsPerStep !== null ? `, gradient sync ${fx(f.syncMsPerStep, 1)} ms/step` : ''}`);
     }
   const arOut = join(out.dir, 'allreduce.json');
-  const { launchRanks } = await import('../src/dist/launch.js');
+  const { launchRanks } = await import('../src/distributed/launch.js');
   if ((await launchRanks({ nproc, script: fileURLToPath(import.meta.url), args: ['--allreduce-child', JSON.stringify({ arch: opt.str(o, 'arch'), out: arOut })], graceSec: 5 })) !== 0)
     throw new Error('the all-reduce measurement failed');
   const ar = JSON.parse(readFileSync(arOut, 'utf8')) as { ms: number; bytes: number };
@@ -106,14 +115,14 @@ benchMain('scaling', async () => {
     const rs = results.get(name)!;
     return { imgPerSec: median(rs.map((x) => x.imgPerSec)), msPerStep: median(rs.map((x) => x.msPerStep)), sync: rs[0]!.syncMsPerStep === null ? null : median(rs.map((x) => x.syncMsPerStep!)) };
   };
-  const single = fig(configs[0]!.name), many = fig(configs[2]!.name), threads = fig(configs[1]!.name);
-  console.log('\n' + formatTable(['configuration', 'img/s', 'ms/step', 'gradient sync ms/step', 'efficiency vs N × 1 process'], configs.map((c) => {
+  const [single, threads, many, own, same] = configs.map((c) => fig(c.name)) as [ReturnType<typeof fig>, ReturnType<typeof fig>, ReturnType<typeof fig>, ReturnType<typeof fig>, ReturnType<typeof fig>];
+  console.log('\n' + formatTable(['configuration', 'img/s', 'ms/step', 'gradient sync ms/step', 'efficiency vs N × 1 process'], configs.map((c, k) => {
     const f = fig(c.name);
-    const workers = c === configs[0] ? 1 : c === configs[1] ? cores : nproc;
-    return [c.name, fx(f.imgPerSec, 1), fx(f.msPerStep, 0), f.sync === null ? '-' : fx(f.sync, 1), c === configs[0] ? '1.00' : fx(f.imgPerSec / (workers * single.imgPerSec), 2)];
+    return [c.name, fx(f.imgPerSec, 1), fx(f.msPerStep, 0), f.sync === null ? '-' : fx(f.sync, 1), k < 3 ? fx(f.imgPerSec / (c.workers * single.imgPerSec), 2) : '-'];
   })));
-  console.log(`\n${configs[2]!.name} vs ${configs[1]!.name}: ${fx(many.imgPerSec / threads.imgPerSec, 2)}× the images/s`);
-  console.log(`bare all-reduce of the gradients (${(ar.bytes / 2 ** 20).toFixed(1)} MiB, ${nproc} ranks, Gloo on loopback): ${fx(ar.ms, 2)} ms; ` +
-    `${fx((100 * ar.ms) / many.msPerStep, 1)}% of a ${fx(many.msPerStep, 0)} ms step (the rest of the sync time is waiting for the slower rank)`);
+  console.log(`\nreal_p 1: ${ranks} vs 1 process × ${cores} threads: ${fx(many.imgPerSec / threads.imgPerSec, 2)}× the images/s`);
+  console.log(`real_p 0.5: --same-patch-size vs each rank's own draws: ${fx(own.msPerStep / same.msPerStep, 2)}× faster steps; waiting + all-reduce ${fx(own.sync, 1)} → ${fx(same.sync, 1)} ms/step`);
+  console.log(`bare all-reduce of the gradients (${(ar.bytes / 2 ** 20).toFixed(1)} MiB, ${nproc} ranks, Gloo on loopback): ${fx(ar.ms, 2)} ms, ` +
+    `${fx((100 * ar.ms) / many.msPerStep, 1)}% of a ${fx(many.msPerStep, 0)} ms full-size step`);
   writeJsonRecord(opt.strOpt(o, 'json'), { bench: 'scaling', when: nowIso(), machine: machineInfo(), nproc, results: Object.fromEntries(results), allreduce: ar });
 });

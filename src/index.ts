@@ -10,3 +10,4 @@ export * as data from './data/index.js';
 export * as metrics from './metrics/index.js';
 export { train, type TrainRequest } from './train/train.js';
 export { generate, parseSeedList, type GenerateRequest } from './generate/generate.js';
+export * as distributed from './distributed/index.js';

@@ -16,7 +16,7 @@ import { existsSync, readdirSync, readFileSync } from 'node:fs';
 import { join } from 'node:path';
 import { loadDataset } from '../src/data/index.js';
 import { buildComponents } from '../src/train/components.js';
-import { resolveTrainOptions } from '../src/train/options.js';
+import { resolveTrainOptions, type TrainOptionsInput } from '../src/train/options.js';
 import { accumulateGradients, applyGradients } from '../src/train/step.js';
 import { readTrainingState, saveTrainingState } from '../src/train/checkpoint.js';
 import { useThreads } from '../src/tensor/index.js';
@@ -220,4 +220,20 @@ test('two machines (network namespaces over a veth pair), one rank each, started
   } finally {
     hosts();
   }
+});
+
+test('--same-patch-size: every rank draws the same patch size each round (the official default: each its own)', async () => {
+  const ds = await loadDataset(data, { seed: 0 });
+  const draws = (same: boolean) =>
+    [0, 1].map((rank) => {
+      const { quiet: _q, ...input } = tinyTrainRequest(data, tmp);
+      const o = resolveTrainOptions({ ...input, samePatchSize: same } as TrainOptionsInput, 2);
+      const c = buildComponents(o, ds, 'cpu', { rank, worldSize: 2 });
+      return Array.from({ length: 24 }, () => c.patches.choose(0, 1000));
+    });
+  const [a, b] = draws(true);
+  assert.deepEqual(a, b);
+  assert.ok(new Set(a).size > 1, 'the shared draw still varies between rounds');
+  const [c, d] = draws(false);
+  assert.notDeepEqual(c, d);
 });

@@ -1,10 +1,10 @@
 // The launcher's options, shared by `train` and `generate`: with --nproc N
 // (and, across machines, --nnodes/--node-rank/--master-addr/--master-port)
-// the command starts N ranks of itself on this machine (src/dist/launch.ts)
+// the command starts N ranks of itself on this machine (src/distributed/launch.ts)
 // instead of running in this process. A process that already is a rank
 // (RANK set by torchrun or by our launcher) runs as that rank.
 import type { Command } from 'commander';
-import { launchRanks, withoutOptions } from '../dist/launch.js';
+import { launchRanks, withoutOptions } from '../distributed/launch.js';
 import { parseNumber as num } from './parse.js';
 
 const LAUNCH_FLAGS = ['--nproc', '--nnodes', '--node-rank', '--master-addr', '--master-port'];

@@ -6,9 +6,9 @@
 import { mkdirSync } from 'node:fs';
 import { join } from 'node:path';
 import { noGrad, resolveDevice, useThreads } from '../tensor/index.js';
-import { gatherInOrder, rankBatches } from '../dist/split.js';
-import { readRankEnvironment } from '../dist/environment.js';
-import { ProcessGroup } from '../dist/process-group.js';
+import { gatherInOrder, rankBatches } from '../distributed/split.js';
+import { readRankEnvironment } from '../distributed/environment.js';
+import { ProcessGroup } from '../distributed/process-group.js';
 import { generateImages, seedBatches, toUint8 } from '../diffusion/sampler.js';
 import { imageAt, writeImageGrid, writePng, type ImageBatch } from '../io/images.js';
 import { createProgress } from '../util/progress.js';

@@ -1,6 +1,6 @@
 // Thin typed binding of the addon's c10d collectives (native/dist.cc): one
 // Gloo process group per process, joined once. Every call blocks until the
-// collective has finished on this rank; src/dist builds the training
+// collective has finished on this rank; src/distributed builds the training
 // semantics (what to reduce, when, and the error messages) on top.
 import { native } from './native.js';
 import type { Tensor } from './tensor.js';

@@ -73,6 +73,9 @@ export function rankSeed(seed: number, rank: number, worldSize: number): number 
   return worldSize > 1 ? (seed * worldSize + rank) % 2 ** 31 : seed;
 }
 
+/** The generator of --same-patch-size's shared draw: the same state on every rank. */
+export const SHARED_PATCH_GENERATOR = 'patch';
+
 export interface Placement {
   rank: number;
   worldSize: number;
@@ -91,6 +94,8 @@ export function buildComponents(o: ResolvedTrainOptions, dataset: ImageDataset, 
   const initGen = new Generator(o.seed);
   const dropoutGen = new Generator(own + 1);
   const trainGen = new Generator(own + 2);
+  // --same-patch-size: the patch-size draw from a stream every rank shares (the same seed everywhere).
+  const patchGen = o.samePatchSize && place.worldSize > 1 ? new Generator(o.seed + 3) : null;
 
   const net = createNetwork(config, { generator: initGen });
   net.setGenerator(dropoutGen);
@@ -108,7 +113,7 @@ export function buildComponents(o: ResolvedTrainOptions, dataset: ImageDataset, 
     realP: o.realP,
     progressive: o.progressive,
     minPatchMultiple: net.sizeMultiple,
-    generator: trainGen,
+    generator: patchGen ?? trainGen,
   });
   // One shuffled stream for all ranks; rank r takes its items r, r + world, ... (disjoint shards).
   const loader = new BatchLoader(dataset, { seed: o.seed, xflip: o.xflip, rank: place.rank, worldSize: place.worldSize });
@@ -127,7 +132,7 @@ export function buildComponents(o: ResolvedTrainOptions, dataset: ImageDataset, 
     netParams: net.parameters(),
     emaParams: ema.parameters(),
     adam: new Adam(net.parameters(), { lr: o.lr, beta1: 0.9, beta2: 0.999, eps: 1e-8 }),
-    generators: { dropout: dropoutGen, train: trainGen },
+    generators: { dropout: dropoutGen, train: trainGen, ...(patchGen ? { [SHARED_PATCH_GENERATOR]: patchGen } : {}) },
     patches,
     sampler: {
       nextBatch(n) {

@@ -38,6 +38,12 @@ export const trainOptionsSchema = z
     emaRampup: z.number().min(0).nullable().default(0.05),
     realP: z.number().min(0).max(1).default(0.5),
     progressive: z.boolean().default(false),
+    /**
+     * Data-parallel runs: every rank trains the same patch size in each round
+     * (one shared draw). The official code lets each rank draw its own, and a
+     * step then waits for the rank that drew the largest patches.
+     */
+    samePatchSize: z.boolean().default(false),
 
     tick: z.number().positive().optional(), // kimg between status lines
     snap: positiveInt.default(50), // ticks between network snapshots (+ sample grid)

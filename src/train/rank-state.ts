@@ -7,9 +7,9 @@
 // log says.
 import { Generator, scope, type Tensor } from '../tensor/index.js';
 import type { SamplerState } from '../data/index.js';
-import type { ProcessGroup } from '../dist/process-group.js';
+import type { ProcessGroup } from '../distributed/process-group.js';
 import type { TrainingComponents } from './components.js';
-import { rankSeed } from './components.js';
+import { rankSeed, SHARED_PATCH_GENERATOR } from './components.js';
 import type { LoopState, RankState } from './checkpoint.js';
 
 export function rankState(c: TrainingComponents): RankState {
@@ -45,8 +45,10 @@ export function restoreRankState(c: TrainingComponents, saved: RankState[], seed
   const furthest = Math.max(...samplers.map((s) => s.position));
   const position = Math.ceil(furthest / c.worldSize) * c.worldSize;
   c.sampler.setState({ ...samplers[0]!, rank: c.rank, worldSize: c.worldSize, position });
-  Object.values(c.generators).forEach((g, k) => {
-    const fresh = new Generator((rankSeed(seed, c.rank, c.worldSize) + 7919 * (step + 1) + 104729 * k) % 2 ** 31);
+  Object.entries(c.generators).forEach(([name, g], k) => {
+    // The shared patch-size stream must stay the same on every rank.
+    const rank = name === SHARED_PATCH_GENERATOR ? 0 : c.rank;
+    const fresh = new Generator((rankSeed(seed, rank, c.worldSize) + 7919 * (step + 1) + 104729 * k) % 2 ** 31);
     g.setState(fresh.getState());
   });
   return (

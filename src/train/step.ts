@@ -26,7 +26,7 @@ export interface TrainingStepArgs {
    * count and its mean loss (NaN/Inf possible). It may throw to abort the step.
    */
   onRound?: (round: { patchSize: number; images: number; lossMean: number }) => void;
-  /** Data-parallel runs: replaces each gradient by its mean over the ranks (src/dist). */
+  /** Data-parallel runs: replaces each gradient by its mean over the ranks (src/distributed). */
   dist?: { averageGradients(params: readonly Tensor[]): void } | null;
 }
 

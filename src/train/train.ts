@@ -1,5 +1,5 @@
 // `train` from options to a finished (or cleanly stopped) run: validate,
-// join the process group (a data-parallel run: src/dist), load the data,
+// join the process group (a data-parallel run: src/distributed), load the data,
 // create or reopen the run directory (rank 0), build the components, restore a
 // training state when resuming, give every rank rank 0's weights, and run the loop.
 import { dirname, join } from 'node:path';
@@ -12,8 +12,8 @@ import { countParameters } from '../networks/config.js';
 import { createRunDir, RunLog, writeJson } from './run-dir.js';
 import { findLatestState, readTrainingState, type LoopState, type RankState } from './checkpoint.js';
 import { broadcastTrainingState, restoreRankState, savedRanks } from './rank-state.js';
-import { readRankEnvironment } from '../dist/environment.js';
-import { ProcessGroup } from '../dist/process-group.js';
+import { readRankEnvironment } from '../distributed/environment.js';
+import { ProcessGroup } from '../distributed/process-group.js';
 import { trainingLoop, withStopSignals, type TrainingResult } from './training-loop.js';
 
 /** Options that may change when a run is resumed; every other option comes from the saved state. */

@@ -6,7 +6,7 @@
 // and stats.jsonl, snapshots with sample grids, exact resume, and a clean stop
 // on Ctrl-C / SIGTERM that writes the state first.
 //
-// Data-parallel (src/dist): every rank runs this loop in lockstep. Losses,
+// Data-parallel (src/distributed): every rank runs this loop in lockstep. Losses,
 // image counts and stop requests are summed over the ranks after every step,
 // so every rank sees the same statistics and stops after the same step; only
 // rank 0 prints and writes files, from states the others send it.
@@ -22,8 +22,8 @@ import { computeMetrics } from '../metrics/evaluate.js';
 import { RunLog, writeJson } from './run-dir.js';
 import { saveNetworkSnapshot, saveTrainingState, snapshotName, stateName, type LoopState, type RankState, type SnapshotInfo } from './checkpoint.js';
 import { checkSameWeights, launcherGone, rankState } from './rank-state.js';
-import type { ProcessGroup } from '../dist/process-group.js';
-import { gatherInOrder, rankBatches } from '../dist/split.js';
+import type { ProcessGroup } from '../distributed/process-group.js';
+import { gatherInOrder, rankBatches } from '../distributed/split.js';
 import type { ImageArray } from '../metrics/images.js';
 import type { ResolvedTrainOptions } from './options.js';
 import type { TrainingComponents } from './components.js';

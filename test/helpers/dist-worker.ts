@@ -3,8 +3,8 @@
 // and writes what it saw to <outdir>/rank-<r>.json.
 import { writeFileSync } from 'node:fs';
 import { join } from 'node:path';
-import { readRankEnvironment } from '../../src/dist/environment.js';
-import { ProcessGroup } from '../../src/dist/process-group.js';
+import { readRankEnvironment } from '../../src/distributed/environment.js';
+import { ProcessGroup } from '../../src/distributed/process-group.js';
 import { tensor, zeros } from '../../src/tensor/index.js';
 
 const outdir = process.argv[2]!;

@@ -33,6 +33,7 @@ export function trainCommand(): Command {
     .option('--ema-rampup <ratio>', 'EMA half-life ramp-up ratio (official 0.05)', num)
     .option('--real-p <p>', 'probability of a full-size round (0.5 in the paper; 1 = plain EDM)', num)
     .option('--progressive', 'grow patch sizes over training instead of drawing them at random')
+    .option('--same-patch-size', 'with several processes: all train the same patch size each round (faster: no rank waits for one that drew larger patches; the official code draws per rank)')
     .option('--tick <kimg>', 'status line and stats every this many kimg', num)
     .option('--snap <ticks>', 'network snapshot and sample grid every this many ticks', num)
     .option('--dump <ticks>', 'training state every this many ticks', num)
