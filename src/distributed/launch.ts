@@ -119,10 +119,10 @@ export async function launchRanks(o: LaunchOptions): Promise<number> {
     );
   }
 
-  const onSignal = (sig: NodeJS.Signals) => {
+  const onSignal = () => {
     forwarded += 1;
-    // First signal: every rank finishes its step, rank 0 saves; the second one stops them at once.
-    for (const c of children) if (c.exitCode === null && c.signalCode === null) c.kill(forwarded === 1 ? 'SIGINT' : sig === 'SIGINT' ? 'SIGINT' : 'SIGTERM');
+    // Passed on as it came, once per signal: the first makes every rank finish its step (rank 0 saves), a second stops them at once.
+    for (const c of children) if (c.exitCode === null && c.signalCode === null) c.kill('SIGINT');
   };
   process.on('SIGINT', onSignal);
   process.on('SIGTERM', onSignal);
