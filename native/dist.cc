@@ -20,7 +20,12 @@
 #include "common.h"
 
 #include <chrono>
+#include <condition_variable>
+#include <cstdio>
 #include <memory>
+#include <mutex>
+#include <thread>
+#include <unistd.h>
 
 namespace pd {
 #ifdef PD_WITH_GLOO
@@ -66,6 +71,37 @@ void waitAll(Group& g, std::vector<c10::intrusive_ptr<c10d::Work>>& works) {
   }
 }
 
+// Bounds the rendezvous even where c10d's own timeouts do not: a TCPStore
+// client of one libtorch talking to a store server of another (torchrun's
+// agent store from PyTorch 2.x, this addon on 1.13) waits forever. If the join
+// has not finished `ms` after it began, the process prints `message` and exits.
+class JoinWatchdog {
+ public:
+  JoinWatchdog(int64_t ms, std::string message) : state_(std::make_shared<State>()) {
+    std::thread([state = state_, ms, message = std::move(message)] {
+      std::unique_lock<std::mutex> lock(state->mutex);
+      if (!state->cv.wait_for(lock, std::chrono::milliseconds(ms), [&] { return state->done; })) {
+        std::fprintf(stderr, "error: %s\n", message.c_str());
+        std::fflush(stderr);
+        _exit(1);
+      }
+    }).detach();
+  }
+  ~JoinWatchdog() {
+    std::lock_guard<std::mutex> lock(state_->mutex);
+    state_->done = true;
+    state_->cv.notify_all();
+  }
+
+ private:
+  struct State {
+    std::mutex mutex;
+    std::condition_variable cv;
+    bool done = false;
+  };
+  std::shared_ptr<State> state_;
+};
+
 at::Tensor checkedCpu(const at::Tensor& t, const char* op) {
   if (!t.device().is_cpu()) throw ArgError{std::string(op) + ": Gloo collectives take CPU tensors, got " + describeTensor(t)};
   if (!t.is_contiguous()) throw ArgError{std::string(op) + ": tensor must be contiguous, got " + describeTensor(t)};
@@ -81,7 +117,7 @@ at::Tensor denseCpu(const at::Tensor& t, const char* op) {
 
 }  // namespace
 
-// distInit(masterAddr, masterPort, rank, worldSize, joinTimeoutMs, hostStore, storePrefix, deviceHost, ifname, timeoutMs)
+// distInit(masterAddr, masterPort, rank, worldSize, joinTimeoutMs, hostStore, storePrefix, deviceHost, ifname, timeoutMs, stuckMessage)
 // Joins the group: rank 0 hosts the TCPStore unless an agent (torchrun's
 // TORCHELASTIC_USE_AGENT_STORE) does; every rank waits for all `worldSize`
 // to arrive, up to `joinTimeoutMs`; each collective may take up to `timeoutMs`. Gloo's sockets bind to `ifname` when given,
@@ -97,6 +133,8 @@ PD_FN(distInit, {
     throw ArgError{"distInit: need 0 <= rank < worldSize, got rank " + std::to_string(rank) + ", worldSize " + std::to_string(world)};
   if (timeoutMs <= 0 || joinTimeoutMs <= 0) throw ArgError{"distInit: timeouts must be positive"};
   auto timeout = std::chrono::milliseconds(timeoutMs);
+  // c10d's own timeouts answer first when they work; the watchdog only for when they do not.
+  JoinWatchdog watchdog(joinTimeoutMs + 10000, ::pd::argString(info, 10));
 
   c10d::TCPStoreOptions so;
   so.port = static_cast<uint16_t>(port);

@@ -92,3 +92,20 @@ test('a rank started with RANK >= WORLD_SIZE, or one whose peers never come, fai
   assert.match(r2.stderr, /rank 1 of 2: could not join the group at 127\.0\.0\.1:29512 within 3 s/);
   assert.ok(Date.now() - started < 30_000, `gave up after ${Date.now() - started} ms`);
 });
+
+test('a rendezvous that accepts the connection but never answers (another libtorch\'s store) ends the rank, no hang', async () => {
+  const sockets: import('node:net').Socket[] = [];
+  const silent = createServer((s) => sockets.push(s));
+  const port = await new Promise<number>((resolve) => silent.listen(0, '127.0.0.1', () => resolve((silent.address() as { port: number }).port)));
+  try {
+    const started = Date.now();
+    const r = await runCli(['train', '--data', 'fashion-mnist-5k', '--arch', 'small', '--duration', '0.001'],
+      { RANK: '1', WORLD_SIZE: '2', MASTER_ADDR: '127.0.0.1', MASTER_PORT: String(port), PD_DIST_JOIN_TIMEOUT: '2', TORCHELASTIC_USE_AGENT_STORE: 'True' }, 90);
+    assert.equal(r.code, 1, r.stderr);
+    assert.match(r.stderr, new RegExp(`rank 1 of 2: could not join the group at 127\\.0\\.0\\.1:${port} within 2 s .*run torchrun from the PyTorch whose libtorch this addon uses`));
+    assert.ok(Date.now() - started < 60_000, `gave up after ${Date.now() - started} ms`);
+  } finally {
+    sockets.forEach((s) => s.destroy());
+    silent.close();
+  }
+});

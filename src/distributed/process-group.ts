@@ -8,6 +8,7 @@ import { createServer } from 'node:net';
 import { networkInterfaces } from 'node:os';
 import { allreduceSum, averageGradients, barrier, broadcast, collectivesAvailable, joinProcessGroup } from '../tensor/collectives.js';
 import { tensor } from '../tensor/creation.js';
+import { describeEngine } from '../tensor/runtime.js';
 import type { Tensor } from '../tensor/tensor.js';
 import type { RankEnvironment } from './environment.js';
 
@@ -89,6 +90,12 @@ export class ProcessGroup {
     }
     // Gloo binds to the address the others can reach us at: the one facing rank 0's machine.
     const deviceHost = env.glooInterface ? '' : isLoopback(master) ? master : await localAddressToward(master);
+    // torchrun's agent hosts a TCPStore of its own PyTorch; 2.x's store protocol is not 1.13's (measured: the client hangs).
+    const agentHint = env.agentStore
+      ? `. The rendezvous is torchrun's own store (TORCHELASTIC_USE_AGENT_STORE): run torchrun from the PyTorch whose libtorch this addon uses (${describeEngine()}), or start the ranks with patch-diffusion's --nproc/--nnodes`
+      : '';
+    const failed = (why: string) =>
+      `rank ${env.rank} of ${env.worldSize}: could not join the group at ${env.masterAddr}:${env.masterPort} within ${joinTimeoutSec} s (PD_DIST_JOIN_TIMEOUT): ${why}${agentHint}`;
     try {
       joinProcessGroup({
         masterAddr: master,
@@ -101,13 +108,10 @@ export class ProcessGroup {
         storePrefix: env.agentStore ? `/worker/attempt_${env.restartCount}/` : 'patch-diffusion/',
         deviceHost,
         networkInterface: env.glooInterface,
+        stuckMessage: failed('the rendezvous never answered'),
       });
     } catch (err) {
-      const why = err instanceof Error ? err.message.replace(/^distInit\([^)]*\): /, '') : String(err);
-      throw new Error(
-        `rank ${env.rank} of ${env.worldSize}: could not join the group at ${env.masterAddr}:${env.masterPort} within ${joinTimeoutSec} s ` +
-          `(PD_DIST_JOIN_TIMEOUT): ${why}`,
-      );
+      throw new Error(failed(err instanceof Error ? err.message.replace(/^distInit\([^)]*\): /, '') : String(err)));
     }
     return new ProcessGroup(env, timeoutSec);
   }

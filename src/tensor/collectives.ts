@@ -22,6 +22,8 @@ export interface JoinArgs {
   deviceHost: string;
   /** Network interface for Gloo (GLOO_SOCKET_IFNAME); wins over deviceHost. */
   networkInterface: string;
+  /** Printed before the process exits if the rendezvous is still stuck 10 s after joinTimeoutMs (where c10d's own timeout does not fire). */
+  stuckMessage: string;
 }
 
 /** Whether the addon was built with Gloo (gloo's headers present at build time). */
@@ -31,7 +33,7 @@ export function collectivesAvailable(): boolean {
 
 export function joinProcessGroup(a: JoinArgs): void {
   // The store's timeout bounds the rendezvous; the group's bounds each collective.
-  native.distInit(a.masterAddr, a.masterPort, a.rank, a.worldSize, a.joinTimeoutMs, a.hostStore, a.storePrefix, a.deviceHost, a.networkInterface, a.timeoutMs);
+  native.distInit(a.masterAddr, a.masterPort, a.rank, a.worldSize, a.joinTimeoutMs, a.hostStore, a.storePrefix, a.deviceHost, a.networkInterface, a.timeoutMs, a.stuckMessage);
 }
 
 /** Sums a contiguous CPU tensor over all ranks, in place. */
