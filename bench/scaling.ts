@@ -55,11 +55,10 @@ async function trainRun(outdir: string, args: string[]): Promise<RunFigures> {
 
 /** A rank of the bare all-reduce measurement: the network's gradients averaged 20 times. */
 async function allreduceChild(cfg: { arch: string; out: string }): Promise<void> {
-  const { readRankEnvironment } = await import('../src/distributed/environment.js');
   const { ProcessGroup } = await import('../src/distributed/process-group.js');
   const { presetConfig, createNetwork } = await import('../src/networks/config.js');
   const { onesLike } = await import('../src/tensor/index.js');
-  const dist = await ProcessGroup.join(readRankEnvironment()!);
+  const dist = (await ProcessGroup.joinFromEnvironment())!;
   const net = createNetwork(presetConfig(cfg.arch === 'small' ? 'ddpmpp-cpu' : (cfg.arch as 'ddpmpp'), { imgResolution: 32, imageChannels: 1, labelDim: 0 }), { initialize: false });
   const params = net.parameters();
   params.forEach((p) => p.requiresGrad_(true));

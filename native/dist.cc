@@ -1,6 +1,6 @@
 // Data-parallel collectives on libtorch's own c10d: a TCPStore for the
 // rendezvous and a Gloo process group for the collectives (CPU tensors).
-// The TypeScript side (src/dist) decides what to reduce and when; this file
+// The TypeScript side (src/distributed) decides what to reduce and when; this file
 // only joins the group and runs the collectives, blocking until each is done.
 //
 // One group per process. It is never destroyed: Gloo has no abort, and
@@ -102,8 +102,12 @@ class JoinWatchdog {
   std::shared_ptr<State> state_;
 };
 
-at::Tensor checkedCpu(const at::Tensor& t, const char* op) {
+void requireCpu(const at::Tensor& t, const char* op) {
   if (!t.device().is_cpu()) throw ArgError{std::string(op) + ": Gloo collectives take CPU tensors, got " + describeTensor(t)};
+}
+
+at::Tensor checkedCpu(const at::Tensor& t, const char* op) {
+  requireCpu(t, op);
   if (!t.is_contiguous()) throw ArgError{std::string(op) + ": tensor must be contiguous, got " + describeTensor(t)};
   return t.detach();  // shares storage; the collective writes in place without autograd's version checks
 }
@@ -111,7 +115,7 @@ at::Tensor checkedCpu(const at::Tensor& t, const char* op) {
 // Gloo needs dense row-major buffers: a tensor in another layout (channels-last
 // weights) travels as a contiguous copy that is written back afterwards.
 at::Tensor denseCpu(const at::Tensor& t, const char* op) {
-  if (!t.device().is_cpu()) throw ArgError{std::string(op) + ": Gloo collectives take CPU tensors, got " + describeTensor(t)};
+  requireCpu(t, op);
   return t.detach().contiguous();
 }
 

@@ -18,6 +18,12 @@ export interface RankEnvironment {
   glooInterface: string;
 }
 
+/** The threads our launcher gave this rank (its share of the machine's cores), if it started it. */
+export function launcherThreads(env: NodeJS.ProcessEnv = process.env): number | undefined {
+  const n = Number(env.PD_RANK_THREADS);
+  return Number.isInteger(n) && n > 0 ? n : undefined;
+}
+
 const NAMES = ['RANK', 'LOCAL_RANK', 'WORLD_SIZE', 'LOCAL_WORLD_SIZE', 'MASTER_ADDR', 'MASTER_PORT'] as const;
 
 function integer(env: NodeJS.ProcessEnv, name: string, fallback: number | null, min: number, max = Number.MAX_SAFE_INTEGER): number {

@@ -10,7 +10,7 @@ import { allreduceSum, averageGradients, barrier, broadcast, collectivesAvailabl
 import { tensor } from '../tensor/creation.js';
 import { describeEngine } from '../tensor/runtime.js';
 import type { Tensor } from '../tensor/tensor.js';
-import type { RankEnvironment } from './environment.js';
+import { readRankEnvironment, type RankEnvironment } from './environment.js';
 
 /** DDP's default bucket size (kDefaultBucketBytesCap). */
 const BUCKET_BYTES = 25 * 2 ** 20;
@@ -69,6 +69,12 @@ export class ProcessGroup {
    * (seconds, default 300) for every rank to arrive, PD_DIST_TIMEOUT (default
    * 1800) for any one collective; a rank that dies is noticed at once.
    */
+  /** The group this process is a rank of, per torchrun's environment; null for a single process. */
+  static async joinFromEnvironment(vars: NodeJS.ProcessEnv = process.env): Promise<ProcessGroup | null> {
+    const env = readRankEnvironment(vars);
+    return env && env.worldSize > 1 ? ProcessGroup.join(env, vars) : null;
+  }
+
   static async join(env: RankEnvironment, vars: NodeJS.ProcessEnv = process.env): Promise<ProcessGroup> {
     if (!collectivesAvailable())
       throw new Error('this build has no distributed training: gloo\'s headers were missing when the addon was built (apt-get install libgloo-dev, then npm run build:native)');
@@ -133,7 +139,7 @@ export class ProcessGroup {
   sum(values: readonly number[]): number[] {
     const t = tensor(Float64Array.from(values), [values.length], { dtype: 'float64' });
     try {
-      this.run('summing statistics', () => allreduceSum(t));
+      this.sumTensor(t, 'statistics');
       return Array.from(t.data() as Float64Array);
     } finally {
       t.dispose();
@@ -143,6 +149,21 @@ export class ProcessGroup {
   /** Sums a contiguous CPU tensor over the ranks, in place. */
   sumTensor(t: Tensor, what: string): void {
     this.run(`summing ${what}`, () => allreduceSum(t));
+  }
+
+  /**
+   * Gathers bytes by summing: each rank passes a buffer of the same length
+   * holding its own bytes in its own slots and zeros elsewhere; every rank
+   * gets back everyone's bytes.
+   */
+  sumBytes(slots: Uint8Array, what: string): Uint8Array {
+    const t = tensor(slots, [slots.length], { dtype: 'uint8' });
+    try {
+      this.sumTensor(t, what);
+      return new Uint8Array(t.data() as Uint8Array);
+    } finally {
+      t.dispose();
+    }
   }
 
   /** Every tensor takes rank 0's values (weights and buffers at start, resumed state). */
@@ -179,14 +200,7 @@ export class ProcessGroup {
     const offsets = lengths.map((_, r) => lengths.slice(0, r).reduce((a, b) => a + b, 0));
     const all = new Uint8Array(lengths.reduce((a, b) => a + b, 0));
     all.set(mine, offsets[this.rank]);
-    // Each rank fills its own slot with zeros elsewhere: the sum is every rank's bytes.
-    const buf = tensor(all, [all.length], { dtype: 'uint8' });
-    try {
-      this.run(`gathering ${what}`, () => allreduceSum(buf));
-      const bytes = buf.data() as Uint8Array;
-      return lengths.map((n, r) => JSON.parse(new TextDecoder().decode(bytes.subarray(offsets[r]!, offsets[r]! + n))) as T);
-    } finally {
-      buf.dispose();
-    }
+    const bytes = this.sumBytes(all, what);
+    return lengths.map((n, r) => JSON.parse(new TextDecoder().decode(bytes.subarray(offsets[r]!, offsets[r]! + n))) as T);
   }
 }

@@ -1,6 +1,5 @@
 // Sharing per-seed work (sampling images) across the ranks, as the official
 // generate.py does, and bringing the results back together in seed order.
-import { tensor } from '../tensor/creation.js';
 import type { ProcessGroup } from './process-group.js';
 
 /**
@@ -29,12 +28,6 @@ export function rankBatches(n: number, maxBatch: number, rank: number, world: nu
 export function gatherInOrder(dist: ProcessGroup, n: number, positions: readonly number[], mine: Uint8Array, itemBytes: number, what: string): Uint8Array {
   const all = new Uint8Array(n * itemBytes);
   positions.forEach((p, k) => all.set(mine.subarray(k * itemBytes, (k + 1) * itemBytes), p * itemBytes));
-  const t = tensor(all, [all.length], { dtype: 'uint8' });
-  try {
-    // Each position is filled by exactly one rank (zeros elsewhere): the sum is everyone's results.
-    dist.sumTensor(t, what);
-    return new Uint8Array(t.data() as Uint8Array);
-  } finally {
-    t.dispose();
-  }
+  // Each position is filled by exactly one rank.
+  return dist.sumBytes(all, what);
 }

@@ -7,7 +7,7 @@ import { mkdirSync } from 'node:fs';
 import { join } from 'node:path';
 import { noGrad, resolveDevice, useThreads } from '../tensor/index.js';
 import { gatherInOrder, rankBatches } from '../distributed/split.js';
-import { readRankEnvironment } from '../distributed/environment.js';
+import { launcherThreads } from '../distributed/environment.js';
 import { ProcessGroup } from '../distributed/process-group.js';
 import { generateImages, seedBatches, toUint8 } from '../diffusion/sampler.js';
 import { imageAt, writeImageGrid, writePng, type ImageBatch } from '../io/images.js';
@@ -54,9 +54,8 @@ export async function generate(r: GenerateRequest): Promise<GenerateSummary> {
   if (!r.seeds.length) throw new Error('--seeds: no seeds given');
   if (r.steps !== undefined && (!Number.isInteger(r.steps) || r.steps < 1)) throw new Error(`--steps must be a positive integer, got ${r.steps}`);
   if (r.cfg !== undefined && r.cfg !== null && !(r.cfg >= 0)) throw new Error(`--cfg must be >= 0, got ${r.cfg}`);
-  const rankEnv = readRankEnvironment();
-  const dist = rankEnv && rankEnv.worldSize > 1 ? await ProcessGroup.join(rankEnv) : null;
-  useThreads(r.threads ?? (dist && process.env.PD_RANK_THREADS ? Number(process.env.PD_RANK_THREADS) : undefined));
+  const dist = await ProcessGroup.joinFromEnvironment();
+  useThreads(r.threads ?? (dist ? launcherThreads() : undefined));
   const device = resolveDevice(r.device);
   checkPrecisionSupport(r.precision ?? 'fp32', device);
   const { net, info } = loadSnapshotNetwork(r.network, device);
@@ -104,7 +103,8 @@ export async function generate(r: GenerateRequest): Promise<GenerateSummary> {
   progress?.stop();
   let gridPath: string | null = null;
   if (r.grid !== false && (collected.length || dist)) {
-    const size = (r.imageSize ?? resolution) ** 2 * channels;
+    const side = r.imageSize ?? resolution;
+    const size = side * side * channels;
     let all: Uint8Array = new Uint8Array(collected.reduce((n, b) => n + b.data.length, 0));
     let at = 0;
     for (const b of collected) {
@@ -113,7 +113,6 @@ export async function generate(r: GenerateRequest): Promise<GenerateSummary> {
     }
     if (dist) all = gatherInOrder(dist, r.seeds.length, myIndices!.flat(), all, size, 'the images for the grid');
     gridPath = dist && !dist.isMain ? null : join(r.outdir, 'grid.png');
-    const side = r.imageSize ?? resolution;
     if (gridPath) await writeImageGrid(gridPath, { data: all, count: r.seeds.length, height: side, width: side, channels: channels as 1 | 3 });
   }
   // Every rank's files are written when the command returns.

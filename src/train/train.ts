@@ -12,7 +12,7 @@ import { countParameters } from '../networks/config.js';
 import { createRunDir, RunLog, writeJson } from './run-dir.js';
 import { findLatestState, readTrainingState, type LoopState, type RankState } from './checkpoint.js';
 import { broadcastTrainingState, restoreRankState, savedRanks } from './rank-state.js';
-import { readRankEnvironment } from '../distributed/environment.js';
+import { launcherThreads } from '../distributed/environment.js';
 import { ProcessGroup } from '../distributed/process-group.js';
 import { trainingLoop, withStopSignals, type TrainingResult } from './training-loop.js';
 
@@ -37,8 +37,7 @@ export async function train(request: TrainRequest): Promise<TrainingResult | nul
     if (input.duration === undefined) throw new Error('invalid training options:\n--duration: required (training length in millions of patch samples, e.g. 0.05)');
     resolveTrainOptions(input as TrainOptionsInput); // option errors before anything else
   }
-  const rankEnv = readRankEnvironment();
-  const dist = rankEnv && rankEnv.worldSize > 1 && !input.dryRun ? await ProcessGroup.join(rankEnv) : null;
+  const dist = input.dryRun ? null : await ProcessGroup.joinFromEnvironment();
   const worldSize = dist?.worldSize ?? 1;
   const isMain = !dist || dist.isMain;
 
@@ -65,7 +64,7 @@ export async function train(request: TrainRequest): Promise<TrainingResult | nul
     options = resolveTrainOptions(input as TrainOptionsInput, worldSize);
   }
   // Ranks share the machine's cores: each takes the count its launcher gave it, unless --threads says otherwise.
-  useThreads(options.threads ?? (dist && process.env.PD_RANK_THREADS ? Number(process.env.PD_RANK_THREADS) : undefined));
+  useThreads(options.threads ?? (dist ? launcherThreads() : undefined));
   const device = resolveDevice(options.device);
   checkPrecisionSupport(options.precision, device);
 
