@@ -40,17 +40,26 @@ function decodeName(raw: Buffer, utf8: boolean): string {
   return s;
 }
 
+export interface ZipOpenOptions {
+  /** What the caller wanted, for the error when the file is not a zip (default: a dataset's wording). */
+  expected?: string;
+}
+
 export class ZipReader {
   readonly entries: readonly ZipEntryInfo[];
   private fd: number | null;
   private readonly size: number;
+  private readonly expected: string;
 
   private constructor(
     readonly file: string,
-    fd: number,
+    fd: number | null,
+    private readonly buffer: Uint8Array | null,
+    options: ZipOpenOptions,
   ) {
     this.fd = fd;
-    this.size = fstatSync(fd).size;
+    this.size = buffer ? buffer.length : fstatSync(fd!).size;
+    this.expected = options.expected ?? 'a folder of images or a .zip of them';
     try {
       this.entries = this.readDirectory();
     } catch (err) {
@@ -60,21 +69,30 @@ export class ZipReader {
   }
 
   /** Open and index a zip; throws DatasetError when it is not a (complete) zip. */
-  static open(file: string): ZipReader {
+  static open(file: string, options: ZipOpenOptions = {}): ZipReader {
     let fd: number;
     try {
       fd = openSync(file, 'r');
     } catch (err) {
       throw new DatasetError(`cannot open ${file}: ${(err as Error).message}`, { file, cause: err });
     }
-    return new ZipReader(file, fd);
+    return new ZipReader(file, fd, null, options);
+  }
+
+  /** Index a zip held in memory (e.g. a decompressed .pth.gz); `name` stands for the file in errors. */
+  static fromBuffer(buffer: Uint8Array, name: string, options: ZipOpenOptions = {}): ZipReader {
+    return new ZipReader(name, null, buffer, options);
   }
 
   private bad(what: string): DatasetError {
-    return new DatasetError(`${this.file} is not a readable zip file (${what}); expected a folder of images or a .zip of them`, { file: this.file });
+    return new DatasetError(`${this.file} is not a readable zip file (${what}); expected ${this.expected}`, { file: this.file });
   }
 
   private readAt(position: number, length: number): Buffer {
+    if (this.buffer) {
+      if (position + length > this.buffer.length) throw this.bad(`unexpected end of file at byte ${this.buffer.length}`);
+      return Buffer.from(this.buffer.buffer, this.buffer.byteOffset + position, length);
+    }
     if (this.fd === null) throw new Error('ZipReader: closed');
     const buf = Buffer.allocUnsafe(length);
     let got = 0;

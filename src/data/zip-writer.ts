@@ -22,47 +22,30 @@ interface CentralEntry {
   offset: number;
 }
 
-export class StoredZipWriter {
-  private offset = 0;
+/**
+ * The byte layout of a stored zip, independent of where the bytes go: each
+ * entry's local record, then the central directory and end records. `align`
+ * pads the local header's extra field so every entry's data starts at a
+ * multiple of it (torch.save aligns storages to 64 bytes this way).
+ */
+export class StoredZipLayout {
+  offset = 0;
   private readonly entries: CentralEntry[] = [];
-  private pending: Buffer[] = [];
-  private pendingBytes = 0;
   private readonly names = new Set<string>();
-  private closed = false;
 
-  private constructor(private readonly fh: fsp.FileHandle) {}
+  constructor(private readonly align = 1) {}
 
-  /** Create (truncate) `file` for writing. */
-  static async create(file: string): Promise<StoredZipWriter> {
-    return new StoredZipWriter(await fsp.open(file, 'w'));
-  }
-
-  private async push(buf: Buffer): Promise<void> {
-    this.pending.push(buf);
-    this.pendingBytes += buf.length;
-    this.offset += buf.length;
-    // Batch small writes: one syscall per ~4 MiB instead of two per entry.
-    if (this.pendingBytes >= 4 << 20) await this.flush();
-  }
-
-  private async flush(): Promise<void> {
-    if (this.pendingBytes === 0) return;
-    const data = this.pending.length === 1 ? this.pending[0]! : Buffer.concat(this.pending, this.pendingBytes);
-    this.pending = [];
-    this.pendingBytes = 0;
-    await this.fh.write(data);
-  }
-
-  /** Append one file (name with '/' separators). Entries are kept in the order added. */
-  async add(name: string, data: Uint8Array): Promise<void> {
-    if (this.closed) throw new Error('StoredZipWriter: add after finish');
-    if (this.names.has(name)) throw new Error(`StoredZipWriter: duplicate entry ${name}`);
-    if (data.length >= U32_MAX) throw new Error(`StoredZipWriter: entry ${name} is too large (${data.length} bytes)`);
+  /** The local header (and padding) to write before `data`; account for both. */
+  entry(name: string, data: Uint8Array): Buffer[] {
+    if (this.names.has(name)) throw new Error(`zip: duplicate entry ${name}`);
+    if (data.length >= U32_MAX) throw new Error(`zip: entry ${name} is too large (${data.length} bytes)`);
     this.names.add(name);
     const nameBuf = Buffer.from(name, 'utf8');
     const crc = crc32(data);
     // Local header: sizes always fit 32 bits (checked above); only the offset
     // can outgrow them, and that lives in the central directory.
+    let pad = (this.align - ((this.offset + 30 + nameBuf.length) % this.align)) % this.align;
+    if (pad > 0 && pad < 4) pad += this.align; // an extra field needs a 4-byte header
     const h = Buffer.alloc(30);
     h.writeUInt32LE(0x04034b50, 0);
     h.writeUInt16LE(20, 4); // version needed: 2.0
@@ -74,17 +57,22 @@ export class StoredZipWriter {
     h.writeUInt32LE(data.length, 18);
     h.writeUInt32LE(data.length, 22);
     h.writeUInt16LE(nameBuf.length, 26);
-    h.writeUInt16LE(0, 28);
+    h.writeUInt16LE(pad, 28);
+    const extra = Buffer.alloc(pad);
+    if (pad) {
+      extra.writeUInt16LE(0x5044, 0); // private padding field (the id torch uses)
+      extra.writeUInt16LE(pad - 4, 2);
+    }
     this.entries.push({ name: nameBuf, crc, size: data.length, offset: this.offset });
-    await this.push(Buffer.concat([h, nameBuf]));
-    await this.push(Buffer.from(data.buffer, data.byteOffset, data.length));
+    this.offset += 30 + nameBuf.length + pad + data.length;
+    return [h, nameBuf, extra];
   }
 
-  /** Write the central directory and close. Returns the zip's size in bytes. */
-  async finish(): Promise<number> {
-    if (this.closed) throw new Error('StoredZipWriter: finish twice');
-    this.closed = true;
+  /** The central directory and end records (zip64 when offsets or the count outgrow 32/16 bits). */
+  end(): Buffer {
+    const out: Buffer[] = [];
     const cdStart = this.offset;
+    let cdSize = 0;
     for (const e of this.entries) {
       const zip64Offset = e.offset >= U32_MAX;
       const extra = zip64Offset ? Buffer.alloc(12) : Buffer.alloc(0);
@@ -111,13 +99,13 @@ export class StoredZipWriter {
       c.writeUInt16LE(0, 36); // internal attributes
       c.writeUInt32LE((0o100644 << 16) >>> 0, 38); // regular file, rw-r--r--
       c.writeUInt32LE(zip64Offset ? U32_MAX : e.offset, 42);
-      await this.push(Buffer.concat([c, e.name, extra]));
+      out.push(c, e.name, extra);
+      cdSize += c.length + e.name.length + extra.length;
     }
-    const cdSize = this.offset - cdStart;
     const count = this.entries.length;
     const needZip64 = count >= U16_MAX || cdStart >= U32_MAX || cdSize >= U32_MAX;
     if (needZip64) {
-      const z64Start = this.offset;
+      const z64Start = cdStart + cdSize;
       const r = Buffer.alloc(56);
       r.writeUInt32LE(0x06064b50, 0);
       r.writeBigUInt64LE(44n, 4); // size of the rest of this record
@@ -134,7 +122,7 @@ export class StoredZipWriter {
       loc.writeUInt32LE(0, 4);
       loc.writeBigUInt64LE(BigInt(z64Start), 8);
       loc.writeUInt32LE(1, 16); // total disks
-      await this.push(Buffer.concat([r, loc]));
+      out.push(r, loc);
     }
     const end = Buffer.alloc(22);
     end.writeUInt32LE(0x06054b50, 0);
@@ -145,11 +133,66 @@ export class StoredZipWriter {
     end.writeUInt32LE(Math.min(cdSize, U32_MAX), 12);
     end.writeUInt32LE(Math.min(cdStart, U32_MAX), 16);
     end.writeUInt16LE(0, 20);
-    await this.push(end);
+    out.push(end);
+    const all = Buffer.concat(out);
+    this.offset += all.length;
+    return all;
+  }
+}
+
+/** A whole stored zip in memory, as chunks (for small files written atomically: .npz, .pt). */
+export function storedZipChunks(files: Iterable<[string, Uint8Array]>, options: { align?: number } = {}): Uint8Array[] {
+  const layout = new StoredZipLayout(options.align ?? 1);
+  const chunks: Uint8Array[] = [];
+  for (const [name, data] of files) chunks.push(...layout.entry(name, data), data);
+  chunks.push(layout.end());
+  return chunks;
+}
+
+export class StoredZipWriter {
+  private readonly layout = new StoredZipLayout();
+  private pending: Buffer[] = [];
+  private pendingBytes = 0;
+  private closed = false;
+
+  private constructor(private readonly fh: fsp.FileHandle) {}
+
+  /** Create (truncate) `file` for writing. */
+  static async create(file: string): Promise<StoredZipWriter> {
+    return new StoredZipWriter(await fsp.open(file, 'w'));
+  }
+
+  private async push(buf: Buffer): Promise<void> {
+    this.pending.push(buf);
+    this.pendingBytes += buf.length;
+    // Batch small writes: one syscall per ~4 MiB instead of two per entry.
+    if (this.pendingBytes >= 4 << 20) await this.flush();
+  }
+
+  private async flush(): Promise<void> {
+    if (this.pendingBytes === 0) return;
+    const data = this.pending.length === 1 ? this.pending[0]! : Buffer.concat(this.pending, this.pendingBytes);
+    this.pending = [];
+    this.pendingBytes = 0;
+    await this.fh.write(data);
+  }
+
+  /** Append one file (name with '/' separators). Entries are kept in the order added. */
+  async add(name: string, data: Uint8Array): Promise<void> {
+    if (this.closed) throw new Error('StoredZipWriter: add after finish');
+    await this.push(Buffer.concat(this.layout.entry(name, data)));
+    await this.push(Buffer.from(data.buffer, data.byteOffset, data.length));
+  }
+
+  /** Write the central directory and close. Returns the zip's size in bytes. */
+  async finish(): Promise<number> {
+    if (this.closed) throw new Error('StoredZipWriter: finish twice');
+    this.closed = true;
+    await this.push(this.layout.end());
     await this.flush();
     await this.fh.sync();
     await this.fh.close();
-    return this.offset;
+    return this.layout.offset;
   }
 
   /** Close without finishing (the caller deletes the file). */

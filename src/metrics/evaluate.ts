@@ -18,7 +18,7 @@ import { DEFAULT_CLASSIFIER_PATH, loadClassifier } from './classifier.js';
 import type { FeatureNetwork } from './feature-network.js';
 import { FeatureStatsAccumulator, frechetDistanceParts, loadStatistics, saveStatistics, type FeatureStatistics } from './frechet.js';
 import { datasetImages, deriveSeed, imageArrayToTensor, sliceImages, checkImageArray, type ImageArray } from './images.js';
-import { loadInception } from './inception.js';
+import { loadInception, type InceptionPreprocessing } from './inception.js';
 import { kernelInceptionDistance, type KidResult } from './kid.js';
 import { SwdDescriptors, swdFromDescriptors, type SwdOptions, type SwdResult } from './swd.js';
 
@@ -33,8 +33,10 @@ export interface ComputeMetricsOptions {
   /** Reference: a dataset, or the path of a statistics file written by saveStatistics / this function's cache. */
   reference: ImageDataset | string;
   metrics: readonly MetricName[];
-  /** FID Inception-v3 weights (safetensors); required for the *-inception metrics. */
+  /** FID Inception-v3 weights (pytorch-fid's .pth or safetensors); required for the *-inception metrics. */
   detectorPath?: string;
+  /** How images are prepared for the detector (default: 'pytorch-fid' for a torch file, 'tf1' for safetensors). */
+  detectorPreprocessing?: InceptionPreprocessing;
   /** Classifier weights (default: the shipped models/fashion-mnist-classifier.safetensors). */
   classifierPath?: string;
   /** Seed of every random choice (KID subsets, SWD positions/directions, reference subsets). Default 0. */
@@ -240,7 +242,7 @@ export async function computeMetrics(options: ComputeMetricsOptions): Promise<Me
   const refDataset = typeof options.reference === 'string' ? null : options.reference;
   if (refStats) {
     const { featureNetwork } = refStats.info;
-    const usable = featureNetwork === 'fashion-mnist-classifier' ? ['fd-classifier', 'kid-classifier'] : featureNetwork === 'inception-v3-fid' ? ['fid-inception', 'kid-inception'] : [];
+    const usable = featureNetwork === 'fashion-mnist-classifier' ? ['fd-classifier', 'kid-classifier'] : featureNetwork.startsWith('inception-v3') ? ['fid-inception', 'kid-inception'] : [];
     const bad = [...wanted].filter((m) => !usable.includes(m));
     if (bad.length)
       throw new Error(
@@ -262,14 +264,24 @@ export async function computeMetrics(options: ComputeMetricsOptions): Promise<Me
       uses.push({ network: net, fd: wanted.has('fd-classifier') ? 'fd-classifier' : null, kid: wanted.has('kid-classifier') ? 'kid-classifier' : null, acc: new FeatureStatsAccumulator(net.dim, device), features: [] });
     }
     if (wanted.has('fid-inception') || wanted.has('kid-inception')) {
-      if (!options.detectorPath) throw new Error('fid-inception / kid-inception need Inception weights: pass detectorPath (--detector FILE.safetensors)');
-      const net = loadInception(options.detectorPath, { device });
+      if (!options.detectorPath) throw new Error('fid-inception / kid-inception need Inception weights: pass detectorPath (--detector FILE: pytorch-fid\'s .pth or a safetensors)');
+      const net = loadInception(options.detectorPath, { device, ...(options.detectorPreprocessing ? { preprocessing: options.detectorPreprocessing } : {}) });
       networks[net.name] = { name: net.name, sha256: net.sha256, path: options.detectorPath, preprocessing: net.preprocessing };
       uses.push({ network: net, fd: wanted.has('fid-inception') ? 'fid-inception' : null, kid: wanted.has('kid-inception') ? 'kid-inception' : null, acc: new FeatureStatsAccumulator(net.dim, device), features: [] });
     }
     if (refStats) {
       const u = uses[0]!;
-      if (refStats.info.featureNetworkSha256 !== u.network.sha256)
+      if (refStats.info.featureNetworkSha256 === '')
+        notes.push(
+          `${options.reference as string} does not record which detector or preprocessing made it: the FID is comparable only if it was ` +
+            `${u.network.name} (${u.network.preprocessing}) on the same kind of images`,
+        );
+      else if (refStats.info.featureNetwork !== u.network.name)
+        throw new Error(
+          `${options.reference as string} holds ${refStats.info.featureNetwork} statistics (${refStats.info.preprocessing ?? 'unknown preprocessing'}), ` +
+            `but the detector runs as ${u.network.name} (${u.network.preprocessing}); use the same --detector-preprocessing or recompute the reference`,
+        );
+      else if (refStats.info.featureNetworkSha256 !== u.network.sha256)
         throw new Error(
           `${options.reference as string} was computed with ${refStats.info.featureNetwork} weights ${refStats.info.featureNetworkSha256.slice(0, 16)}…, ` +
             `but the loaded network's weights are ${u.network.sha256.slice(0, 16)}…; recompute the reference statistics`,

@@ -7,6 +7,7 @@
 // network and of the dataset so reference statistics are computed once.
 import { existsSync } from 'node:fs';
 import { readSafetensors, writeSafetensors } from '../io/safetensors.js';
+import { readNpz, writeNpz } from '../io/npz.js';
 import { eigh, scope, tensor, zeros, keep, type Device, type Tensor } from '../tensor/index.js';
 
 /** Mean and covariance of a feature set (float64, row-major covariance). */
@@ -197,6 +198,11 @@ export interface SavedStatistics {
  */
 export function saveStatistics(path: string, stats: FeatureStatistics, info: StatisticsInfo, features?: Tensor | null): void {
   checkStats(stats, 'saved');
+  if (/\.npz$/i.test(path)) {
+    // EDM's fid.py reference format: np.savez(mu, sigma); nothing else fits in it.
+    writeNpz(path, { mu: { dtype: 'float64', shape: [stats.dim], data: stats.mu }, sigma: { dtype: 'float64', shape: [stats.dim, stats.dim], data: stats.sigma } });
+    return;
+  }
   scope(() => {
     const tensors: Record<string, Tensor> = {
       mu: tensor(stats.mu, [stats.dim], { dtype: 'float64' }),
@@ -223,9 +229,35 @@ export function saveStatistics(path: string, stats: FeatureStatistics, info: Sta
   });
 }
 
-/** Reads a file written by saveStatistics, checking its format and consistency. */
+/** The feature network named for statistics from an .npz, which does not record it. */
+export const NPZ_FEATURE_NETWORK = 'inception-v3 (from .npz)';
+
+/**
+ * Reads EDM's / pytorch-fid's reference statistics (.npz with float `mu`
+ * [dim] and `sigma` [dim, dim]). The file records neither the detector nor
+ * the image count: featureNetworkSha256 is '' and count is 0.
+ */
+function loadNpzStatistics(path: string): SavedStatistics {
+  const arrays = readNpz(path);
+  const mu = arrays.get('mu');
+  const sigma = arrays.get('sigma');
+  if (!mu || !sigma) throw new Error(`${path}: an FID statistics .npz needs arrays 'mu' and 'sigma', found ${[...arrays.keys()].join(', ')}`);
+  const dim = mu.shape[0]!;
+  if (mu.shape.length !== 1 || sigma.shape.length !== 2 || sigma.shape[0] !== dim || sigma.shape[1] !== dim)
+    throw new Error(`${path}: 'mu' [${mu.shape}] and 'sigma' [${sigma.shape}] do not match`);
+  const f64 = (a: typeof mu, name: string) => {
+    if (a.dtype !== 'float64' && a.dtype !== 'float32') throw new Error(`${path}: '${name}' is ${a.dtype}, expected float64 or float32`);
+    return Float64Array.from(a.data as Float64Array | Float32Array);
+  };
+  const stats: FeatureStatistics = { dim, count: 0, mu: f64(mu, 'mu'), sigma: f64(sigma, 'sigma') };
+  checkStats(stats, 'read');
+  return { stats, info: { featureNetwork: NPZ_FEATURE_NETWORK, featureNetworkSha256: '', dataset: path, extra: {} }, features: null, metadata: {} };
+}
+
+/** Reads a file written by saveStatistics (safetensors), or an EDM / pytorch-fid .npz, checking its format and consistency. */
 export function loadStatistics(path: string): SavedStatistics {
   if (!existsSync(path)) throw new Error(`statistics file not found: ${path}`);
+  if (/\.npz$/i.test(path)) return loadNpzStatistics(path);
   const { tensors, metadata } = readSafetensors(path);
   try {
     if (metadata.format !== STATS_FORMAT)

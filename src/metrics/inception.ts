@@ -1,53 +1,58 @@
 // Inception-v3 as used for FID (the TF "inception-2015-12-05" graph
 // re-implemented in PyTorch by pytorch-fid / torch-fidelity), giving the
 // 2048-d pool3 features. The weights cannot be downloaded here: the user
-// supplies them as a safetensors file (`--detector`).
+// supplies them (`--detector`).
 //
-// Architecture (torch-fidelity feature_extractor_inceptionv3.py /
-// pytorch-fid inception.py `fid_inception_v3`): torchvision's Inception3 trunk
-// with BasicConv2d = conv (no bias) · BatchNorm (eps 0.001) · ReLU and the FID
+// Architecture (pytorch-fid inception.py `fid_inception_v3`, torch-fidelity
+// feature_extractor_inceptionv3.py): torchvision's Inception3 trunk with
+// BasicConv2d = conv (no bias) · BatchNorm (eps 0.001) · ReLU and the FID
 // block variants: FIDInceptionA/C/E_1 average-pool with count_include_pad=False,
 // FIDInceptionE_2 (Mixed_7c) max-pools in its pool branch; global average pool
 // → 2048 features. The 1008-way fc is not needed for FID/KID.
 //
-// Preprocessing ("legacy_tf", as EDM's detector and torch-fidelity): uint8
-// NCHW; 1-channel images repeated to 3; resized to 299×299 with TF1-style
-// bilinear (align_corners=False, *no* half-pixel offset: source = dest·in/out);
-// then (x − 128)/128. Numbers are comparable with EDM / torch-fidelity FID, not
-// with clean-fid's PIL-bicubic mode — never mix the two.
+// Two preprocessings, because the two tool families differ and FID numbers
+// are only comparable within one:
+// - 'pytorch-fid' (pytorch-fid's InceptionV3 defaults): x/255, grey repeated
+//   to RGB, torch's bilinear resize to 299×299 (align_corners=False, half-pixel
+//   centres, no antialias), then 2x − 1. The default for pytorch-fid's own
+//   weights file (.pth).
+// - 'tf1' (EDM's/StyleGAN's detector and torch-fidelity): the uint8 values
+//   resized with TF1's bilinear (align_corners=False and NO half-pixel offset:
+//   source = dest·in/out), then (x − 128)/128. The default for safetensors
+//   weights (this project's earlier convention).
+// Never mix them, nor with clean-fid's PIL-bicubic mode.
 //
-// Accepted weight files: safetensors only (F32, F16, BF16 or F64 tensors;
-// computed in float32), with the pytorch-fid / torch-fidelity state-dict names:
-//   Conv2d_1a_3x3, Conv2d_2a_3x3, Conv2d_2b_3x3, Conv2d_3b_1x1, Conv2d_4a_3x3,
-//   Mixed_5b, Mixed_5c, Mixed_5d, Mixed_6a, Mixed_6b … Mixed_6e, Mixed_7a,
-//   Mixed_7b, Mixed_7c, each BasicConv2d as `<name>.conv.weight`,
-//   `<name>.bn.{weight,bias,running_mean,running_var}`, e.g.
-//   `Mixed_5b.branch5x5_1.conv.weight`, `Mixed_7c.branch3x3dbl_3b.bn.running_var`.
+// Accepted weight files, with the pytorch-fid / torch-fidelity state-dict names
+// (Conv2d_1a_3x3, …, Mixed_7c, each BasicConv2d as `<name>.conv.weight`,
+// `<name>.bn.{weight,bias,running_mean,running_var}`):
+// - pytorch-fid's `pt_inception-2015-12-05-6726825d.pth` as distributed, or
+//   any torch.save state dict with those names (zip or legacy format, optionally
+//   gzipped), read without running pickle code (src/io/torch-file.ts);
+// - safetensors (F32, F16, BF16 or F64; computed in float32).
 // Also accepted and ignored: `fc.*` (the 1008-way classifier), `AuxLogits.*`
 // and `*.num_batches_tracked`. One common prefix (e.g. `model.`) is stripped
 // when every name carries it. Anything else, any missing name and any shape
 // mismatch (e.g. a 1-channel first conv) is an error naming the tensors.
-// PyTorch .pth pickles, EDM's .pkl and TF .pb graphs are not read: convert
-// once with Python (pytorch-fid's pt_inception-2015-12-05-6726825d.pth or
-// torch-fidelity's weights-inception-2015-12-05-6726825d.pth; same names):
-//
-//   import torch
-//   from safetensors.torch import save_file
-//   sd = torch.load('pt_inception-2015-12-05-6726825d.pth', map_location='cpu')
-//   sd = {k: v.float().contiguous() for k, v in sd.items() if not k.endswith('num_batches_tracked')}
-//   save_file(sd, 'inception-2015-12-05.safetensors')
-//
-// A network whose weights came from pytorch-fid's `InceptionV3` wrapper
-// (`blocks.0.0.conv.weight`, …) must be exported from `fid_inception_v3()` instead.
+// EDM's detector (`inception-2015-12-05.pkl`, a TorchScript archive inside a
+// pickle) is not read: use pytorch-fid's file (same weights; see README).
 import { existsSync } from 'node:fs';
 import { Module } from '../nn/module.js';
+import { closeSync, openSync, readSync } from 'node:fs';
 import { readSafetensors } from '../io/safetensors.js';
+import { readTorchFile, stateDictOf } from '../io/torch-file.js';
 import { F, Generator, cat, noGrad, scope, tensor, type Device, type Tensor } from '../tensor/index.js';
 import { BatchNorm2d, Conv2d } from './layers.js';
 import { weightsSha256, type FeatureNetwork } from './feature-network.js';
 
-export const INCEPTION_NAME = 'inception-v3-fid';
-export const INCEPTION_PREPROCESSING = 'legacy_tf: grey→RGB, TF1 bilinear to 299 (align_corners=False), (x-128)/128';
+export type InceptionPreprocessing = 'pytorch-fid' | 'tf1';
+export const INCEPTION_PREPROCESSINGS: readonly InceptionPreprocessing[] = ['pytorch-fid', 'tf1'];
+/** The feature network's name per preprocessing: statistics made one way are never compared with the other. */
+export const INCEPTION_NAMES: Record<InceptionPreprocessing, string> = { tf1: 'inception-v3-fid', 'pytorch-fid': 'inception-v3-pytorch-fid' };
+const PREPROCESSING_TEXT: Record<InceptionPreprocessing, string> = {
+  tf1: 'legacy_tf: grey→RGB, TF1 bilinear to 299 (align_corners=False), (x-128)/128',
+  'pytorch-fid': 'pytorch-fid: x/255, grey→RGB, torch bilinear to 299 (align_corners=False), 2x-1',
+};
+export const INCEPTION_NAME = INCEPTION_NAMES.tf1;
 export const INCEPTION_FEATURE_DIM = 2048;
 export const INCEPTION_RESOLUTION = 299;
 
@@ -235,13 +240,23 @@ export class InceptionV3 extends Module {
 
   /** pool3 features [N, 2048] of normalised input [N, 3, 299, 299]. */
   forward(x: Tensor): Tensor {
+    return scope(() => this.forwardBlocks(x)[3].flatten(1));
+  }
+
+  /**
+   * The outputs of pytorch-fid's four blocks: 64×73×73 (after the first max
+   * pool), 192×35×35, 768×17×17 and the pooled 2048×1×1, for checking a port
+   * stage by stage.
+   */
+  forwardBlocks(x: Tensor): [Tensor, Tensor, Tensor, Tensor] {
     const [c1a, c2a, c2b, c3b, c4a] = this.stem as [BasicConv2d, BasicConv2d, BasicConv2d, BasicConv2d, BasicConv2d];
-    let h = c2b.forward(c2a.forward(c1a.forward(x)));
-    h = F.maxPool2d(h, 3, 2);
-    h = c4a.forward(c3b.forward(h));
-    h = F.maxPool2d(h, 3, 2);
-    for (const block of this.blocks) h = block.forward(h);
-    return F.adaptiveAvgPool2d(h, 1).flatten(1);
+    const b0 = F.maxPool2d(c2b.forward(c2a.forward(c1a.forward(x))), 3, 2);
+    const b1 = F.maxPool2d(c4a.forward(c3b.forward(b0)), 3, 2);
+    let h = b1;
+    for (const block of this.blocks.slice(0, 8)) h = block.forward(h);
+    const b2 = h;
+    for (const block of this.blocks.slice(8)) h = block.forward(h);
+    return [b0, b1, b2, F.adaptiveAvgPool2d(h, 1)];
   }
 }
 
@@ -275,15 +290,21 @@ export function resizeBilinearTf1(x: Tensor, outH: number, outW: number): Tensor
   });
 }
 
-/** uint8 [N, 1|3, H, W] → float [N, 3, 299, 299], "legacy_tf" preprocessing. */
-export function preprocessForInception(images: Tensor): Tensor {
+/** uint8 [N, 1|3, H, W] → float [N, 3, 299, 299], in the given preprocessing (default 'tf1'). */
+export function preprocessForInception(images: Tensor, mode: InceptionPreprocessing = 'tf1'): Tensor {
   if (images.ndim !== 4) throw new Error(`inception: expected images [N, C, H, W], got [${images.shape}]`);
   const [n, c, h, w] = images.shape as [number, number, number, number];
   if (c !== 1 && c !== 3) throw new Error(`inception: images must have 1 or 3 channels, got ${c}`);
+  const R = INCEPTION_RESOLUTION;
   return scope(() => {
     let x = images.float();
     if (c === 1) x = x.expand(n, 3, h, w);
-    if (h !== INCEPTION_RESOLUTION || w !== INCEPTION_RESOLUTION) x = resizeBilinearTf1(x, INCEPTION_RESOLUTION, INCEPTION_RESOLUTION);
+    if (mode === 'pytorch-fid') {
+      x = x.div(255);
+      if (h !== R || w !== R) x = F.interpolate(x.contiguous(), [R, R], 'bilinear', false);
+      return x.mul(2).sub(1);
+    }
+    if (h !== R || w !== R) x = resizeBilinearTf1(x, R, R);
     return x.sub(128).div(128);
   });
 }
@@ -331,14 +352,35 @@ export function matchInceptionState(
 export interface LoadedInception extends FeatureNetwork {
   readonly model: InceptionV3;
   readonly path: string;
+  readonly mode: InceptionPreprocessing;
   /** File entries that were accepted but not used (fc.*, AuxLogits.*, num_batches_tracked). */
   readonly ignored: readonly string[];
 }
 
-/** Loads FID Inception-v3 weights from a safetensors file (see the file comment for what is accepted). */
-export function loadInception(path: string, options: { device?: Device } = {}): LoadedInception {
+/** True when the file starts like a torch.save file (zip, legacy pickle or gzip), not safetensors. */
+function isTorchFile(path: string): boolean {
+  const fd = openSync(path, 'r');
+  try {
+    const head = Buffer.alloc(2);
+    readSync(fd, head, 0, 2, 0);
+    return (head[0] === 0x50 && head[1] === 0x4b) || head[0] === 0x80 || (head[0] === 0x1f && head[1] === 0x8b);
+  } finally {
+    closeSync(fd);
+  }
+}
+
+/**
+ * Loads FID Inception-v3 weights from a torch .pth/.pt (e.g. pytorch-fid's
+ * published file) or a safetensors file (see the file comment for what is
+ * accepted). `preprocessing` defaults to 'pytorch-fid' for torch files and
+ * 'tf1' for safetensors.
+ */
+export function loadInception(path: string, options: { device?: Device; preprocessing?: InceptionPreprocessing } = {}): LoadedInception {
   if (!existsSync(path)) throw new Error(`Inception weights not found: ${path}`);
-  const { tensors } = readSafetensors(path);
+  const torchFile = isTorchFile(path);
+  const tensors = torchFile ? stateDictOf(readTorchFile(path), path) : readSafetensors(path).tensors;
+  const mode = options.preprocessing ?? (torchFile ? 'pytorch-fid' : 'tf1');
+  if (!INCEPTION_PREPROCESSINGS.includes(mode)) throw new Error(`unknown Inception preprocessing '${mode}' (known: ${INCEPTION_PREPROCESSINGS.join(', ')})`);
   try {
     const model = new InceptionV3();
     const expected = new Set(model.stateDict().keys());
@@ -353,25 +395,27 @@ export function loadInception(path: string, options: { device?: Device } = {}): 
       throw new Error(`${path}: ${(e as Error).message} (is this the 3-channel FID Inception-v3?)`);
     }
     if (options.device && options.device !== 'cpu') model.to({ device: options.device });
-    return inceptionNetwork(model, { path, sha256, ignored });
+    return inceptionNetwork(model, { path, sha256, ignored, mode });
   } finally {
     for (const t of tensors.values()) t.dispose();
   }
 }
 
 /** Wraps an InceptionV3 as a FeatureNetwork (uint8 images in, [N, 2048] out). */
-export function inceptionNetwork(model: InceptionV3, info: { path: string; sha256: string; ignored?: string[] }): LoadedInception {
+export function inceptionNetwork(model: InceptionV3, info: { path: string; sha256: string; ignored?: string[]; mode?: InceptionPreprocessing }): LoadedInception {
   model.eval();
+  const mode = info.mode ?? 'tf1';
   const device = () => model.stem[0]!.conv.weight.device as Device;
   return {
-    name: INCEPTION_NAME,
+    name: INCEPTION_NAMES[mode],
     sha256: info.sha256,
     dim: INCEPTION_FEATURE_DIM,
-    preprocessing: INCEPTION_PREPROCESSING,
+    preprocessing: PREPROCESSING_TEXT[mode],
     model,
     path: info.path,
+    mode,
     ignored: info.ignored ?? [],
-    features: (images) => noGrad(() => scope(() => model.forward(preprocessForInception(images.to({ device: device() }))))),
+    features: (images) => noGrad(() => scope(() => model.forward(preprocessForInception(images.to({ device: device() }), mode)))),
     dispose: () => model.dispose(),
   };
 }

@@ -9,7 +9,33 @@ import { withChannels, type ImageDataset } from '../../data/dataset.js';
 import { resizeDataset } from '../../data/resize.js';
 import { resolveDevice, setNumThreads } from '../../tensor/index.js';
 import { computeMetrics, formatReport, METRIC_NAMES, type MetricName } from '../../metrics/evaluate.js';
-import { datasetImages } from '../../metrics/images.js';
+import { datasetImages, imageArrayToTensor } from '../../metrics/images.js';
+import { INCEPTION_PREPROCESSINGS, loadInception, type InceptionPreprocessing } from '../../metrics/inception.js';
+import { FeatureStatsAccumulator, saveStatistics } from '../../metrics/frechet.js';
+import { scope, type Device } from '../../tensor/index.js';
+
+/** `metrics --save-stats`: the detector's μ and Σ of a set of images, as EDM's `fid.py ref` or pytorch-fid's `--save-stats` write them. */
+async function saveImageStatistics(opts: MetricsCliOptions, device: Device, log: (line: string) => void): Promise<void> {
+  if (!opts.detector) throw new Error('--save-stats needs --detector (the Inception-v3 weights whose statistics to write)');
+  if (!/\.(npz|safetensors)$/i.test(opts.saveStats!)) throw new Error(`--save-stats ${opts.saveStats}: the file must end in .npz or .safetensors`);
+  const ds = await openDataset(opts.images, { labels: false });
+  const n = opts.num !== undefined ? Math.min(opts.num, ds.length) : ds.length;
+  const net = loadInception(opts.detector, { device, ...(opts.detectorPreprocessing ? { preprocessing: opts.detectorPreprocessing } : {}) });
+  const acc = new FeatureStatsAccumulator(net.dim, device);
+  try {
+    const batch = opts.batch ?? 32;
+    for (let s = 0; s < n; s += batch) {
+      const idx = Array.from({ length: Math.min(batch, n - s) }, (_, k) => s + k);
+      scope(() => acc.add(net.features(imageArrayToTensor(datasetImages(ds, idx), device))));
+      log(`statistics: ${Math.min(n, s + batch)}/${n} images`);
+    }
+    saveStatistics(opts.saveStats!, acc.finalize(), { featureNetwork: net.name, featureNetworkSha256: net.sha256, dataset: opts.images, preprocessing: net.preprocessing });
+    console.log(`wrote ${net.name} statistics of ${n} images (${net.preprocessing}) to ${opts.saveStats}`);
+  } finally {
+    acc.dispose();
+    net.dispose();
+  }
+}
 
 /** Short names accepted by --metrics. */
 const ALIASES: Record<string, MetricName[]> = {
@@ -47,7 +73,9 @@ async function openDataset(spec: string, options: { resolution?: number; channel
 
 interface MetricsCliOptions {
   images: string;
-  ref: string;
+  ref?: string;
+  saveStats?: string;
+  detectorPreprocessing?: InceptionPreprocessing;
   metrics?: string;
   detector?: string;
   classifier?: string;
@@ -79,9 +107,11 @@ export function metricsCommand(): Command {
         'user-supplied Inception-v3 weights (fid, kid-inception)',
     )
     .requiredOption('--images <path>', 'generated images: a folder or .zip of PNG/JPEG files (or a built-in dataset name, for baselines)')
-    .requiredOption('--ref <spec>', 'reference: built-in name (fashion-mnist, fashion-mnist-5k, fashion-mnist-test, emoji), folder/zip of images, or a statistics .safetensors file')
+    .option('--ref <spec>', 'reference: built-in name (fashion-mnist, fashion-mnist-5k, fashion-mnist-test, emoji), folder/zip of images, a statistics .safetensors file, or EDM\'s / pytorch-fid\'s FID statistics .npz')
+    .option('--save-stats <file>', 'instead of comparing: write the Inception statistics (mu, sigma) of --images to FILE (.npz as EDM\'s fid.py ref and pytorch-fid --save-stats, or .safetensors); needs --detector')
     .option('--metrics <list>', 'comma-separated: fd, kid, swd, fid, kid-inception, all (default fd,kid,swd, plus fid with --detector)')
-    .option('--detector <file>', 'FID Inception-v3 weights as safetensors (pytorch-fid/torch-fidelity names; see src/metrics/inception.ts)')
+    .option('--detector <file>', 'FID Inception-v3 weights: pytorch-fid\'s pt_inception-2015-12-05-6726825d.pth as distributed, or safetensors with the same names (see src/metrics/inception.ts)')
+    .addOption(new Option('--detector-preprocessing <p>', 'how images are resized and scaled for the detector: pytorch-fid (default for a .pth) or tf1 (EDM/torch-fidelity style; default for safetensors)').choices(INCEPTION_PREPROCESSINGS))
     .option('--classifier <file>', 'classifier weights (default: the shipped models/fashion-mnist-classifier.safetensors)')
     .option('--num <n>', 'use the first N generated images (file order)', int('--num'))
     .option('--seed <s>', 'seed of KID subsets, SWD positions/directions and the SWD reference subset', int('--seed'), 0)
@@ -99,6 +129,11 @@ export function metricsCommand(): Command {
       setNumThreads(opts.threads || availableParallelism());
       const device = resolveDevice(opts.device);
       const log = opts.quiet ? () => {} : (line: string) => process.stderr.write(`${line}\n`);
+      if (opts.saveStats) {
+        await saveImageStatistics(opts, device, log);
+        return;
+      }
+      if (!opts.ref) throw new Error('metrics: --ref is required (or --save-stats FILE to write the statistics of --images)');
       const metrics = parseMetricList(opts.metrics ?? (opts.detector ? 'fd,kid,swd,fid' : 'fd,kid,swd'), opts.detector !== undefined);
 
       log(`reading generated images from ${opts.images}`);
@@ -107,7 +142,7 @@ export function metricsCommand(): Command {
       if (opts.num !== undefined && opts.num > gen.length) log(`warning: --num ${opts.num} but only ${gen.length} images in ${opts.images}`);
       const generated = datasetImages(gen, Array.from({ length: n }, (_, i) => i));
 
-      const statsFile = /\.safetensors$/i.test(opts.ref);
+      const statsFile = /\.(safetensors|npz)$/i.test(opts.ref);
       let reference: ImageDataset | string = opts.ref;
       if (!statsFile) {
         log(`loading reference ${opts.ref}`);
@@ -122,6 +157,7 @@ export function metricsCommand(): Command {
         log,
         cacheDir: opts.cache ? (opts.cacheDir ?? undefined) : null,
         ...(opts.detector ? { detectorPath: opts.detector } : {}),
+        ...(opts.detectorPreprocessing ? { detectorPreprocessing: opts.detectorPreprocessing } : {}),
         ...(opts.classifier ? { classifierPath: opts.classifier } : {}),
         ...(opts.batch ? { batchSize: opts.batch } : {}),
         ...(opts.refLimit ? { referenceLimit: opts.refLimit } : {}),
