@@ -75,7 +75,8 @@ export async function generate(r: GenerateRequest): Promise<GenerateSummary> {
   let done = 0;
   for (const seeds of batches) {
     const batch = noGrad(() => {
-      const { images } = generateImages((x, s, pos, labels) => net.forward(x, s, pos, labels ?? null), {
+      // A plain EDM network (EDMPrecond, from an official .pkl) takes no coordinate channels: the grid is not passed.
+      const { images } = generateImages((x, s, pos, labels) => net.forward(x, s, net.positionChannels ? pos : null, labels ?? null), {
         seeds, channels, resolution, labelDim, device,
         numSteps: r.steps ?? 18, sigmaMin: r.sigmaMin, sigmaMax: r.sigmaMax, rho: r.rho,
         sChurn: r.sChurn, sMin: r.sMin, sMax: r.sMax, sNoise: r.sNoise,

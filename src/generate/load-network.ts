@@ -10,8 +10,11 @@ import type { Device } from '../tensor/index.js';
 export function resolveSnapshotPath(pathOrDir: string): string {
   if (!existsSync(pathOrDir)) throw new Error(`--network: ${pathOrDir} does not exist`);
   if (!statSync(pathOrDir).isDirectory()) return pathOrDir;
-  const snaps = readdirSync(pathOrDir).filter((f) => /^network-snapshot-\d{6}\.safetensors$/.test(f)).sort();
-  if (!snaps.length) throw new Error(`--network: no network-snapshot-*.safetensors in ${pathOrDir}`);
+  // Ours (.safetensors) or an official run's (.pkl); the newest by kimg, ours first on a tie.
+  const snaps = readdirSync(pathOrDir)
+    .filter((f) => /^network-snapshot-\d{6}\.(safetensors|pkl)$/.test(f))
+    .sort((a, b) => a.slice(17, 23).localeCompare(b.slice(17, 23)) || (a.endsWith('.pkl') ? -1 : 1));
+  if (!snaps.length) throw new Error(`--network: no network-snapshot-*.safetensors (or official .pkl) in ${pathOrDir}`);
   return join(pathOrDir, snaps[snaps.length - 1]!);
 }
 

@@ -37,7 +37,7 @@
 // pickle) is not read: use pytorch-fid's file (same weights; see README).
 import { existsSync } from 'node:fs';
 import { Module } from '../nn/module.js';
-import { closeSync, openSync, readSync } from 'node:fs';
+import { sniffFileKind } from '../io/file-kind.js';
 import { readSafetensors } from '../io/safetensors.js';
 import { readTorchFile, stateDictOf } from '../io/torch-file.js';
 import { F, Generator, cat, noGrad, scope, tensor, type Device, type Tensor } from '../tensor/index.js';
@@ -357,18 +357,6 @@ export interface LoadedInception extends FeatureNetwork {
   readonly ignored: readonly string[];
 }
 
-/** True when the file starts like a torch.save file (zip, legacy pickle or gzip), not safetensors. */
-function isTorchFile(path: string): boolean {
-  const fd = openSync(path, 'r');
-  try {
-    const head = Buffer.alloc(2);
-    readSync(fd, head, 0, 2, 0);
-    return (head[0] === 0x50 && head[1] === 0x4b) || head[0] === 0x80 || (head[0] === 0x1f && head[1] === 0x8b);
-  } finally {
-    closeSync(fd);
-  }
-}
-
 /**
  * Loads FID Inception-v3 weights from a torch .pth/.pt (e.g. pytorch-fid's
  * published file) or a safetensors file (see the file comment for what is
@@ -377,7 +365,7 @@ function isTorchFile(path: string): boolean {
  */
 export function loadInception(path: string, options: { device?: Device; preprocessing?: InceptionPreprocessing } = {}): LoadedInception {
   if (!existsSync(path)) throw new Error(`Inception weights not found: ${path}`);
-  const torchFile = isTorchFile(path);
+  const torchFile = sniffFileKind(path) !== 'other';
   const tensors = torchFile ? stateDictOf(readTorchFile(path), path) : readSafetensors(path).tensors;
   const mode = options.preprocessing ?? (torchFile ? 'pytorch-fid' : 'tf1');
   if (!INCEPTION_PREPROCESSINGS.includes(mode)) throw new Error(`unknown Inception preprocessing '${mode}' (known: ${INCEPTION_PREPROCESSINGS.join(', ')})`);

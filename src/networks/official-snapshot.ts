@@ -275,9 +275,3 @@ export function loadOfficialNetwork(path: string): OfficialNetwork {
     loss: snap.lossFn ? { className: snap.lossFn.className, state: lossState! } : null,
   };
 }
-
-/** True for a file that starts like a pickle (protocol 2+), i.e. an official .pkl rather than our safetensors. */
-export function looksLikePickle(bytes: Uint8Array): boolean {
-  return bytes.length > 2 && bytes[0] === 0x80 && bytes[1]! >= 2 && bytes[1]! <= 5;
-}
-

@@ -6,7 +6,9 @@
 //   data-sampler state and counters.
 // Both are written atomically, so a kill mid-write leaves the previous file.
 import { existsSync, readdirSync } from 'node:fs';
-import { join } from 'node:path';
+import { sniffFileKind } from '../io/file-kind.js';
+import { basename, join } from 'node:path';
+import { loadOfficialNetwork, type OfficialNetwork } from '../networks/official-snapshot.js';
 import { readSafetensors, writeSafetensors } from '../io/safetensors.js';
 import { tensor } from '../tensor/creation.js';
 import type { Tensor } from '../tensor/tensor.js';
@@ -38,7 +40,25 @@ export function saveNetworkSnapshot(path: string, ema: Module, info: SnapshotInf
   });
 }
 
+/** The info of an official snapshot pickle, in our terms. */
+function officialSnapshotInfo(path: string, o: OfficialNetwork): SnapshotInfo {
+  const kimg = /network-snapshot-(\d+)\.pkl$/.exec(path)?.[1];
+  const channels = (o.config.out_channels ?? o.config.img_channels) as number;
+  const datasetPath = typeof o.datasetKwargs.path === 'string' ? o.datasetKwargs.path : null;
+  return {
+    network: o.config as unknown as Record<string, unknown>,
+    dataset: { name: datasetPath ? basename(datasetPath) : 'unknown', resolution: o.config.img_resolution, channels, labelDim: o.config.label_dim ?? 0 },
+    kimg: kimg ? Number(kimg) : 0,
+    trainingOptions: { source: 'official snapshot pickle', precond: o.className, loss: o.loss, dataset_kwargs: o.datasetKwargs },
+  };
+}
+
+/** Reads our network snapshot (safetensors) or an official EDM / Patch Diffusion `network-snapshot-*.pkl` (read safely, nothing run). */
 export function readNetworkSnapshot(path: string): { info: SnapshotInfo; weights: Map<string, Tensor> } {
+  if (sniffFileKind(path) === 'pickle') {
+    const official = loadOfficialNetwork(path);
+    return { info: officialSnapshotInfo(path, official), weights: official.weights };
+  }
   const { tensors, metadata } = readSafetensors(path);
   if (metadata.format !== SNAPSHOT_FORMAT) {
     for (const t of tensors.values()) t.dispose();
