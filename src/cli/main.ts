@@ -1,11 +1,12 @@
 #!/usr/bin/env node
-// The command line: patch-diffusion <train|generate|dataset|metrics|info> [options].
+// The command line: patch-diffusion <train|generate|dataset|metrics|convert|info> [options].
 import { Command } from 'commander';
 import { infoCommand } from './commands/info.js';
 import { trainCommand } from './commands/train.js';
 import { generateCommand } from './commands/generate.js';
 import { datasetCommand } from './commands/dataset.js';
 import { metricsCommand } from './commands/metrics.js';
+import { convertCommand } from './commands/convert.js';
 
 async function main(): Promise<void> {
   const program = new Command('patch-diffusion')
@@ -15,6 +16,7 @@ async function main(): Promise<void> {
   program.addCommand(generateCommand());
   program.addCommand(datasetCommand());
   program.addCommand(metricsCommand());
+  program.addCommand(convertCommand());
   program.addCommand(infoCommand());
   await program.parseAsync(process.argv);
 }

@@ -30,8 +30,8 @@ export interface SnapshotInfo {
 export const snapshotName = (kimg: number) => `network-snapshot-${String(Math.floor(kimg)).padStart(6, '0')}.safetensors`;
 export const stateName = (kimg: number) => `training-state-${String(Math.floor(kimg)).padStart(6, '0')}.safetensors`;
 
-export function saveNetworkSnapshot(path: string, ema: Module, info: SnapshotInfo): void {
-  writeSafetensors(path, ema.stateDict(), {
+export function saveNetworkSnapshot(path: string, ema: Module | Map<string, Tensor>, info: SnapshotInfo): void {
+  writeSafetensors(path, ema instanceof Map ? ema : ema.stateDict(), {
     format: SNAPSHOT_FORMAT,
     network: JSON.stringify(info.network),
     dataset: JSON.stringify(info.dataset),

@@ -62,6 +62,8 @@ export const trainOptionsSchema = z
     metricsSamples: positiveInt.default(1000),
     gridSteps: positiveInt.default(18),
     resume: z.string().optional(),
+    /** Start from this snapshot's EMA weights (ours or an official .pkl); the EMA ramp-up is then off, as the official --transfer. */
+    transfer: z.string().min(1).optional(),
     dryRun: z.boolean().default(false),
   })
   .strict();

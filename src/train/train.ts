@@ -15,6 +15,7 @@ import { broadcastTrainingState, restoreRankState, savedRanks } from './rank-sta
 import { launcherThreads } from '../distributed/environment.js';
 import { ProcessGroup } from '../distributed/process-group.js';
 import { trainingLoop, withStopSignals, type TrainingResult } from './training-loop.js';
+import { transferWeights } from './transfer.js';
 
 /** Options that may change when a run is resumed; every other option comes from the saved state. */
 export const RESUME_OVERRIDABLE = ['duration', 'batchGpu', 'threads', 'device', 'precision', 'channelsLast', 'tick', 'snap', 'dump', 'gridSeeds', 'gridSteps', 'metrics', 'metricsEvery', 'metricsSamples'] as const;
@@ -32,6 +33,10 @@ interface ResumeInfo {
 
 export async function train(request: TrainRequest): Promise<TrainingResult | null> {
   const { quiet, ...input } = request;
+  if (input.transfer !== undefined && input.resume !== undefined)
+    throw new Error(`invalid training options:\n--transfer and --resume cannot be combined: --resume continues a run from its own state, --transfer starts a new run from a snapshot's weights`);
+  // The official --transfer turns the EMA ramp-up off (ema_rampup_ratio = None) unless it is asked for.
+  if (input.transfer !== undefined && input.emaRampup === undefined) input.emaRampup = null;
   if (!input.resume) {
     if (!input.data) throw new Error('invalid training options:\n--data: required (a folder or .zip of images, or fashion-mnist, fashion-mnist-5k, emoji)');
     if (input.duration === undefined) throw new Error('invalid training options:\n--duration: required (training length in millions of patch samples, e.g. 0.05)');
@@ -105,6 +110,12 @@ export async function train(request: TrainRequest): Promise<TrainingResult | nul
   log.line(describe);
   log.line(`Threads: ${getNumThreads()}, device: ${device}`);
 
+  if (options.transfer && !resume && isMain) {
+    const t = transferWeights(options.transfer, [components.net, components.ema]);
+    log.line(`Transfer: ${t.copied} tensors from ${t.path}` +
+      (t.missing.length ? `; ${t.missing.length} not in the snapshot keep their initial values (e.g. ${t.missing.slice(0, 3).join(', ')})` : '') +
+      (t.unused.length ? `; ${t.unused.length} snapshot tensors unused (e.g. ${t.unused.slice(0, 3).join(', ')})` : ''));
+  }
   if (resumeState) resumeState.restore({ net: components.net, ema: components.ema, adam: components.adam, generators: components.generators });
   if (resume) {
     const changed = restoreRankState(components, resume.ranks, options.seed, resume.loop.step);

@@ -48,6 +48,7 @@ export function trainCommand(): Command {
     .option('--metrics-every <n>', 'compute the metrics every n snapshots', num)
     .option('--metrics-samples <n>', 'generated images per metric evaluation (seeds 0..n−1)', num)
     .option('--resume <path>', 'continue a run: its directory or a training-state file (options come from the state; --duration, --threads, --device, --precision, --channels-last, --tick, --snap, --dump may change)')
+    .option('--transfer <snapshot>', 'start from a snapshot\'s EMA weights (ours, a run directory, or an official EDM / Patch Diffusion .pkl); the EMA ramp-up is off unless --ema-rampup is given (official --transfer)')
     .option('--dry-run', 'print the resolved options and the network size, then exit')
     .action(async (flags: Record<string, unknown>) => {
       const launched = await launchIfAsked(flags);
