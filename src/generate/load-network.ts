@@ -14,7 +14,7 @@ export function resolveSnapshotPath(pathOrDir: string): string {
   const snaps = readdirSync(pathOrDir)
     .filter((f) => /^network-snapshot-\d{6}\.(safetensors|pkl)$/.test(f))
     .sort((a, b) => a.slice(17, 23).localeCompare(b.slice(17, 23)) || (a.endsWith('.pkl') ? -1 : 1));
-  if (!snaps.length) throw new Error(`--network: no network-snapshot-*.safetensors (or official .pkl) in ${pathOrDir}`);
+  if (!snaps.length) throw new Error(`--network: no network-snapshot-*.safetensors in ${pathOrDir} (nor an official network-snapshot-*.pkl)`);
   return join(pathOrDir, snaps[snaps.length - 1]!);
 }
 

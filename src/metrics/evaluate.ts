@@ -424,7 +424,7 @@ export function formatReport(r: MetricsReport): string {
   if (m.swd) lines.push(`swd ×1e3        ${m.swd.resolutions.map((res, k) => `${res}: ${fx(m.swd!.levels[k]!)}`).join(', ')}; mean ${fx(m.swd.mean)}`);
   lines.push(
     `generated ${r.generated.count} images (${r.generated.channels}×${r.generated.height}×${r.generated.width}); ` +
-      `reference ${r.reference.name} (${r.reference.count} images, ${r.reference.source}); seed ${r.seed}`,
+      `reference ${r.reference.name} (${r.reference.count ? `${r.reference.count} images` : 'image count not recorded'}, ${r.reference.source}); seed ${r.seed}`,
   );
   for (const [name, n] of Object.entries(r.networks)) lines.push(`${name}: sha256 ${n.sha256.slice(0, 16)}… (${n.path})`);
   for (const note of r.notes) lines.push(`note: ${note}`);
