@@ -5,7 +5,7 @@
 //   bit for bit: network, EMA, Adam moments and step, generator states,
 //   data-sampler state and counters.
 // Both are written atomically, so a kill mid-write leaves the previous file.
-import { existsSync, readdirSync } from 'node:fs';
+import { existsSync, readdirSync, statSync } from 'node:fs';
 import { sniffFileKind } from '../io/file-kind.js';
 import { basename, join } from 'node:path';
 import { loadOfficialNetwork, type OfficialNetwork } from '../networks/official-snapshot.js';
@@ -38,6 +38,18 @@ export function saveNetworkSnapshot(path: string, ema: Module | Map<string, Tens
     kimg: String(info.kimg),
     ...(info.trainingOptions ? { training_options: JSON.stringify(info.trainingOptions) } : {}),
   });
+}
+
+/** A snapshot file, or the newest snapshot in a run directory (for --network, --transfer, convert). */
+export function resolveSnapshotPath(pathOrDir: string): string {
+  if (!existsSync(pathOrDir)) throw new Error(`--network: ${pathOrDir} does not exist`);
+  if (!statSync(pathOrDir).isDirectory()) return pathOrDir;
+  // Ours (.safetensors) or an official run's (.pkl); the newest by kimg, ours first on a tie.
+  const snaps = readdirSync(pathOrDir)
+    .filter((f) => /^network-snapshot-\d{6}\.(safetensors|pkl)$/.test(f))
+    .sort((a, b) => a.slice(17, 23).localeCompare(b.slice(17, 23)) || (a.endsWith('.pkl') ? -1 : 1));
+  if (!snaps.length) throw new Error(`--network: no network-snapshot-*.safetensors in ${pathOrDir} (nor an official network-snapshot-*.pkl)`);
+  return join(pathOrDir, snaps[snaps.length - 1]!);
 }
 
 /** The info of an official snapshot pickle, in our terms. */

@@ -6,8 +6,7 @@
 // initial values.
 import type { Module } from '../nn/module.js';
 import { noGrad } from '../tensor/index.js';
-import { resolveSnapshotPath } from '../generate/load-network.js';
-import { readNetworkSnapshot } from './checkpoint.js';
+import { readNetworkSnapshot, resolveSnapshotPath } from './checkpoint.js';
 
 export interface TransferResult {
   path: string;
