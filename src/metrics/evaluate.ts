@@ -166,23 +166,18 @@ export function referenceStatistics(
   const keepIdx = subsetIndices(count, Math.min(kidFeatures, count), 0);
   const keepMask = new Uint8Array(count);
   for (const i of keepIdx) keepMask[i] = 1;
-  const acc = new FeatureStatsAccumulator(network.dim, device);
   const kept: Tensor[] = [];
-  const t0 = performance.now();
   try {
-    for (let s = 0; s < count; s += batchSize) {
-      const e = Math.min(count, s + batchSize);
-      const idx = Array.from({ length: e - s }, (_, k) => (statIdx ? statIdx[s + k]! : s + k));
-      scope(() => {
-        const f = network.features(imageArrayToTensor(datasetImages(ds, idx), device));
-        acc.add(f);
+    const stats = datasetFeatureStatistics(ds, statIdx ?? count, network, {
+      batchSize,
+      device,
+      log: (done, seconds) => log(`reference ${network.name}: ${done}/${count} images, ${seconds.toFixed(0)} s`),
+      onFeatures: (f, s, e) => {
         const rows: number[] = [];
         for (let k = s; k < e; k++) if (keepMask[k]) rows.push(k - s);
         if (rows.length) kept.push(keep(f.indexSelect(0, tensor(Int32Array.from(rows), [rows.length], { dtype: 'int32', device })).to('cpu')));
-      });
-      if ((s / batchSize) % 20 === 0) log(`reference ${network.name}: ${e}/${count} images, ${((performance.now() - t0) / 1000).toFixed(0)} s`);
-    }
-    const stats = acc.finalize();
+      },
+    });
     const features = keep(cat(kept, 0));
     if (path) {
       mkdirSync(cacheDir!, { recursive: true });
@@ -196,8 +191,41 @@ export function referenceStatistics(
     }
     return { stats, features, path, fromCache: false, datasetSha256: dsSha, count };
   } finally {
-    acc.dispose();
     for (const t of kept) t.dispose();
+  }
+}
+
+/**
+ * μ and Σ of a feature network over images of a dataset (the given indices,
+ * or the first n), in batches. `onFeatures` sees each batch's features with
+ * its [start, end) positions in the list (inside the batch's scope); `log` is
+ * called every 20 batches with the images done and the seconds so far.
+ */
+export function datasetFeatureStatistics(
+  ds: ImageDataset,
+  indices: ArrayLike<number> | number,
+  network: FeatureNetwork,
+  options: { batchSize: number; device: Device; log?: (done: number, seconds: number) => void; onFeatures?: (features: Tensor, start: number, end: number) => void },
+): FeatureStatistics {
+  const count = typeof indices === 'number' ? indices : indices.length;
+  const at = (k: number) => (typeof indices === 'number' ? k : indices[k]!);
+  const { batchSize, device } = options;
+  const acc = new FeatureStatsAccumulator(network.dim, device);
+  const t0 = performance.now();
+  try {
+    for (let s = 0; s < count; s += batchSize) {
+      const e = Math.min(count, s + batchSize);
+      const idx = Array.from({ length: e - s }, (_, k) => at(s + k));
+      scope(() => {
+        const f = network.features(imageArrayToTensor(datasetImages(ds, idx), device));
+        acc.add(f);
+        options.onFeatures?.(f, s, e);
+      });
+      if ((s / batchSize) % 20 === 0) options.log?.(e, (performance.now() - t0) / 1000);
+    }
+    return acc.finalize();
+  } finally {
+    acc.dispose();
   }
 }
 

@@ -40,15 +40,15 @@ export function saveNetworkSnapshot(path: string, ema: Module | Map<string, Tens
   });
 }
 
-/** A snapshot file, or the newest snapshot in a run directory (for --network, --transfer, convert). */
-export function resolveSnapshotPath(pathOrDir: string): string {
-  if (!existsSync(pathOrDir)) throw new Error(`--network: ${pathOrDir} does not exist`);
+/** A snapshot file, or the newest snapshot in a run directory; `option` names the flag in errors (--network, --transfer, convert). */
+export function resolveSnapshotPath(pathOrDir: string, option = '--network'): string {
+  if (!existsSync(pathOrDir)) throw new Error(`${option}: ${pathOrDir} does not exist`);
   if (!statSync(pathOrDir).isDirectory()) return pathOrDir;
   // Ours (.safetensors) or an official run's (.pkl); the newest by kimg, ours first on a tie.
   const snaps = readdirSync(pathOrDir)
     .filter((f) => /^network-snapshot-\d{6}\.(safetensors|pkl)$/.test(f))
     .sort((a, b) => a.slice(17, 23).localeCompare(b.slice(17, 23)) || (a.endsWith('.pkl') ? -1 : 1));
-  if (!snaps.length) throw new Error(`--network: no network-snapshot-*.safetensors in ${pathOrDir} (nor an official network-snapshot-*.pkl)`);
+  if (!snaps.length) throw new Error(`${option}: no network-snapshot-*.safetensors in ${pathOrDir} (nor an official network-snapshot-*.pkl)`);
   return join(pathOrDir, snaps[snaps.length - 1]!);
 }
 

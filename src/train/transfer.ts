@@ -18,7 +18,7 @@ export interface TransferResult {
 }
 
 export function transferWeights(pathOrDir: string, targets: Module[]): TransferResult {
-  const path = resolveSnapshotPath(pathOrDir);
+  const path = resolveSnapshotPath(pathOrDir, '--transfer');
   const { weights } = readNetworkSnapshot(path);
   try {
     const own = targets[0]!.stateDict();

@@ -21,7 +21,7 @@ export function convertCommand(): Command {
       const kind = extname(output).toLowerCase();
       if (!['.safetensors', '.pt', '.pth'].includes(kind)) throw new Error(`convert: the output ${output} must end in .safetensors, .pt or .pth`);
       if (existsSync(output) && !opts.force) throw new Error(`convert: ${output} exists (pass --force to overwrite)`);
-      const path = resolveSnapshotPath(input);
+      const path = resolveSnapshotPath(input, 'convert');
       const { info, weights } = readNetworkSnapshot(path);
       try {
         // Build the network and load the weights strictly: a snapshot that our network cannot run is not written.

@@ -7,12 +7,11 @@ import { loadDataset } from '../../data/builtin.js';
 import { loadFashionMnist } from '../../data/fashion-mnist.js';
 import { withChannels, type ImageDataset } from '../../data/dataset.js';
 import { resizeDataset } from '../../data/resize.js';
-import { resolveDevice, setNumThreads } from '../../tensor/index.js';
-import { computeMetrics, formatReport, METRIC_NAMES, type MetricName } from '../../metrics/evaluate.js';
-import { datasetImages, imageArrayToTensor } from '../../metrics/images.js';
+import { resolveDevice, setNumThreads, type Device } from '../../tensor/index.js';
+import { computeMetrics, datasetFeatureStatistics, formatReport, METRIC_NAMES, type MetricName } from '../../metrics/evaluate.js';
+import { datasetImages } from '../../metrics/images.js';
 import { INCEPTION_PREPROCESSINGS, loadInception, type InceptionPreprocessing } from '../../metrics/inception.js';
-import { FeatureStatsAccumulator, saveStatistics } from '../../metrics/frechet.js';
-import { scope, type Device } from '../../tensor/index.js';
+import { saveStatistics } from '../../metrics/frechet.js';
 
 /** `metrics --save-stats`: the detector's μ and Σ of a set of images, as EDM's `fid.py ref` or pytorch-fid's `--save-stats` write them. */
 async function saveImageStatistics(opts: MetricsCliOptions, device: Device, log: (line: string) => void): Promise<void> {
@@ -21,18 +20,15 @@ async function saveImageStatistics(opts: MetricsCliOptions, device: Device, log:
   const ds = await openDataset(opts.images, { labels: false });
   const n = opts.num !== undefined ? Math.min(opts.num, ds.length) : ds.length;
   const net = loadInception(opts.detector, { device, ...(opts.detectorPreprocessing ? { preprocessing: opts.detectorPreprocessing } : {}) });
-  const acc = new FeatureStatsAccumulator(net.dim, device);
   try {
-    const batch = opts.batch ?? 32;
-    for (let s = 0; s < n; s += batch) {
-      const idx = Array.from({ length: Math.min(batch, n - s) }, (_, k) => s + k);
-      scope(() => acc.add(net.features(imageArrayToTensor(datasetImages(ds, idx), device))));
-      log(`statistics: ${Math.min(n, s + batch)}/${n} images`);
-    }
-    saveStatistics(opts.saveStats!, acc.finalize(), { featureNetwork: net.name, featureNetworkSha256: net.sha256, dataset: opts.images, preprocessing: net.preprocessing });
+    const stats = datasetFeatureStatistics(ds, n, net, {
+      batchSize: opts.batch ?? 32,
+      device,
+      log: (done, seconds) => log(`statistics: ${done}/${n} images, ${seconds.toFixed(0)} s`),
+    });
+    saveStatistics(opts.saveStats!, stats, { featureNetwork: net.name, featureNetworkSha256: net.sha256, dataset: opts.images, preprocessing: net.preprocessing });
     console.log(`wrote ${net.name} statistics of ${n} images (${net.preprocessing}) to ${opts.saveStats}`);
   } finally {
-    acc.dispose();
     net.dispose();
   }
 }
