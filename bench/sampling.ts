@@ -12,7 +12,7 @@
 import { fileURLToPath } from 'node:url';
 import { performance } from 'node:perf_hooks';
 import { createNetwork, presetConfig, type PresetName } from '../src/networks/config.js';
-import type { PatchEDMPrecond } from '../src/networks/precond.js';
+import type { Preconditioner } from '../src/networks/precond.js';
 import { generateImages, toUint8 } from '../src/diffusion/sampler.js';
 import { loadSnapshotNetwork } from '../src/generate/load-network.js';
 import { ARCHS, type Arch } from '../src/train/options.js';
@@ -63,7 +63,7 @@ interface ChildResult {
 async function child(cfg: ChildCfg): Promise<ChildResult> {
   setNumThreads(cfg.threads);
   const device: Device = resolveDevice(cfg.device);
-  let net: PatchEDMPrecond;
+  let net: Preconditioner;
   let resolution = cfg.resolution;
   let name: string;
   if (cfg.network) {
@@ -81,7 +81,7 @@ async function child(cfg: ChildCfg): Promise<ChildResult> {
   const canvas = resolution * cfg.canvasFactor;
   if (!Number.isInteger(canvas) || canvas % net.sizeMultiple !== 0)
     throw new Error(`canvas ${canvas} is not a multiple of ${net.sizeMultiple}, which the network needs`);
-  const denoise = (x: Parameters<PatchEDMPrecond['forward']>[0], s: Parameters<PatchEDMPrecond['forward']>[1], pos: Parameters<PatchEDMPrecond['forward']>[2]) =>
+  const denoise = (x: Parameters<Preconditioner['forward']>[0], s: Parameters<Preconditioner['forward']>[1], pos: Parameters<Preconditioner['forward']>[2]) =>
     net.forward(x, s, pos, null);
   const run = (seeds: number[], numSteps: number) =>
     noGrad(() => {

@@ -73,6 +73,23 @@ PD_FN(interpolate, {
   throw ArgError{"interpolate mode must be nearest, bilinear, bicubic, bilinear-antialias or bicubic-antialias, got '" + mode + "'"};
 })
 
+// affineGrid(theta [N,2,3], size [N,C,H,W], alignCorners): sampling grid [N,H,W,2]
+PD_FN(affineGrid, {
+  std::vector<int64_t> size = IL(1);
+  if (size.size() != 4) throw ArgError{"affine_grid size must be [N, C, H, W]"};
+  WRAP(at::affine_grid_generator(T(0), size, B(2)))
+})
+// gridSample(x [N,C,H,W], grid [N,H',W',2], mode, paddingMode, alignCorners)
+PD_FN(gridSample, {
+  std::string mode = argString(info, 2);
+  std::string padding = argString(info, 3);
+  int64_t m = mode == "bilinear" ? 0 : mode == "nearest" ? 1 : mode == "bicubic" ? 2 : -1;
+  int64_t p = padding == "zeros" ? 0 : padding == "border" ? 1 : padding == "reflection" ? 2 : -1;
+  if (m < 0) throw ArgError{"grid_sample mode must be bilinear, nearest or bicubic, got '" + mode + "'"};
+  if (p < 0) throw ArgError{"grid_sample padding must be zeros, border or reflection, got '" + padding + "'"};
+  WRAP(at::grid_sampler(T(0), T(1), m, p, B(4)))
+})
+
 // avgPool2d(x, kernel[2], stride[2], padding[2], countIncludePad)
 PD_FN(avgPool2d, WRAP(at::avg_pool2d(T(0), IL(1), IL(2), IL(3), false, B(4))))
 // maxPool2d(x, kernel[2], stride[2], padding[2])

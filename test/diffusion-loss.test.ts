@@ -15,7 +15,7 @@ interface Call { x: Tensor; sigma: Tensor; xPos: Tensor; labels: Tensor | null; 
 /** A mock denoiser that records its inputs and returns zeros (so the loss is λ(σ)·y²). */
 function recordingZeroNet(calls: Call[]): Denoiser {
   return (x, sigma, xPos, labels, augment) => {
-    calls.push({ x, sigma, xPos, labels: labels ?? null, augment: augment ?? null });
+    calls.push({ x, sigma, xPos: xPos!, labels: labels ?? null, augment: augment ?? null });
     return zerosLike(x);
   };
 }

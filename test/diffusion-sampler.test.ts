@@ -16,7 +16,7 @@ interface Call { x: Arr; sigma: Arr; xPos: Arr; xPosTensor: Tensor; labels: Arr 
 const arr = (t: Tensor): Arr => ({ shape: [...t.shape], dtype: t.dtype, values: t.toArray() });
 function recorder(calls: Call[], f: (x: Tensor, labels: Tensor | null) => Tensor): Denoiser {
   return (x, sigma, xPos, labels) => {
-    calls.push({ x: arr(x), sigma: arr(sigma), xPos: arr(xPos), xPosTensor: xPos, labels: labels ? arr(labels) : null });
+    calls.push({ x: arr(x), sigma: arr(sigma), xPos: arr(xPos!), xPosTensor: xPos!, labels: labels ? arr(labels) : null });
     return f(x, labels ?? null);
   };
 }
@@ -172,7 +172,7 @@ test('per-seed generation: an image depends only on its seed (latents, label, ch
   // A denoiser that mixes the state, the coordinates and the label, per sample only.
   const net: Denoiser = (x, sigma, xPos, labels) => {
     const lab = labels!.mul(tensor([0.1, -0.2, 0.3, 0.05])).sum(1).view(-1, 1, 1, 1);
-    return x.mul(0.5).add(xPos.narrow(1, 0, 1).mul(0.2)).add(lab).mul(sigma.div(sigma.add(1)));
+    return x.mul(0.5).add(xPos!.narrow(1, 0, 1).mul(0.2)).add(lab).mul(sigma.div(sigma.add(1)));
   };
   const o = { channels: 3, resolution: 8, numSteps: 4, labelDim: 4, sChurn: 30, sMin: 0.05, sMax: 50, sNoise: 1.003 };
   const alone = generateImages(net, { ...o, seeds: [5] });
@@ -237,7 +237,7 @@ test('seed batches as generate.py tensor_split', () => {
 });
 
 test('no tensor leaks: the sampler frees every step, CFG and per-seed draws included', () => {
-  const net: Denoiser = (x, sigma, xPos, labels) => x.mul(0.5).add(xPos.narrow(1, 0, 1)).add(labels ? labels.sum(1).view(-1, 1, 1, 1) : 0).mul(sigma.div(sigma.add(1)));
+  const net: Denoiser = (x, sigma, xPos, labels) => x.mul(0.5).add(xPos!.narrow(1, 0, 1)).add(labels ? labels.sum(1).view(-1, 1, 1, 1) : 0).mul(sigma.div(sigma.add(1)));
   const run = () => {
     const before = liveTensors();
     const r = generateImages(net, { channels: 3, resolution: 8, numSteps: 4, seeds: [1, 2], labelDim: 3, cfg: 1.3, sChurn: 10 });

@@ -1,4 +1,4 @@
-// Mixed precision and memory format (src/nn/precision.ts, PatchEDMPrecond.setCompute):
+// Mixed precision and memory format (src/nn/precision.ts, Preconditioner.setCompute):
 // bf16 runs the convolutions and matrix products in bfloat16 and gives the
 // float32 result to bf16 accuracy (against the official reference vectors),
 // group norms compute in float32, gradients reach the float32 weights in

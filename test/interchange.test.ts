@@ -243,7 +243,10 @@ test('generate --network x.pkl writes the official generate.py\'s images byte fo
 });
 
 test('unsupported classes in a snapshot are refused by name', () => {
-  assert.throws(() => loadOfficialNetwork(own('vp_song_t213.pkl')), /the network class 'VPPrecond' is not supported \(supported: Patch_EDMPrecond, EDMPrecond/);
+  // The VP snapshot with its class renamed (same length, so the pickle stays well formed).
+  const renamed = join(tmp, 'vq_song.pkl');
+  writeFileSync(renamed, Buffer.from(readFileSync(own('vp_song_t213.pkl')).toString('latin1').replaceAll('VPPrecond', 'VQPrecond'), 'latin1'));
+  assert.throws(() => loadOfficialNetwork(renamed), /the network class 'VQPrecond' is not supported \(supported: Patch_EDMPrecond, EDMPrecond, VPPrecond, VEPrecond/);
 });
 
 test('convert to a torch.save state dict reads back identically (and loads in PyTorch when it is installed)', () => {

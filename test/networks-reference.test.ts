@@ -10,7 +10,7 @@ import { existsSync, readFileSync } from 'node:fs';
 import { join } from 'node:path';
 import { readSafetensors } from '../src/io/safetensors.js';
 import { createNetwork, parseNetworkConfig, type NetworkConfig } from '../src/networks/config.js';
-import { PatchEDMPrecond } from '../src/networks/precond.js';
+import { Preconditioner } from '../src/networks/precond.js';
 import { full, noGrad, scope, zeros, zeroGrad, type Tensor } from '../src/tensor/index.js';
 import { REFERENCE_DIR } from './helpers/reference.js';
 
@@ -24,7 +24,7 @@ function relErr(out: Tensor, ref: Tensor): number {
 }
 
 interface Loaded {
-  net: PatchEDMPrecond;
+  net: Preconditioner;
   t: Map<string, Tensor>;
   config: NetworkConfig;
   numParameters: number;

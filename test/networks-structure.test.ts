@@ -7,7 +7,7 @@
 import { test, describe } from 'node:test';
 import assert from 'node:assert/strict';
 import { createNetwork, parseNetworkConfig, presetConfig, resolveNetworkConfig, type NetworkConfig } from '../src/networks/config.js';
-import { PatchEDMPrecond } from '../src/networks/precond.js';
+import { Preconditioner } from '../src/networks/precond.js';
 import { SongUNet } from '../src/networks/song-unet.js';
 import { DhariwalUNet } from '../src/networks/dhariwal-unet.js';
 import { Conv2d, GroupNorm, PositionalEmbedding, FourierEmbedding, interleavedSelfAttention, Linear, groupCount } from '../src/nn/layers.js';
@@ -430,7 +430,7 @@ describe('building blocks', () => {
   });
 
   test('preconditioning coefficients (spec §15 golden values)', () => {
-    const net = new PatchEDMPrecond({ imgResolution: 16, imgChannels: 5, outChannels: 3, modelType: 'SongUNet', initialize: false, model: { modelChannels: 16, channelMult: [1], numBlocks: 1 } });
+    const net = new Preconditioner({ imgResolution: 16, imgChannels: 5, outChannels: 3, modelType: 'SongUNet', initialize: false, model: { modelChannels: 16, channelMult: [1], numBlocks: 1 } });
     try {
       const cases: [number, number, number, number, number][] = [
         [0.002, 0.999984, 0.001999984, 1.999984, -1.553652],

@@ -1,17 +1,63 @@
-// The Patch Diffusion training loss (official Patch_EDMLoss, spec §4): crop
-// each image at its own offset, noise the crop at a log-normal σ, denoise it
-// with the coordinates as extra input, and weight the squared error by λ(σ).
+// The training losses. Patch Diffusion's (official Patch_EDMLoss, spec §4):
+// crop each image at its own offset, noise the crop at a log-normal σ,
+// denoise it with the coordinates as extra input, and weight the squared
+// error by λ(σ). EDM's whole-image losses (loss.py's EDMLoss, VPLoss, VELoss)
+// are the same with no crop and no coordinates, and their own σ draw and
+// weight: VP draws t uniformly in [ε_t, 1] and takes σ(t) of its schedule,
+// VE draws ln σ uniformly in [ln σ_min, ln σ_max]; both weight by 1/σ².
 import type { Generator } from '../tensor/random.js';
 import type { Tensor } from '../tensor/tensor.js';
+import { full } from '../tensor/creation.js';
 import { lossWeightTensor, P_MEAN, P_STD, SIGMA_DATA, sigmaFromNormal } from './edm.js';
 import { pachify } from './patches.js';
+
+/** How a loss draws the training σ and weights its error (the official loss classes' constructor arguments). */
+export type NoiseLevels =
+  | { kind: 'edm'; pMean?: number; pStd?: number; sigmaData?: number }
+  | { kind: 'vp'; betaD?: number; betaMin?: number; epsilonT?: number }
+  | { kind: 've'; sigmaMin?: number; sigmaMax?: number };
+
+/** The loss classes' defaults (loss.py): VPLoss(19.9, 0.1, 1e-5), VELoss(0.02, 100). */
+export const VP_LOSS_DEFAULTS = { betaD: 19.9, betaMin: 0.1, epsilonT: 1e-5 } as const;
+export const VE_LOSS_DEFAULTS = { sigmaMin: 0.02, sigmaMax: 100 } as const;
+
+/** The draw behind σ: standard normal [n,1,1,1] for EDM, uniform in [0, 1) for VP and VE. */
+export function drawNoiseLevel(levels: NoiseLevels, n: number, generator: Generator, device?: string): Tensor {
+  return levels.kind === 'edm' ? generator.randn([n, 1, 1, 1], { device: device as never }) : generator.rand([n, 1, 1, 1], { device: device as never });
+}
+
+/** σ and the loss weight from the draw, with the official op order (float32). */
+export function noiseLevelAndWeight(levels: NoiseLevels, rnd: Tensor): { sigma: Tensor; weight: Tensor } {
+  switch (levels.kind) {
+    case 'edm': {
+      const sigma = sigmaFromNormal(rnd, levels.pMean ?? P_MEAN, levels.pStd ?? P_STD);
+      return { sigma, weight: lossWeightTensor(sigma, levels.sigmaData ?? SIGMA_DATA) };
+    }
+    case 'vp': {
+      const { betaD, betaMin, epsilonT } = { ...VP_LOSS_DEFAULTS, ...definedOnly(levels) };
+      const t = rnd.mul(epsilonT - 1).add(1);
+      const sigma = t.square().mul(0.5 * betaD).add(t.mul(betaMin)).exp().sub(1).sqrt();
+      return { sigma, weight: sigma.square().reciprocal() };
+    }
+    case 've': {
+      const { sigmaMin, sigmaMax } = { ...VE_LOSS_DEFAULTS, ...definedOnly(levels) };
+      const sigma = full(rnd.shape, sigmaMax / sigmaMin, { device: rnd.device as never }).pow(rnd).mul(sigmaMin);
+      return { sigma, weight: sigma.square().reciprocal() };
+    }
+  }
+}
+
+function definedOnly<T extends object>(o: T): Partial<T> {
+  return Object.fromEntries(Object.entries(o).filter(([k, v]) => k !== 'kind' && v !== undefined)) as Partial<T>;
+}
 
 /**
  * The preconditioned denoiser D(x; σ) as this module sees it. `sigma` is [N],
  * [N,1,1,1] or 0-dim (broadcast over the batch); `xPos` holds the two
- * coordinate channels [N, 2, H, W]; the result has x's shape (image channels).
+ * coordinate channels [N, 2, H, W], or null for a network without them; the
+ * result has x's shape (image channels).
  */
-export type Denoiser = (x: Tensor, sigma: Tensor, xPos: Tensor, classLabels?: Tensor | null, augmentLabels?: Tensor | null) => Tensor;
+export type Denoiser = (x: Tensor, sigma: Tensor, xPos: Tensor | null, classLabels?: Tensor | null, augmentLabels?: Tensor | null) => Tensor;
 
 /** An augmentation applied to the crops (their coordinates are left as they are, like the official code). */
 export type AugmentFn = (patches: Tensor) => { images: Tensor; labels: Tensor | null };
@@ -20,23 +66,27 @@ export interface PatchLossOptions {
   net: Denoiser;
   /** Training images in [−1, 1], [N, C, R, R] (latents in latent mode). */
   images: Tensor;
-  patchSize: number;
+  /** The crop side; null: EDM's whole-image losses, no crop and no coordinate channels. */
+  patchSize: number | null;
   /** Conditioning labels [N, label_dim], or null for an unconditional model. */
   labels?: Tensor | null;
   /**
    * Source of every random draw, in the official order: row offsets, column
-   * offsets, the σ normal draw [N,1,1,1], then the unit noise. Each draw can
+   * offsets (patches only), the σ draw [N,1,1,1], the augmentation's draws,
+   * then the unit noise. Each draw can
    * instead be injected below (parity tests); the generator is needed only
    * for what is not injected.
    */
   generator?: Generator;
   rowOffsets?: Tensor | readonly number[];
   colOffsets?: Tensor | readonly number[];
-  /** The standard-normal draw behind σ, [N, 1, 1, 1]. */
+  /** The draw behind σ, [N, 1, 1, 1]: standard normal (EDM) or uniform (VP, VE). */
   rndNormal?: Tensor;
   /** Unit noise ε with the crops' shape [N, C, s, s]; the added noise is σ·ε. */
   noise?: Tensor;
   augment?: AugmentFn | null;
+  /** σ distribution and weight; default EDM's with the P_mean, P_std, σ_data below. */
+  noiseLevels?: NoiseLevels;
   pMean?: number;
   pStd?: number;
   sigmaData?: number;
@@ -47,27 +97,29 @@ export interface PatchLossResult {
   loss: Tensor;
   /** The clean crops y (after augmentation, if any). */
   patches: Tensor;
-  /** Their coordinate channels [N, 2, s, s]. */
-  xPos: Tensor;
+  /** Their coordinate channels [N, 2, s, s] (null for a whole-image loss). */
+  xPos: Tensor | null;
   /** Per-sample σ, [N, 1, 1, 1]. */
   sigma: Tensor;
   rowOffsets: number[];
   colOffsets: number[];
 }
 
-/** The patch loss for one micro-batch (all images share `patchSize`, each has its own crop). */
+/** The patch loss for one micro-batch (all images share `patchSize`, each has its own crop), or a whole-image loss. */
 export function patchLoss(o: PatchLossOptions): PatchLossResult {
   const { images, patchSize } = o;
   const n = images.shape[0]!;
   const device = images.device as never;
-  const sigmaData = o.sigmaData ?? SIGMA_DATA;
+  const levels: NoiseLevels = o.noiseLevels ?? { kind: 'edm', pMean: o.pMean, pStd: o.pStd, sigmaData: o.sigmaData };
 
-  const crop = pachify(images, patchSize, { generator: o.generator, rowOffsets: o.rowOffsets, colOffsets: o.colOffsets });
+  const crop =
+    patchSize === null
+      ? { patches: images, xPos: null, rowOffsets: [] as number[], colOffsets: [] as number[] }
+      : pachify(images, patchSize, { generator: o.generator, rowOffsets: o.rowOffsets, colOffsets: o.colOffsets });
 
-  const rnd = o.rndNormal ?? need(o.generator, 'rndNormal').randn([n, 1, 1, 1], { device });
+  const rnd = o.rndNormal ?? drawNoiseLevel(levels, n, need(o.generator, 'rndNormal'), device);
   checkShape(rnd, [n, 1, 1, 1], 'rndNormal');
-  const sigma = sigmaFromNormal(rnd.to(images.device as never), o.pMean ?? P_MEAN, o.pStd ?? P_STD);
-  const weight = lossWeightTensor(sigma, sigmaData);
+  const { sigma, weight } = noiseLevelAndWeight(levels, rnd.to(images.device as never));
 
   // Augmentation acts on the crops only; the coordinates stay those of the crop (spec §6.4).
   let y = crop.patches;

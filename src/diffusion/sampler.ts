@@ -11,6 +11,9 @@ import { scope } from '../tensor/scope.js';
 import type { Device, Tensor } from '../tensor/tensor.js';
 import type { ImageBatch } from '../io/images.js';
 import type { Denoiser } from './loss.js';
+import { churnNoiseAt, samplerDenoiser, type ChurnNoiseSource, type ChurnOptions } from './sampler-shared.js';
+export type { ChurnNoiseSource, ChurnOptions } from './sampler-shared.js';
+import { ablationSample, type AblationOptions } from './ablation-sampler.js';
 import { fullCoordinateGrid } from './patches.js';
 
 export interface TimeStepOptions {
@@ -18,15 +21,6 @@ export interface TimeStepOptions {
   sigmaMin?: number;
   sigmaMax?: number;
   rho?: number;
-}
-
-export interface ChurnOptions {
-  /** Total churn; γ = min(S_churn/N, √2 − 1) inside [S_min, S_max]. 0 = deterministic. */
-  sChurn?: number;
-  sMin?: number;
-  sMax?: number;
-  /** Inflation of the added noise's standard deviation. */
-  sNoise?: number;
 }
 
 export const SAMPLER_DEFAULTS = {
@@ -69,9 +63,6 @@ export function churnGamma(t: number, numSteps: number, o: ChurnOptions = {}): n
   return sMin <= t && t <= sMax ? Math.min(sChurn / numSteps, Math.SQRT2 - 1) : 0;
 }
 
-/** Supplies the unit churn noise of step k with x's shape (float64 preferred). */
-export type ChurnNoiseSource = (step: number, shape: readonly number[]) => Tensor;
-
 export interface EdmSampleOptions extends TimeStepOptions, ChurnOptions {
   /** Conditioning labels [B, label_dim] (one-hot), or null. */
   classLabels?: Tensor | null;
@@ -98,43 +89,17 @@ export interface EdmSampleOptions extends TimeStepOptions, ChurnOptions {
  * with the coordinate grid `xPos` [B, 2, S, S]. Returns float64 images,
  * approximately in [−1, 1]. NFE = 2N − 1 (no correction on the last step).
  */
-export function edmSample(net: Denoiser, latents: Tensor, xPos: Tensor, o: EdmSampleOptions = {}): Tensor {
+export function edmSample(net: Denoiser, latents: Tensor, xPos: Tensor | null, o: EdmSampleOptions = {}): Tensor {
   const steps = edmTimeSteps(o);
   const n = steps.length - 1;
   const sChurn = o.sChurn ?? SAMPLER_DEFAULTS.sChurn;
   const sNoise = o.sNoise ?? SAMPLER_DEFAULTS.sNoise;
-  const cfg = o.cfg ?? null;
-  const guided = cfg !== null && cfg !== 1;
-  if (guided && !o.classLabels) throw new Error('sampler: classifier-free guidance needs class labels');
   if (sChurn > 0 && !o.churnNoise) throw new Error('sampler: S_churn > 0 needs a churn noise source');
   const drawAll = o.drawAtEveryStep ?? sChurn > 0;
-  const noiseAt = (k: number, shape: readonly number[]): Tensor => {
-    const src = o.churnNoise!;
-    if (typeof src === 'function') return src(k, shape);
-    const t = src[k];
-    if (!t) throw new Error(`sampler: no churn noise given for step ${k}`);
-    return t;
-  };
+  const noiseAt = churnNoiseAt(o.churnNoise);
 
   return noGrad(() => {
-    // Guidance runs the net once on the doubled batch [x, x] with labels
-    // [zeros, onehot]; the doubled grid and labels are built once.
-    const { pos, labels } = scope(() =>
-      guided
-        ? { pos: cat([xPos, xPos], 0), labels: cat([zeros(o.classLabels!.shape, { dtype: o.classLabels!.dtype, device: o.classLabels!.device as Device }), o.classLabels!], 0) }
-        : { pos: xPos, labels: o.classLabels ?? null },
-    );
-    const denoise = (x: Tensor, t: number): Tensor => {
-      // The net sees float32 input and a 0-dim float32 σ that broadcasts over
-      // the batch (the official precond casts both); its output goes back to float64.
-      const sigma = scalar(t, { dtype: 'float32', device: x.device as Device });
-      const x32 = x.to('float32');
-      if (!guided) return net(x32, sigma, pos, labels).to('float64');
-      const both = net(cat([x32, x32], 0), sigma, pos, labels).to('float64');
-      const [du, dc] = both.chunk(2, 0) as [Tensor, Tensor];
-      return du.add(dc.sub(du).mul(cfg!));
-    };
-
+    const denoise = samplerDenoiser(net, xPos, o.classLabels ?? null, o.cfg ?? null);
     // Each step runs in its own scope; only the new state survives it, and
     // the previous state is freed by hand (a scope around the whole sampler
     // would hold every step's state until the end).
@@ -170,12 +135,12 @@ export function edmSample(net: Denoiser, latents: Tensor, xPos: Tensor, o: EdmSa
       x.dispose();
       throw err;
     } finally {
-      if (pos !== xPos) pos.dispose();
-      if (labels && labels !== o.classLabels) labels.dispose();
+      denoise.dispose();
     }
     return x;
   });
 }
+
 
 // ---- per-seed randomness -------------------------------------------------------------------
 
@@ -240,6 +205,11 @@ export interface GenerateOptions extends TimeStepOptions, ChurnOptions {
   cfg?: number | null;
   device?: Device;
   onStep?: (step: number, total: number) => void;
+  /** The network's supported σ range: the sampler's σ range is clamped to it, as generate.py does. */
+  netSigmaMin?: number;
+  netSigmaMax?: number;
+  /** Run generate.py's ablation sampler with these choices instead of EDM's Heun sampler. */
+  ablation?: Pick<AblationOptions, 'solver' | 'discretization' | 'schedule' | 'scaling'> | null;
 }
 
 export interface GenerateResult {
@@ -278,11 +248,16 @@ export function generateImages(net: Denoiser, o: GenerateOptions): GenerateResul
       throw new Error('a class index was given but the network is unconditional');
     }
     const xPos = fullCoordinateGrid(b, o.resolution, { xStart: o.xStart, yStart: o.yStart, imageSize: size, device });
-    const images = edmSample(net, latents, xPos, {
-      ...o,
-      classLabels: labels,
-      churnNoise: (o.sChurn ?? 0) > 0 ? rnd.churnNoise() : undefined,
-    });
+    const churnNoise = (o.sChurn ?? 0) > 0 ? rnd.churnNoise() : undefined;
+    const images = o.ablation
+      ? ablationSample(net, latents, xPos, { ...o, ...o.ablation, classLabels: labels, churnNoise })
+      : edmSample(net, latents, xPos, {
+          ...o,
+          sigmaMin: Math.max(o.sigmaMin ?? SAMPLER_DEFAULTS.sigmaMin, o.netSigmaMin ?? 0),
+          sigmaMax: Math.min(o.sigmaMax ?? SAMPLER_DEFAULTS.sigmaMax, o.netSigmaMax ?? Infinity),
+          classLabels: labels,
+          churnNoise,
+        });
     return { images, classes };
   });
 }

@@ -2,12 +2,12 @@
 // snapshot in a run directory.
 import { readNetworkSnapshot, resolveSnapshotPath, type SnapshotInfo } from '../train/checkpoint.js';
 import { createNetwork, parseNetworkConfig } from '../networks/config.js';
-import type { PatchEDMPrecond } from '../networks/precond.js';
+import type { Preconditioner } from '../networks/precond.js';
 import type { Device } from '../tensor/index.js';
 
 export { resolveSnapshotPath };
 
-export function loadSnapshotNetwork(pathOrDir: string, device: Device): { net: PatchEDMPrecond; info: SnapshotInfo; path: string } {
+export function loadSnapshotNetwork(pathOrDir: string, device: Device): { net: Preconditioner; info: SnapshotInfo; path: string } {
   const path = resolveSnapshotPath(pathOrDir);
   const { info, weights } = readNetworkSnapshot(path);
   try {

@@ -8,7 +8,7 @@
 // out_channels the image channels. `presetConfig` takes the image channel
 // count and adds the 2 coordinate channels itself.
 import type { Generator } from '../tensor/random.js';
-import { PatchEDMPrecond, type ModelType, type PatchEDMPrecondOptions } from './precond.js';
+import { Preconditioner, PRECOND_KINDS, VE_DEFAULTS, VP_DEFAULTS, vpSigmaRange, type ModelType, type PrecondKind, type PreconditionerOptions } from './precond.js';
 import { SONG_UNET_DEFAULTS, type DecoderType, type EmbeddingType, type EncoderType } from './song-unet.js';
 import { DHARIWAL_UNET_DEFAULTS } from './dhariwal-unet.js';
 
@@ -37,15 +37,31 @@ export interface NetworkConfig {
   resample_filter?: number[];
   implicit_mlp?: boolean;
   // Preconditioner:
+  /** The coefficients: 'edm' (EDMPrecond, or Patch_EDMPrecond with coordinate channels), 'vp' (VPPrecond), 've' (VEPrecond). Default 'edm'. */
+  precond?: PrecondKind;
   use_fp16?: boolean;
+  /** 'edm' and 've' (VP derives its range from beta_d, beta_min, epsilon_t). */
   sigma_min?: number;
-  /** Infinity by default (null in JSON means Infinity). */
+  /** Infinity by default for 'edm', 100 for 've' (null in JSON means Infinity). */
   sigma_max?: number | null;
+  /** 'edm' only. */
   sigma_data?: number;
+  /** 'vp' only (VPPrecond's kwargs). */
+  beta_d?: number;
+  beta_min?: number;
+  M?: number;
+  epsilon_t?: number;
 }
 
-/** A config with every default filled in (what a snapshot should record). */
-export type ResolvedNetworkConfig = Required<Omit<NetworkConfig, 'sigma_max'>> & { sigma_max: number };
+/** Keys that only one kind of preconditioner takes. */
+const PRECOND_ONLY: Partial<Record<keyof NetworkConfig, readonly PrecondKind[]>> = {
+  sigma_min: ['edm', 've'], sigma_max: ['edm', 've'], sigma_data: ['edm'],
+  beta_d: ['vp'], beta_min: ['vp'], M: ['vp'], epsilon_t: ['vp'],
+};
+
+type VpKey = 'beta_d' | 'beta_min' | 'M' | 'epsilon_t';
+/** A config with every default filled in (VP's schedule keys only for 'vp'). */
+export type ResolvedNetworkConfig = Required<Omit<NetworkConfig, 'sigma_max' | VpKey>> & { sigma_max: number } & Pick<NetworkConfig, VpKey>;
 
 type Kind = 'int' | 'posint' | 'number' | 'bool' | 'intlist' | 'numlist' | 'string' | 'sigma';
 const KEYS: Record<keyof NetworkConfig, { kind: Kind; song?: boolean }> = {
@@ -68,14 +84,20 @@ const KEYS: Record<keyof NetworkConfig, { kind: Kind; song?: boolean }> = {
   decoder_type: { kind: 'string', song: true },
   resample_filter: { kind: 'numlist', song: true },
   implicit_mlp: { kind: 'bool', song: true },
+  precond: { kind: 'string' },
   use_fp16: { kind: 'bool' },
   sigma_min: { kind: 'number' },
   sigma_max: { kind: 'sigma' },
   sigma_data: { kind: 'number' },
+  beta_d: { kind: 'number' },
+  beta_min: { kind: 'number' },
+  M: { kind: 'posint' },
+  epsilon_t: { kind: 'number' },
 };
 
 const ENUMS: Partial<Record<keyof NetworkConfig, readonly string[]>> = {
   model_type: ['SongUNet', 'DhariwalUNet'],
+  precond: PRECOND_KINDS,
   embedding_type: ['positional', 'fourier'],
   encoder_type: ['standard', 'skip', 'residual'],
   decoder_type: ['standard', 'skip'],
@@ -116,7 +138,8 @@ export function parseNetworkConfig(raw: unknown): NetworkConfig {
   if (typeof raw !== 'object' || raw === null || Array.isArray(raw)) throw new Error('network config must be an object');
   const obj = raw as Record<string, unknown>;
   const problems: string[] = [];
-  const modelType = obj.model_type ?? 'DhariwalUNet';
+  const precond = (obj.precond ?? 'edm') as PrecondKind;
+  const modelType = obj.model_type ?? defaultModelType(precond);
   for (const [key, value] of Object.entries(obj)) {
     const spec = KEYS[key as keyof NetworkConfig];
     if (!spec) {
@@ -129,7 +152,12 @@ export function parseNetworkConfig(raw: unknown): NetworkConfig {
     if (allowed && typeof value === 'string' && !allowed.includes(value))
       problems.push(`${key} must be one of ${allowed.map((a) => `'${a}'`).join(', ')}, got '${value}'`);
     if (spec.song && modelType === 'DhariwalUNet') problems.push(`${key} is a SongUNet option; it is not valid with model_type 'DhariwalUNet'`);
+    const kinds = PRECOND_ONLY[key as keyof NetworkConfig];
+    if (kinds && PRECOND_KINDS.includes(precond) && !kinds.includes(precond))
+      problems.push(`${key} is an option of the ${kinds.join('/')} preconditioner${kinds.length > 1 ? 's' : ''}; it is not valid with precond '${precond}'`);
   }
+  if (precond !== 'edm' && typeof obj.img_channels === 'number' && obj.out_channels !== undefined && obj.out_channels !== obj.img_channels)
+    problems.push(`precond '${precond}' takes no coordinate channels (EDM's ${precond.toUpperCase()}Precond): out_channels must equal img_channels`);
   for (const key of ['img_resolution', 'img_channels'] as const) if (obj[key] === undefined) problems.push(`${key} is required`);
   const inCh = obj.img_channels;
   const outCh = obj.out_channels ?? inCh;
@@ -155,7 +183,8 @@ export function parseNetworkConfig(raw: unknown): NetworkConfig {
 /** Fills every default (the official class defaults). */
 export function resolveNetworkConfig(config: NetworkConfig): ResolvedNetworkConfig {
   const c = parseNetworkConfig(config);
-  const modelType = c.model_type ?? 'DhariwalUNet';
+  const precond = c.precond ?? 'edm';
+  const modelType = c.model_type ?? defaultModelType(precond);
   const d = modelType === 'SongUNet' ? SONG_UNET_DEFAULTS : DHARIWAL_UNET_DEFAULTS;
   const song = SONG_UNET_DEFAULTS;
   return {
@@ -178,18 +207,34 @@ export function resolveNetworkConfig(config: NetworkConfig): ResolvedNetworkConf
     decoder_type: c.decoder_type ?? song.decoderType,
     resample_filter: [...(c.resample_filter ?? song.resampleFilter)],
     implicit_mlp: c.implicit_mlp ?? song.implicitMlp,
+    precond,
     use_fp16: c.use_fp16 ?? false,
-    sigma_min: c.sigma_min ?? 0,
-    sigma_max: c.sigma_max === null || c.sigma_max === undefined ? Infinity : c.sigma_max,
-    sigma_data: c.sigma_data ?? 0.5,
+    ...(precond === 'vp'
+      ? (() => {
+          // The σ range VP derives from its schedule (what a sampler clamps to).
+          const vp = { beta_d: c.beta_d ?? VP_DEFAULTS.betaD, beta_min: c.beta_min ?? VP_DEFAULTS.betaMin, M: c.M ?? VP_DEFAULTS.M, epsilon_t: c.epsilon_t ?? VP_DEFAULTS.epsilonT };
+          const [sigmaMin, sigmaMax] = vpSigmaRange(vp.beta_d, vp.beta_min, vp.epsilon_t);
+          return { sigma_min: sigmaMin, sigma_max: sigmaMax, sigma_data: 0.5, ...vp };
+        })()
+      : {
+          sigma_min: c.sigma_min ?? (precond === 've' ? VE_DEFAULTS.sigmaMin : 0),
+          sigma_max: c.sigma_max === null ? Infinity : c.sigma_max ?? (precond === 've' ? VE_DEFAULTS.sigmaMax : Infinity),
+          sigma_data: c.sigma_data ?? 0.5,
+        }),
   };
 }
 
+/** The official classes' default UNet: DhariwalUNet for (Patch_)EDMPrecond, SongUNet for VP/VEPrecond. */
+function defaultModelType(precond: PrecondKind): ModelType {
+  return precond === 'edm' ? 'DhariwalUNet' : 'SongUNet';
+}
+
 /** The preconditioner's constructor options for a config (validated). */
-export function precondOptions(config: NetworkConfig, rng: { generator?: Generator; initialize?: boolean } = {}): PatchEDMPrecondOptions {
+export function precondOptions(config: NetworkConfig, rng: { generator?: Generator; initialize?: boolean } = {}): PreconditionerOptions {
   const c = parseNetworkConfig(config);
-  const modelType = c.model_type ?? 'DhariwalUNet';
-  const model: NonNullable<PatchEDMPrecondOptions['model']> = {
+  const kind = c.precond ?? 'edm';
+  const modelType = c.model_type ?? defaultModelType(kind);
+  const model: NonNullable<PreconditionerOptions['model']> = {
     augmentDim: c.augment_dim,
     modelChannels: c.model_channels,
     channelMult: c.channel_mult,
@@ -209,6 +254,7 @@ export function precondOptions(config: NetworkConfig, rng: { generator?: Generat
       implicitMlp: c.implicit_mlp,
     });
   return {
+    kind,
     imgResolution: c.img_resolution,
     imgChannels: c.img_channels,
     outChannels: c.out_channels,
@@ -217,6 +263,10 @@ export function precondOptions(config: NetworkConfig, rng: { generator?: Generat
     sigmaMin: c.sigma_min,
     sigmaMax: c.sigma_max === null ? Infinity : c.sigma_max,
     sigmaData: c.sigma_data,
+    betaD: c.beta_d,
+    betaMin: c.beta_min,
+    M: c.M,
+    epsilonT: c.epsilon_t,
     modelType,
     model,
     generator: rng.generator,
@@ -232,10 +282,10 @@ export interface CreateNetworkOptions {
 }
 
 /** Builds the patch-conditioned EDM preconditioner (holding the UNet as `model`) from a config. */
-export function createNetwork(config: NetworkConfig, options: CreateNetworkOptions = {}): PatchEDMPrecond {
+export function createNetwork(config: NetworkConfig, options: CreateNetworkOptions = {}): Preconditioner {
   if (options.initialize !== false && !options.generator)
     throw new Error('createNetwork: pass { generator } to draw the initial weights (or initialize: false to load weights afterwards)');
-  return new PatchEDMPrecond(precondOptions(config, options));
+  return new Preconditioner(precondOptions(config, options));
 }
 
 /** Trainable parameter count of a config (builds it without drawing, then frees it). */

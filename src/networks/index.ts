@@ -3,7 +3,7 @@
 export { UNetBase, type UNetCommonOptions } from './unet-base.js';
 export { SongUNet, SONG_UNET_DEFAULTS, type SongUNetOptions, type EmbeddingType, type EncoderType, type DecoderType } from './song-unet.js';
 export { DhariwalUNet, DHARIWAL_UNET_DEFAULTS, type DhariwalUNetOptions } from './dhariwal-unet.js';
-export { PatchEDMPrecond, type PatchEDMPrecondOptions, type ModelType, type PreconditionerCoefficients } from './precond.js';
+export { Preconditioner, type PreconditionerOptions, type ModelType, type PreconditionerCoefficients } from './precond.js';
 export {
   parseNetworkConfig, resolveNetworkConfig, precondOptions, createNetwork, countParameters, presetConfig, PRESET_NAMES,
   type NetworkConfig, type ResolvedNetworkConfig, type CreateNetworkOptions, type PresetName, type PresetOptions,

@@ -15,6 +15,7 @@ import { BUILD_STATE, PyDict, PyTuple, describeValue, unpickle, type GlobalHandl
 import { TorchTensorRef, toTensor, torchGlobals } from '../io/torch-file.js';
 import type { Tensor } from '../tensor/tensor.js';
 import { parseNetworkConfig, type NetworkConfig } from './config.js';
+import type { PrecondKind } from './precond.js';
 
 export class OfficialSnapshotError extends Error {
   constructor(message: string) {
@@ -171,9 +172,17 @@ export function moduleTensors(root: PersistentObject | TorchModule, source: stri
 }
 
 /** The preconditioners we implement, and the constructor signature of each (for positional `_init_args`). */
-const PRECONDS: Record<string, { patch: boolean; positional: string[] }> = {
-  Patch_EDMPrecond: { patch: true, positional: ['img_resolution', 'img_channels', 'out_channels', 'label_dim', 'use_fp16', 'sigma_min', 'sigma_max', 'sigma_data', 'model_type'] },
-  EDMPrecond: { patch: false, positional: ['img_resolution', 'img_channels', 'label_dim', 'use_fp16', 'sigma_min', 'sigma_max', 'sigma_data', 'model_type'] },
+const PRECONDS: Record<string, { kind: PrecondKind; patch: boolean; positional: string[] }> = {
+  Patch_EDMPrecond: { kind: 'edm', patch: true, positional: ['img_resolution', 'img_channels', 'out_channels', 'label_dim', 'use_fp16', 'sigma_min', 'sigma_max', 'sigma_data', 'model_type'] },
+  EDMPrecond: { kind: 'edm', patch: false, positional: ['img_resolution', 'img_channels', 'label_dim', 'use_fp16', 'sigma_min', 'sigma_max', 'sigma_data', 'model_type'] },
+  VPPrecond: { kind: 'vp', patch: false, positional: ['img_resolution', 'img_channels', 'label_dim', 'use_fp16', 'beta_d', 'beta_min', 'M', 'epsilon_t', 'model_type'] },
+  VEPrecond: { kind: 've', patch: false, positional: ['img_resolution', 'img_channels', 'label_dim', 'use_fp16', 'sigma_min', 'sigma_max', 'model_type'] },
+};
+/** The constructor arguments each kind keeps as attributes (read from the state when not in the arguments). */
+const PRECOND_KEYS: Record<PrecondKind, readonly string[]> = {
+  edm: ['sigma_min', 'sigma_max', 'sigma_data'],
+  vp: ['beta_d', 'beta_min', 'M', 'epsilon_t'],
+  ve: ['sigma_min', 'sigma_max'],
 };
 const UNET_POSITIONAL = ['img_resolution', 'in_channels', 'out_channels', 'label_dim', 'augment_dim'];
 const UNET_KWARGS: Record<string, readonly string[]> = {
@@ -200,7 +209,7 @@ export function officialNetworkConfig(ema: PersistentObject, source: string): Ne
   if (!precond)
     throw new OfficialSnapshotError(
       `${source}: the network class '${ema.className}' is not supported (supported: ${Object.keys(PRECONDS).join(', ')}; ` +
-        `VPPrecond, VEPrecond and iDDPMPrecond are not implemented yet)`,
+        `iDDPMPrecond is not implemented)`,
     );
   const pk = initArguments(ema, precond.positional, source);
   const modules = ema.state.get('_modules');
@@ -213,18 +222,19 @@ export function officialNetworkConfig(ema: PersistentObject, source: string): Ne
   const unknown = Object.keys(uk).filter((k) => !allowed.has(k));
   if (unknown.length)
     throw new OfficialSnapshotError(`${source}: ${unet.className} option(s) ${unknown.map((k) => `${k}=${JSON.stringify(uk[k])}`).join(', ')} are not supported by this implementation`);
-  const sigmaMax = pk.sigma_max ?? ema.state.get('sigma_max');
   const raw: Record<string, unknown> = {
+    precond: precond.kind,
     model_type: unet.className,
     img_resolution: uk.img_resolution,
     img_channels: uk.in_channels,
     out_channels: uk.out_channels,
     label_dim: uk.label_dim ?? 0,
     use_fp16: pk.use_fp16 ?? false,
-    sigma_min: pk.sigma_min ?? ema.state.get('sigma_min') ?? 0,
-    sigma_max: sigmaMax === Infinity ? null : sigmaMax ?? null,
-    sigma_data: pk.sigma_data ?? ema.state.get('sigma_data') ?? 0.5,
   };
+  for (const key of PRECOND_KEYS[precond.kind]) {
+    const value = toPlain(pk[key] ?? ema.state.get(key));
+    if (value !== undefined && value !== null) raw[key] = key === 'sigma_max' && value === Infinity ? null : value;
+  }
   for (const k of ['augment_dim', ...UNET_KWARGS[unet.className]!]) if (uk[k] !== undefined) raw[k] = uk[k];
   // The preconditioner and its UNet must agree on the geometry (the UNet's arguments are what was built).
   if (pk.img_resolution !== undefined && pk.img_resolution !== uk.img_resolution)
@@ -232,7 +242,7 @@ export function officialNetworkConfig(ema: PersistentObject, source: string): Ne
   if (precond.patch && uk.in_channels === uk.out_channels)
     throw new OfficialSnapshotError(`${source}: a Patch_EDMPrecond whose UNet takes as many channels as it returns has no coordinate channels`);
   if (!precond.patch && uk.in_channels !== uk.out_channels)
-    throw new OfficialSnapshotError(`${source}: an EDMPrecond whose UNet takes ${String(uk.in_channels)} channels and returns ${String(uk.out_channels)} is not supported`);
+    throw new OfficialSnapshotError(`${source}: an ${ema.className} whose UNet takes ${String(uk.in_channels)} channels and returns ${String(uk.out_channels)} is not supported`);
   try {
     return parseNetworkConfig(raw);
   } catch (e) {

@@ -1,9 +1,14 @@
-// Patch Diffusion's EDM preconditioner (the official Patch_EDMPrecond):
+// The preconditioners of EDM (Karras et al. 2022, Table 1) and Patch Diffusion:
 //   D(x; σ, pos) = c_skip(σ)·x + c_out(σ)·F( concat[c_in(σ)·x, pos], c_noise(σ) )
-// with σ_data = 0.5, c_skip = σd²/(σ²+σd²), c_out = σ·σd/√(σ²+σd²),
-// c_in = 1/√(σ²+σd²), c_noise = ln(σ)/4. The coordinate channels are
-// concatenated WITHOUT scaling; all of this runs in float32 (x is cast to
-// float32, as the official; a float64 sampler state is accepted).
+// `kind` picks the coefficients, as the official classes do:
+//   'edm' (EDMPrecond, Patch_EDMPrecond): c_skip = σd²/(σ²+σd²),
+//         c_out = σ·σd/√(σ²+σd²), c_in = 1/√(σ²+σd²), c_noise = ln(σ)/4;
+//   'vp'  (VPPrecond): c_skip = 1, c_out = −σ, c_in = 1/√(σ²+1),
+//         c_noise = (M−1)·t(σ) with t the inverse of σ(t) = √(e^(β_d t²/2 + β_min t) − 1);
+//   've'  (VEPrecond): c_skip = 1, c_out = σ, c_in = 1, c_noise = ln(σ/2).
+// The coordinate channels (pos) are concatenated WITHOUT scaling; a network
+// without them (EDM's own classes) takes no pos. All of this runs in float32
+// (x is cast to float32, as the official; a float64 sampler state is accepted).
 //
 // Channel convention (mirrors the official constructor, which the training
 // loop calls with img_channels = image channels + 2 and out_channels = image
@@ -14,7 +19,7 @@
 import { Module } from '../nn/module.js';
 import { applyPrecision, type Precision } from '../nn/precision.js';
 import type { RandomInit } from '../nn/init.js';
-import { cat, scalar } from '../tensor/creation.js';
+import { cat, onesLike, scalar, tensor as tensorOf } from '../tensor/creation.js';
 import { scope } from '../tensor/scope.js';
 import type { Generator } from '../tensor/random.js';
 import type { Device, DType, Tensor } from '../tensor/tensor.js';
@@ -23,10 +28,33 @@ import { SongUNet, type SongUNetOptions } from './song-unet.js';
 import type { UNetBase } from './unet-base.js';
 
 export type ModelType = 'SongUNet' | 'DhariwalUNet';
+/** Which family of coefficients: EDM's (also Patch Diffusion's), variance preserving or variance exploding. */
+export type PrecondKind = 'edm' | 'vp' | 've';
+export const PRECOND_KINDS: readonly PrecondKind[] = ['edm', 'vp', 've'];
+
+/** VPPrecond's schedule constants (its class defaults). */
+export const VP_DEFAULTS = { betaD: 19.9, betaMin: 0.1, M: 1000, epsilonT: 1e-5 } as const;
+/** VEPrecond's supported σ range (its class defaults). */
+export const VE_DEFAULTS = { sigmaMin: 0.02, sigmaMax: 100 } as const;
 
 type ModelKwargs = Omit<SongUNetOptions & DhariwalUNetOptions, 'imgResolution' | 'inChannels' | 'outChannels' | 'labelDim' | keyof RandomInit>;
 
-export interface PatchEDMPrecondOptions extends RandomInit {
+/** VPPrecond.sigma: σ(t) = √(exp(β_d·t²/2 + β_min·t) − 1), elementwise, in t's dtype. */
+export function vpSigma(t: Tensor, betaD: number, betaMin: number): Tensor {
+  return scope(() => t.square().mul(0.5 * betaD).add(t.mul(betaMin)).exp().sub(1).sqrt());
+}
+/** VPPrecond.sigma_inv: t(σ) = (√(β_min² + 2·β_d·ln(1 + σ²)) − β_min) / β_d. */
+export function vpSigmaInv(sigma: Tensor, betaD: number, betaMin: number): Tensor {
+  return scope(() => sigma.square().add(1).log().mul(2 * betaD).add(betaMin ** 2).sqrt().sub(betaMin).div(betaD));
+}
+/** VPPrecond's supported σ range, [σ(ε_t), σ(1)], computed in float32 as the official float(self.sigma(…)). */
+export function vpSigmaRange(betaD: number, betaMin: number, epsilonT: number): [number, number] {
+  return scope(() => vpSigma(tensorOf([epsilonT, 1]), betaD, betaMin).toArray() as number[]) as [number, number];
+}
+
+export interface PreconditionerOptions extends RandomInit {
+  /** The coefficients (default 'edm'). */
+  kind?: PrecondKind;
   imgResolution: number;
   /** Network input channels: image channels + 2 coordinate channels (official `img_channels`). */
   imgChannels: number;
@@ -35,10 +63,17 @@ export interface PatchEDMPrecondOptions extends RandomInit {
   labelDim?: number;
   /** Run the UNet in float16 on CUDA (weights stay float32); ignored on the CPU, as the official. */
   useFp16?: boolean;
+  /** 'edm' and 've': the supported σ range (VP derives it from its schedule). */
   sigmaMin?: number;
   sigmaMax?: number;
+  /** 'edm' only. */
   sigmaData?: number;
-  /** Default 'DhariwalUNet', as the official class. */
+  /** 'vp' only: the schedule σ(t) = √(exp(β_d·t²/2 + β_min·t) − 1), t ∈ [ε_t, 1], and DDPM's step count M. */
+  betaD?: number;
+  betaMin?: number;
+  M?: number;
+  epsilonT?: number;
+  /** Default 'DhariwalUNet' for 'edm', 'SongUNet' for 'vp'/'ve', as the official classes. */
   modelType?: ModelType;
   /** Options of the UNet (model_channels, channel_mult, …, camelCased). */
   model?: ModelKwargs;
@@ -51,7 +86,8 @@ export interface PreconditionerCoefficients {
   cNoise: Tensor;
 }
 
-export class PatchEDMPrecond extends Module {
+export class Preconditioner extends Module {
+  readonly kind: PrecondKind;
   readonly imgResolution: number;
   readonly imgChannels: number;
   readonly outChannels: number;
@@ -60,21 +96,38 @@ export class PatchEDMPrecond extends Module {
   readonly sigmaMin: number;
   readonly sigmaMax: number;
   readonly sigmaData: number;
+  readonly betaD: number;
+  readonly betaMin: number;
+  readonly M: number;
+  readonly epsilonT: number;
   readonly modelType: ModelType;
   readonly model: UNetBase;
 
-  constructor(o: PatchEDMPrecondOptions) {
+  constructor(o: PreconditionerOptions) {
     super();
+    this.kind = o.kind ?? 'edm';
+    if (!PRECOND_KINDS.includes(this.kind)) throw new Error(`preconditioner: kind must be one of ${PRECOND_KINDS.join(', ')}, got ${JSON.stringify(this.kind)}`);
     this.imgResolution = o.imgResolution;
     this.imgChannels = o.imgChannels;
     this.outChannels = o.outChannels ?? o.imgChannels;
     this.labelDim = o.labelDim ?? 0;
     this.useFp16 = o.useFp16 ?? false;
-    this.sigmaMin = o.sigmaMin ?? 0;
-    this.sigmaMax = o.sigmaMax ?? Infinity;
     this.sigmaData = o.sigmaData ?? 0.5;
-    this.modelType = o.modelType ?? 'DhariwalUNet';
-    if (!(this.sigmaData > 0)) throw new Error(`Patch_EDMPrecond: sigma_data must be positive, got ${this.sigmaData}`);
+    this.betaD = o.betaD ?? VP_DEFAULTS.betaD;
+    this.betaMin = o.betaMin ?? VP_DEFAULTS.betaMin;
+    this.M = o.M ?? VP_DEFAULTS.M;
+    this.epsilonT = o.epsilonT ?? VP_DEFAULTS.epsilonT;
+    if (this.kind === 'vp') {
+      if (!(this.betaD > 0) || !(this.betaMin >= 0) || !(this.M > 1) || !(this.epsilonT > 0 && this.epsilonT < 1))
+        throw new Error(`VPPrecond: need beta_d > 0, beta_min ≥ 0, M > 1 and 0 < epsilon_t < 1, got ${this.betaD}, ${this.betaMin}, ${this.M}, ${this.epsilonT}`);
+      // float(self.sigma(epsilon_t)) and float(self.sigma(1)), in float32 as the official.
+      [this.sigmaMin, this.sigmaMax] = vpSigmaRange(this.betaD, this.betaMin, this.epsilonT);
+    } else {
+      this.sigmaMin = o.sigmaMin ?? (this.kind === 've' ? VE_DEFAULTS.sigmaMin : 0);
+      this.sigmaMax = o.sigmaMax ?? (this.kind === 've' ? VE_DEFAULTS.sigmaMax : Infinity);
+    }
+    this.modelType = o.modelType ?? (this.kind === 'edm' ? 'DhariwalUNet' : 'SongUNet');
+    if (!(this.sigmaData > 0)) throw new Error(`${this.className}: sigma_data must be positive, got ${this.sigmaData}`);
     const common = {
       ...(o.model ?? {}),
       imgResolution: o.imgResolution,
@@ -89,9 +142,9 @@ export class PatchEDMPrecond extends Module {
     else if (this.modelType === 'DhariwalUNet') {
       const song = ['embeddingType', 'channelMultNoise', 'encoderType', 'decoderType', 'resampleFilter', 'implicitMlp'] as const;
       const stray = song.filter((k) => (o.model as Record<string, unknown> | undefined)?.[k] !== undefined);
-      if (stray.length) throw new Error(`Patch_EDMPrecond: ${stray.join(', ')} ${stray.length > 1 ? 'are SongUNet options' : 'is a SongUNet option'}, not valid for DhariwalUNet`);
+      if (stray.length) throw new Error(`${this.className}: ${stray.join(', ')} ${stray.length > 1 ? 'are SongUNet options' : 'is a SongUNet option'}, not valid for DhariwalUNet`);
       model = new DhariwalUNet(common);
-    } else throw new Error(`Patch_EDMPrecond: model_type must be 'SongUNet' or 'DhariwalUNet', got ${JSON.stringify(this.modelType)}`);
+    } else throw new Error(`${this.className}: model_type must be 'SongUNet' or 'DhariwalUNet', got ${JSON.stringify(this.modelType)}`);
     this.model = this.registerModule('model', model);
   }
 
@@ -133,9 +186,25 @@ export class PatchEDMPrecond extends Module {
     this.model.setGenerator(generator);
   }
 
-  /** The EDM coefficients for σ (any shape; float32, same shape). */
+  /** The official class name of this preconditioner. */
+  get className(): string {
+    if (this.kind === 'vp') return 'VPPrecond';
+    if (this.kind === 've') return 'VEPrecond';
+    return this.positionChannels > 0 ? 'Patch_EDMPrecond' : 'EDMPrecond';
+  }
+
+  /** The coefficients for σ (any shape; float32, same shape), with the official op order. */
   coefficients(sigma: Tensor): PreconditionerCoefficients {
     const sd = this.sigmaData;
+    if (this.kind === 'vp')
+      return scope(() => ({
+        cSkip: onesLike(sigma),
+        cOut: sigma.neg(),
+        cIn: sigma.square().add(1).sqrt().reciprocal(),
+        cNoise: vpSigmaInv(sigma, this.betaD, this.betaMin).mul(this.M - 1),
+      }));
+    if (this.kind === 've')
+      return scope(() => ({ cSkip: onesLike(sigma), cOut: sigma.clone(), cIn: onesLike(sigma), cNoise: sigma.mul(0.5).log() }));
     return scope(() => {
       const s2 = sigma.square();
       const denom = s2.add(sd * sd); // σ² + σd²
@@ -166,7 +235,7 @@ export class PatchEDMPrecond extends Module {
     options: { forceFp32?: boolean } = {},
   ): Tensor {
     return scope(() => {
-      if (x.ndim !== 4) throw new Error(`Patch_EDMPrecond: x must be [N, C, H, W], got [${x.shape}]`);
+      if (x.ndim !== 4) throw new Error(`${this.className}: x must be [N, C, H, W], got [${x.shape}]`);
       const [n, c, h, w] = x.shape as [number, number, number, number];
       const device = x.device as Device;
       const xf = x.dtype === 'float32' ? x : x.to('float32');
@@ -174,7 +243,7 @@ export class PatchEDMPrecond extends Module {
       // σ → [M, 1, 1, 1] float32 with M ∈ {1, N}.
       const s = typeof sigma === 'number' ? scalar(sigma, { device }) : sigma;
       if (s.numel !== 1 && s.numel !== n)
-        throw new Error(`Patch_EDMPrecond: sigma must hold 1 or N = ${n} values, got shape [${s.shape}]`);
+        throw new Error(`${this.className}: sigma must hold 1 or N = ${n} values, got shape [${s.shape}]`);
       // A single σ is expanded to one per sample before anything is computed
       // from it, so every accepted form of σ feeds the network the same [N]
       // noise input: a [1] input would take other BLAS kernels in the
@@ -187,29 +256,29 @@ export class PatchEDMPrecond extends Module {
       const pc = xPos ? xPos.shape[1]! : 0;
       if (xPos) {
         if (xPos.ndim !== 4 || xPos.shape[0] !== n || xPos.shape[2] !== h || xPos.shape[3] !== w)
-          throw new Error(`Patch_EDMPrecond: x_pos must be [${n}, ${this.positionChannels}, ${h}, ${w}] to match x [${x.shape}], got [${xPos.shape}]`);
+          throw new Error(`${this.className}: x_pos must be [${n}, ${this.positionChannels}, ${h}, ${w}] to match x [${x.shape}], got [${xPos.shape}]`);
       }
       if (c !== this.outChannels || c + pc !== this.imgChannels)
         throw new Error(
-          `Patch_EDMPrecond: the network takes ${this.imgChannels} input channels (img_channels) = ${this.outChannels} image channels ` +
+          `${this.className}: the network takes ${this.imgChannels} input channels (img_channels) = ${this.outChannels} image channels ` +
             `+ ${this.positionChannels} coordinate channels; got x with ${c} channels and ${xPos ? `x_pos with ${pc}` : 'no x_pos'}`,
         );
       const m = this.sizeMultiple;
       if (h < m || w < m || h % m !== 0 || w % m !== 0)
         throw new Error(
-          `Patch_EDMPrecond: cannot take a ${h}×${w} input (patch): its sides must be positive multiples of 2^(levels−1) = ${m} ` +
+          `${this.className}: cannot take a ${h}×${w} input (patch): its sides must be positive multiples of 2^(levels−1) = ${m} ` +
             `for this ${this.model.levels}-level network`,
         );
       let labels: Tensor | null = null;
       if (this.labelDim === 0) {
         if (classLabels && classLabels.numel > 0)
-          throw new Error(`Patch_EDMPrecond: class labels were given but the network is unconditional (label_dim 0)`);
+          throw new Error(`${this.className}: class labels were given but the network is unconditional (label_dim 0)`);
       } else if (classLabels) {
         if (classLabels.shape[classLabels.ndim - 1] !== this.labelDim || classLabels.numel % this.labelDim !== 0)
-          throw new Error(`Patch_EDMPrecond: class labels must have width label_dim = ${this.labelDim}, got shape [${classLabels.shape}]`);
+          throw new Error(`${this.className}: class labels must have width label_dim = ${this.labelDim}, got shape [${classLabels.shape}]`);
         labels = classLabels.reshape(-1, this.labelDim);
         if (labels.shape[0] !== n && labels.shape[0] !== 1)
-          throw new Error(`Patch_EDMPrecond: class labels must be given for 1 or N = ${n} samples, got shape [${classLabels.shape}]`);
+          throw new Error(`${this.className}: class labels must be given for 1 or N = ${n} samples, got shape [${classLabels.shape}]`);
         if (labels.dtype !== 'float32' || labels.device !== x.device) labels = labels.to({ dtype: 'float32', device });
       }
       const dtype: DType = this.useFp16 && !options.forceFp32 && device.startsWith('cuda') ? 'float16' : 'float32';
@@ -222,7 +291,7 @@ export class PatchEDMPrecond extends Module {
       const aug = augmentLabels && augmentLabels.dtype !== dtype ? augmentLabels.to(dtype) : augmentLabels;
       const fx = this.model.forward(xIn, cNoise.flatten(), labels ? (dtype === 'float32' ? labels : labels.to(dtype)) : null, aug);
       const expected = this.#precision === 'bf16' ? 'bfloat16' : dtype;
-      if (fx.dtype !== dtype && fx.dtype !== expected) throw new Error(`Patch_EDMPrecond: the UNet returned ${fx.dtype}, expected ${expected}`);
+      if (fx.dtype !== dtype && fx.dtype !== expected) throw new Error(`${this.className}: the UNet returned ${fx.dtype}, expected ${expected}`);
       return cSkip.mul(xf).add(cOut.mul(fx.dtype === 'float32' ? fx : fx.to('float32')));
     });
   }

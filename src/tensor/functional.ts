@@ -98,6 +98,20 @@ export function avgPool2d(x: Tensor, kernel: Pair, stride: Pair = kernel, paddin
 export function maxPool2d(x: Tensor, kernel: Pair, stride: Pair = kernel, padding: Pair = 0): Tensor {
   return wrap(native.maxPool2d(x.handle, pair(kernel), pair(stride), pair(padding)));
 }
+/** The sampling grid [N, H, W, 2] of the affine maps theta [N, 2, 3] for an output of `size` [N, C, H, W] (torch's affine_grid). */
+export function affineGrid(theta: Tensor, size: readonly [number, number, number, number], alignCorners = false): Tensor {
+  return wrap(native.affineGrid(theta.handle, size, alignCorners));
+}
+/** Samples x [N, C, H, W] at grid [N, H', W', 2] (x, y in [−1, 1]) → [N, C, H', W'] (torch's grid_sample). */
+export function gridSample(
+  x: Tensor,
+  grid: Tensor,
+  mode: 'bilinear' | 'nearest' | 'bicubic' = 'bilinear',
+  paddingMode: 'zeros' | 'border' | 'reflection' = 'zeros',
+  alignCorners = false,
+): Tensor {
+  return wrap(native.gridSample(x.handle, grid.handle, mode, paddingMode, alignCorners));
+}
 export function adaptiveAvgPool2d(x: Tensor, size: Pair): Tensor {
   return wrap(native.adaptiveAvgPool2d(x.handle, pair(size)));
 }
