@@ -10,6 +10,7 @@ import { gatherInOrder, rankBatches } from '../distributed/split.js';
 import { launcherThreads } from '../distributed/environment.js';
 import { ProcessGroup } from '../distributed/process-group.js';
 import { generateImages, seedBatches, toUint8 } from '../diffusion/sampler.js';
+import { ablationSchedule, type Discretization, type Scaling, type Schedule, type Solver } from '../diffusion/ablation-sampler.js';
 import { imageAt, writeImageGrid, writePng, type ImageBatch } from '../io/images.js';
 import { createProgress } from '../util/progress.js';
 import { loadSnapshotNetwork } from './load-network.js';
@@ -28,6 +29,11 @@ export interface GenerateRequest {
   sMin?: number;
   sMax?: number;
   sNoise?: number;
+  /** generate.py's ablation sampler: any of these given runs it instead of EDM's Heun sampler (as the official). */
+  solver?: Solver;
+  discretization?: Discretization;
+  schedule?: Schedule;
+  scaling?: Scaling;
   classIndex?: number | null;
   cfg?: number | null;
   imageSize?: number;
@@ -72,6 +78,10 @@ export async function generate(r: GenerateRequest): Promise<GenerateSummary> {
   const batches = myIndices ? myIndices.map((ix) => ix.map((i) => r.seeds[i]!)) : seedBatches(r.seeds, r.batch ?? 64);
   const mine = batches.reduce((n, b) => n + b.length, 0);
   const progress = r.quiet || (dist && !dist.isMain) ? null : createProgress({ total: mine, label: dist ? `generate (rank 0 of ${dist.worldSize})` : 'generate', unit: 'img' });
+  const ablation = r.solver || r.discretization || r.schedule || r.scaling
+    ? { solver: r.solver, discretization: r.discretization, schedule: r.schedule, scaling: r.scaling }
+    : null;
+  if (ablation) ablationSchedule({ ...ablation, numSteps: r.steps, sigmaMin: r.sigmaMin, sigmaMax: r.sigmaMax, rho: r.rho, netSigmaMin: net.sigmaMin, netSigmaMax: net.sigmaMax });
   let done = 0;
   for (const seeds of batches) {
     const batch = noGrad(() => {
@@ -82,6 +92,7 @@ export async function generate(r: GenerateRequest): Promise<GenerateSummary> {
         sChurn: r.sChurn, sMin: r.sMin, sMax: r.sMax, sNoise: r.sNoise,
         classIndex: r.classIndex ?? null, cfg: r.cfg ?? null,
         imageSize: r.imageSize, xStart: r.xStart, yStart: r.yStart,
+        netSigmaMin: net.sigmaMin, netSigmaMax: net.sigmaMax, ablation,
       });
       try {
         return toUint8(images);

@@ -312,6 +312,10 @@ export interface PresetOptions {
   dropout?: number;
   /** 9 when augmentation is on (train.py). Default 0. */
   augmentDim?: number;
+  /** The preconditioner's coefficients (default 'edm'). */
+  precond?: PrecondKind;
+  /** Two coordinate channels next to the image (Patch Diffusion); default true. EDM's own networks have none. */
+  coordinates?: boolean;
   /** Any further keys (e.g. channel_mult for --cres, model_channels for --cbase). */
   overrides?: Partial<NetworkConfig>;
 }
@@ -329,8 +333,9 @@ export interface PresetOptions {
 export function presetConfig(name: PresetName, o: PresetOptions): NetworkConfig {
   const imageChannels = o.imageChannels ?? 3;
   const base = {
+    ...(o.precond && o.precond !== 'edm' ? { precond: o.precond } : {}),
     img_resolution: o.imgResolution,
-    img_channels: imageChannels + 2,
+    img_channels: imageChannels + (o.coordinates === false ? 0 : 2),
     out_channels: imageChannels,
     label_dim: o.labelDim ?? 0,
     augment_dim: o.augmentDim ?? 0,

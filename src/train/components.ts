@@ -8,7 +8,8 @@ import { BatchLoader, type ImageDataset, type SamplerState } from '../data/index
 import { createNetwork, presetConfig, type NetworkConfig, type PresetName } from '../networks/config.js';
 import type { Preconditioner } from '../networks/precond.js';
 import { PatchSchedule } from '../diffusion/patches.js';
-import { patchLoss, type Denoiser } from '../diffusion/loss.js';
+import { patchLoss, type AugmentFn, type Denoiser, type NoiseLevels } from '../diffusion/loss.js';
+import { AugmentPipe, trainPyAugmentOptions } from '../diffusion/augment.js';
 import { generateImages, quantizeImages, seedBatches, toUint8 } from '../diffusion/sampler.js';
 import type { ImageArray } from '../metrics/images.js';
 import type { ImageBatch } from '../io/images.js';
@@ -61,8 +62,21 @@ export function networkConfigFor(o: ResolvedTrainOptions, dataset: ImageDataset)
     imageChannels: dataset.channels,
     labelDim: o.cond ? dataset.labelDim : 0,
     dropout: o.dropout,
+    precond: o.precond === 'pedm' ? 'edm' : o.precond,
+    coordinates: o.precond === 'pedm',
+    augmentDim: o.augment > 0 ? augmentPipeFor(o.augment).labelDim : 0,
     overrides,
   });
+}
+
+/** train.py's augmentation for --augment P (EDM's AugmentPipe, geometric transforms only). */
+export function augmentPipeFor(p: number): AugmentPipe {
+  return new AugmentPipe(trainPyAugmentOptions(p));
+}
+
+/** The loss's σ distribution and weight for a --precond (the official loss classes' defaults). */
+export function noiseLevelsFor(precond: ResolvedTrainOptions['precond']): NoiseLevels {
+  return { kind: precond === 'pedm' ? 'edm' : precond };
 }
 
 /**
@@ -118,8 +132,13 @@ export function buildComponents(o: ResolvedTrainOptions, dataset: ImageDataset, 
   // One shuffled stream for all ranks; rank r takes its items r, r + world, ... (disjoint shards).
   const loader = new BatchLoader(dataset, { seed: o.seed, xflip: o.xflip, rank: place.rank, worldSize: place.worldSize });
   const R = dataset.resolution, C = dataset.channels;
-  const denoiser: Denoiser = (x, sigma, xPos, labels) => net.forward(x, sigma, xPos, labels ?? null);
-  const emaDenoiser: Denoiser = (x, sigma, xPos, labels) => ema.forward(x, sigma, xPos, labels ?? null);
+  const denoiser: Denoiser = (x, sigma, xPos, labels, augmentLabels) => net.forward(x, sigma, xPos, labels ?? null, augmentLabels ?? null);
+  // Sampling passes the coordinate grid; a network without coordinate channels (EDM's own) ignores it.
+  const emaDenoiser: Denoiser = (x, sigma, xPos, labels) => ema.forward(x, sigma, ema.positionChannels ? xPos : null, labels ?? null);
+  const sigmaRange = { netSigmaMin: ema.sigmaMin, netSigmaMax: ema.sigmaMax };
+  const noiseLevels = noiseLevelsFor(o.precond);
+  const pipe = o.augment > 0 ? augmentPipeFor(o.augment) : null;
+  const augment: AugmentFn | null = pipe ? (patches) => pipe.apply(patches, trainGen) : null;
 
   return {
     device,
@@ -145,14 +164,16 @@ export function buildComponents(o: ResolvedTrainOptions, dataset: ImageDataset, 
       getState: () => loader.getState(),
       setState: (s) => loader.setState(s as SamplerState),
     },
-    lossFn: (images, labels, patchSize) => patchLoss({ net: denoiser, images, labels, patchSize, generator: trainGen }).loss,
+    // EDM's whole-image losses crop nothing (the schedule gives them full size only) and pass no coordinates.
+    lossFn: (images, labels, patchSize) =>
+      patchLoss({ net: denoiser, images, labels, patchSize: o.precond === 'pedm' ? patchSize : null, generator: trainGen, noiseLevels, augment }).loss,
     sampleForMetrics(seeds, steps, batchSize) {
       const data = new Uint8Array(seeds.length * C * R * R);
       let at = 0;
       for (const chunk of seedBatches(seeds, batchSize)) {
         const bytes = noGrad(() =>
           scope(() => {
-            const { images } = generateImages(emaDenoiser, { seeds: chunk, channels: C, resolution: R, numSteps: steps, labelDim, device });
+            const { images } = generateImages(emaDenoiser, { seeds: chunk, channels: C, resolution: R, numSteps: steps, labelDim, device, ...sigmaRange });
             // The same quantisation as written PNGs, kept in NCHW (what the metrics read).
             return quantizeImages(images).to({ device: 'cpu' }).data() as Uint8Array;
           }),
@@ -165,7 +186,7 @@ export function buildComponents(o: ResolvedTrainOptions, dataset: ImageDataset, 
     sampleGrid(count, steps) {
       return noGrad(() => {
         const seeds = Array.from({ length: count }, (_, k) => k);
-        const { images } = generateImages(emaDenoiser, { seeds, channels: C, resolution: R, numSteps: steps, labelDim, device });
+        const { images } = generateImages(emaDenoiser, { seeds, channels: C, resolution: R, numSteps: steps, labelDim, device, ...sigmaRange });
         try {
           return toUint8(images);
         } finally {

@@ -6,6 +6,14 @@ import { PRECISIONS } from '../nn/precision.js';
 
 export const ARCHS = ['ddpmpp', 'ncsnpp', 'adm', 'small'] as const;
 export type Arch = (typeof ARCHS)[number];
+/**
+ * Preconditioning and loss, train.py's --precond: 'pedm' is Patch Diffusion
+ * (Patch_EDMPrecond + Patch_EDMLoss); 'edm', 'vp' and 've' are EDM's
+ * whole-image EDMPrecond/EDMLoss, VPPrecond/VPLoss and VEPrecond/VELoss,
+ * with no coordinate channels.
+ */
+export const PRECONDS = ['pedm', 'edm', 'vp', 've'] as const;
+export type PrecondChoice = (typeof PRECONDS)[number];
 
 const positiveInt = z.number().int().positive();
 const intList = z.array(z.number().int().positive()).min(1);
@@ -22,6 +30,9 @@ export const trainOptionsSchema = z
     xflip: z.boolean().default(false),
 
     arch: z.enum(ARCHS).default('ddpmpp'),
+    precond: z.enum(PRECONDS).default('pedm'),
+    /** Augmentation probability (EDM's AugmentPipe with train.py's choice of transforms); 0 = off. */
+    augment: z.number().min(0).max(1).default(0),
     cbase: positiveInt.optional(),
     cres: intList.optional(),
     numBlocks: positiveInt.optional(),
@@ -36,7 +47,8 @@ export const trainOptionsSchema = z
     lrRampup: z.number().min(0).optional(), // kimg
     ema: z.number().min(0).optional(), // Mimg half-life
     emaRampup: z.number().min(0).nullable().default(0.05),
-    realP: z.number().min(0).max(1).default(0.5),
+    /** Default 0.5 for 'pedm'; EDM's whole-image preconditioners train at full size only (1). */
+    realP: z.number().min(0).max(1).optional(),
     progressive: z.boolean().default(false),
     /**
      * Data-parallel runs: every rank trains the same patch size in each round
@@ -93,7 +105,7 @@ export const ARCH_DEFAULTS: Record<Arch, ArchDefaults> = {
   small: { batch: 32, lr: 1e-3, lrRampup: 2, ema: 0.005, dropout: 0, tick: 1 },
 };
 
-export type ResolvedTrainOptions = TrainOptions & ArchDefaults & { batchGpu: number };
+export type ResolvedTrainOptions = TrainOptions & ArchDefaults & { batchGpu: number; realP: number };
 
 function formatIssues(error: z.ZodError, input: unknown): string {
   return error.issues
@@ -116,6 +128,11 @@ export function resolveTrainOptions(input: TrainOptionsInput, worldSize = 1): Re
   if (!parsed.success) throw new Error(`invalid training options:\n${formatIssues(parsed.error, input)}`);
   const o = parsed.data;
   const d = ARCH_DEFAULTS[o.arch];
+  if (o.precond !== 'pedm') {
+    if (o.realP !== undefined && o.realP !== 1)
+      throw new Error(`invalid training options:\n--real-p: --precond ${o.precond} trains on whole images (EDM's ${o.precond.toUpperCase()}Precond takes no coordinate channels), so only 1 is possible (got ${o.realP}); patch training is --precond pedm`);
+    if (o.progressive) throw new Error(`invalid training options:\n--progressive: --precond ${o.precond} trains on whole images; the progressive patch schedule needs --precond pedm`);
+  }
   const batch = o.batch ?? d.batch;
   if (batch % worldSize !== 0) throw new Error(`invalid training options:\n--batch: ${batch} images per step cannot be shared by ${worldSize} processes (use a multiple of ${worldSize})`);
   const perRank = batch / worldSize;
@@ -124,6 +141,7 @@ export function resolveTrainOptions(input: TrainOptionsInput, worldSize = 1): Re
     throw new Error(`invalid training options:\n--batch-gpu: ${batchGpu} must divide the ${perRank} images per step of each of ${worldSize} process${worldSize > 1 ? 'es' : ''} (--batch ${batch})`);
   return {
     ...o,
+    realP: o.realP ?? (o.precond === 'pedm' ? 0.5 : 1),
     batch,
     batchGpu,
     lr: o.lr ?? d.lr,

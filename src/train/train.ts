@@ -100,7 +100,7 @@ export async function train(request: TrainRequest): Promise<TrainingResult | nul
         dataset.name.replace(/[^\w.-]+/g, '_'),
         options.cond ? 'cond' : 'uncond',
         options.arch,
-        'pedm',
+        options.precond,
         `batch${options.batch}`,
         ...(options.desc ? [options.desc] : []),
       ]);

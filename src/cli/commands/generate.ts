@@ -2,24 +2,29 @@
 import { Command, Option } from 'commander';
 import { PRECISIONS, type Precision } from '../../nn/precision.js';
 import { generate, parseSeedList } from '../../generate/generate.js';
+import { DISCRETIZATIONS, SCALINGS, SCHEDULES, SOLVERS, type Discretization, type Scaling, type Schedule, type Solver } from '../../diffusion/ablation-sampler.js';
 import { parseNumber as num } from '../parse.js';
 import { addLaunchOptions, launchIfAsked } from '../launch-options.js';
 
 export function generateCommand(): Command {
   return addLaunchOptions(new Command('generate'))
-    .description('generate images from a network snapshot with the EDM Heun sampler')
+    .description('generate images from a network snapshot with the EDM Heun sampler (or generate.py\'s ablation sampler: --solver, --disc, --schedule, --scaling)')
     .requiredOption('--network <path>', 'a network-snapshot-*.safetensors, or a run directory (its newest snapshot)')
     .option('--outdir <dir>', 'where to write the PNGs', 'out')
     .option('--seeds <list>', 'seeds, e.g. 0-63 or 1,5,9-12: one image per seed', '0-63')
     .option('--batch <n>', 'images per sampler batch', num, 64)
     .option('--steps <n>', 'sampler steps (NFE = 2·steps − 1)', num, 18)
-    .option('--sigma-min <s>', 'lowest noise level', num)
-    .option('--sigma-max <s>', 'highest noise level', num)
+    .option('--sigma-min <s>', 'lowest noise level (default 0.002; the ablation sampler\'s depends on --disc; never below the network\'s own, e.g. 0.02 for VE)', num)
+    .option('--sigma-max <s>', 'highest noise level (default 80; the ablation sampler\'s depends on --disc; never above the network\'s own)', num)
     .option('--rho <r>', 'time-step exponent', num)
     .option('--s-churn <x>', 'stochasticity (0 = deterministic)', num)
     .option('--s-min <x>', 'stochastic range: lowest σ', num)
     .option('--s-max <x>', 'stochastic range: highest σ', num)
     .option('--s-noise <x>', 'noise inflation of the churn', num)
+    .addOption(new Option('--solver <s>', 'ablation sampler (generate.py): ODE solver').choices(SOLVERS))
+    .addOption(new Option('--disc <d>', 'ablation sampler: time-step discretization').choices(DISCRETIZATIONS))
+    .addOption(new Option('--schedule <s>', 'ablation sampler: noise schedule σ(t)').choices(SCHEDULES))
+    .addOption(new Option('--scaling <s>', 'ablation sampler: signal scaling s(t)').choices(SCALINGS))
     .option('--class <n>', 'class index for a conditional network (default: random per seed)', num)
     .option('--cfg <w>', 'classifier-free guidance strength (1 = none)', num)
     .option('--image-size <n>', 'canvas side; larger than the training resolution extends the coordinate grid', num)
@@ -50,6 +55,10 @@ export function generateCommand(): Command {
         sMin: f.sMin as number | undefined,
         sMax: f.sMax as number | undefined,
         sNoise: f.sNoise as number | undefined,
+        solver: f.solver as Solver | undefined,
+        discretization: f.disc as Discretization | undefined,
+        schedule: f.schedule as Schedule | undefined,
+        scaling: f.scaling as Scaling | undefined,
         classIndex: (f.class as number | undefined) ?? null,
         cfg: (f.cfg as number | undefined) ?? null,
         imageSize: f.imageSize as number | undefined,

@@ -18,6 +18,8 @@ export function trainCommand(): Command {
     .option('--cond', 'class-conditional (labels from dataset.json or the built-in set)')
     .option('--xflip', 'add horizontally mirrored copies of the images')
     .addOption(new Option('--arch <name>', 'network: EDM presets ddpmpp, ncsnpp, adm, or small (CPU-sized DDPM++)').choices(ARCHS).default('ddpmpp'))
+    .addOption(new Option('--precond <kind>', 'preconditioning and loss: pedm (Patch Diffusion), or EDM\'s whole-image edm, vp, ve').choices(['pedm', 'edm', 'vp', 've']))
+    .option('--augment <p>', 'augmentation probability: EDM\'s AugmentPipe with train.py\'s transforms (flips, scale, rotation, anisotropy, translation), labels to the network (0 = off; official default 0.12)', num)
     .option('--cbase <n>', 'channel multiplier base (model_channels)', num)
     .option('--cres <list>', 'channels per resolution, e.g. 1,2,2,2', parseNumberList)
     .option('--num-blocks <n>', 'residual blocks per resolution', num)
