@@ -57,6 +57,7 @@ export function networkConfigFor(o: ResolvedTrainOptions, dataset: ImageDataset)
   if (o.numBlocks !== undefined) overrides.num_blocks = o.numBlocks;
   if (o.attn !== undefined) overrides.attn_resolutions = o.attn;
   if (o.labelDropout > 0) overrides.label_dropout = o.labelDropout;
+  if (o.implicitMlp) overrides.implicit_mlp = true;
   return presetConfig(PRESET_OF_ARCH[o.arch], {
     imgResolution: dataset.resolution,
     imageChannels: dataset.channels,

@@ -38,6 +38,8 @@ export const trainOptionsSchema = z
     numBlocks: positiveInt.optional(),
     attn: z.array(z.number().int().positive()).optional(),
     dropout: z.number().min(0).lt(1).optional(),
+    /** SongUNet's implicit MLP on the coordinate channels (train.py's --implicit_mlp). */
+    implicitMlp: z.boolean().default(false),
     labelDropout: z.number().min(0).lt(1).default(0),
 
     duration: z.number().positive(), // Mimg of patch samples, as the official counter
@@ -47,6 +49,8 @@ export const trainOptionsSchema = z
     lrRampup: z.number().min(0).optional(), // kimg
     ema: z.number().min(0).optional(), // Mimg half-life
     emaRampup: z.number().min(0).nullable().default(0.05),
+    /** train.py's --ls: the loss is multiplied by this before backward (the gradients with it). */
+    lossScaling: z.number().positive().default(1),
     /** Default 0.5 for 'pedm'; EDM's whole-image preconditioners train at full size only (1). */
     realP: z.number().min(0).max(1).optional(),
     progressive: z.boolean().default(false),
@@ -77,6 +81,8 @@ export const trainOptionsSchema = z
     /** Start from this snapshot's EMA weights (ours or an official .pkl); the EMA ramp-up is then off, as the official --transfer. */
     transfer: z.string().min(1).optional(),
     dryRun: z.boolean().default(false),
+    /** train.py's --nosubdir: write the run into --outdir itself, not a numbered subfolder. */
+    nosubdir: z.boolean().default(false),
   })
   .strict();
 

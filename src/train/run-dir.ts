@@ -19,6 +19,14 @@ export function createRunDir(outdir: string, nameParts: string[]): string {
   return dir;
 }
 
+/** --nosubdir: the run goes into `dir` itself, which must not hold another run already. */
+export function useRunDir(dir: string): string {
+  mkdirSync(dir, { recursive: true });
+  const taken = readdirSync(dir).filter((f) => f === 'training_options.json' || /^(network-snapshot|training-state)-/.test(f));
+  if (taken.length) throw new Error(`--nosubdir: ${dir} already holds a run (${taken[0]}); resume it with --resume ${dir}, or choose another --outdir`);
+  return dir;
+}
+
 export function writeJson(path: string, value: unknown): void {
   writeFileAtomic(path, [new TextEncoder().encode(JSON.stringify(value, null, 2) + '\n')]);
 }

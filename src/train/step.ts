@@ -14,7 +14,7 @@ import type { ResolvedTrainOptions } from './options.js';
 import type { TrainingComponents } from './components.js';
 
 export interface TrainingStepArgs {
-  options: Pick<ResolvedTrainOptions, 'batch' | 'batchGpu' | 'lr' | 'lrRampup' | 'ema' | 'emaRampup'>;
+  options: Pick<ResolvedTrainOptions, 'batch' | 'batchGpu' | 'lr' | 'lrRampup' | 'ema' | 'emaRampup'> & { lossScaling?: number };
   components: TrainingComponents;
   /** Patch samples counted so far (the official cur_nimg) and the run's total. */
   curNimg: number;
@@ -63,7 +63,7 @@ export function accumulateGradients(a: TrainingStepArgs): void {
       const batch = c.sampler.nextBatch(n);
       const loss = c.lossFn(batch.images, batch.labels, patchSize);
       // Sum over pixels per sample, averaged over samples of the whole step (spec §4).
-      reducePatchLoss(loss, o.batch / c.worldSize, batchMul).backward();
+      reducePatchLoss(loss, o.batch / c.worldSize, batchMul, o.lossScaling ?? 1).backward();
       return loss.mean().item();
     });
     a.onRound?.({ patchSize, images: n, lossMean });

@@ -9,7 +9,7 @@ import { resolveTrainOptions, type ResolvedTrainOptions, type TrainOptionsInput 
 import { buildComponents, networkConfigFor } from './components.js';
 import { checkPrecisionSupport } from '../nn/precision.js';
 import { countParameters } from '../networks/config.js';
-import { createRunDir, RunLog, writeJson } from './run-dir.js';
+import { createRunDir, RunLog, useRunDir, writeJson } from './run-dir.js';
 import { findLatestState, readTrainingState, type LoopState, type RankState } from './checkpoint.js';
 import { broadcastTrainingState, restoreRankState, savedRanks } from './rank-state.js';
 import { launcherThreads } from '../distributed/environment.js';
@@ -96,6 +96,8 @@ export async function train(request: TrainRequest): Promise<TrainingResult | nul
     ? ''
     : statePath
     ? dirname(statePath)
+    : options.nosubdir
+    ? useRunDir(options.outdir)
     : createRunDir(options.outdir, [
         dataset.name.replace(/[^\w.-]+/g, '_'),
         options.cond ? 'cond' : 'uncond',

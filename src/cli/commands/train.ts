@@ -12,6 +12,7 @@ export function trainCommand(): Command {
     .option('--data <spec>', 'images: a folder or .zip of PNG/JPEG, or a built-in set: fashion-mnist, fashion-mnist-5k, emoji')
     .option('--outdir <dir>', 'where run directories are created', 'runs')
     .option('--desc <text>', 'suffix for the run directory name')
+    .option('--nosubdir', 'write the run into --outdir itself instead of a new numbered folder')
     .option('--resolution <n>', 'train at this resolution (images are centre-cropped and resized)', num)
     .option('--channels <n>', '1 (grey) or 3 (RGB); default: as the data', num)
     .option('--max-images <n>', 'use a fixed seeded subset of at most n images', num)
@@ -25,6 +26,7 @@ export function trainCommand(): Command {
     .option('--num-blocks <n>', 'residual blocks per resolution', num)
     .option('--attn <list>', 'resolutions with self-attention, e.g. 16 (empty for none)', parseNumberList)
     .option('--dropout <p>', 'dropout probability', num)
+    .option('--implicit-mlp', 'SongUNet: encode the coordinate channels with an implicit MLP before the first convolution (official --implicit_mlp)')
     .option('--label-dropout <p>', 'drop class labels with this probability (for classifier-free guidance)', num)
     .option('--duration <mimg>', 'training length in millions of patch samples (the official counter)', num)
     .option('--batch <n>', 'images per optimizer step (per full-size round)', num)
@@ -33,6 +35,7 @@ export function trainCommand(): Command {
     .option('--lr-rampup <kimg>', 'learning-rate warm-up length in kimg (official: 10000)', num)
     .option('--ema <mimg>', 'EMA half-life in Mimg', num)
     .option('--ema-rampup <ratio>', 'EMA half-life ramp-up ratio (official 0.05)', num)
+    .option('--ls <factor>', 'loss scaling (official --ls; default 1)', num)
     .option('--real-p <p>', 'probability of a full-size round (0.5 in the paper; 1 = plain EDM)', num)
     .option('--progressive', 'grow patch sizes over training instead of drawing them at random')
     .option('--same-patch-size', 'with several processes: all train the same patch size each round (faster: no rank waits for one that drew larger patches; the official code draws per rank)')
@@ -58,8 +61,9 @@ export function trainCommand(): Command {
         process.exitCode = launched;
         return;
       }
-      const { nproc: _n, nnodes: _nn, nodeRank: _r, masterAddr: _a, masterPort: _p, ...options } = flags;
-      const result = await train(options);
+      const { nproc: _n, nnodes: _nn, nodeRank: _r, masterAddr: _a, masterPort: _p, ls, ...options } = flags;
+      // --ls is train.py's name for the loss scaling.
+      const result = await train({ ...options, ...(ls !== undefined ? { lossScaling: ls as number } : {}) });
       if (result?.stoppedEarly) process.exitCode = 130;
     });
 }
