@@ -8,6 +8,7 @@ import { existsSync, readFileSync, statSync } from 'node:fs';
 import { dirname, join } from 'node:path';
 import { readSafetensors } from '../io/safetensors.js';
 import { AUTOENCODER_KL_DEFAULTS, AutoencoderKL, type AutoencoderKLConfig } from './autoencoder-kl.js';
+import { stripUndefined } from './unet-base.js';
 import type { Device, Tensor } from '../tensor/tensor.js';
 
 export const VAE_WEIGHTS_FILE = 'diffusion_pytorch_model.safetensors';
@@ -37,13 +38,16 @@ export function loadAutoencoderKL(path: string, options: LoadAutoencoderKLOption
     const configPath = join(dirname(file), 'config.json');
     const fromJson = existsSync(configPath);
     const base = fromJson ? parseDiffusersVaeConfig(JSON.parse(readText(configPath)), configPath) : inferAutoencoderKLConfig(state, file);
-    const config: AutoencoderKLConfig = { ...base, ...options.config };
-    const source = fromJson ? `the configuration in ${configPath}` : 'the configuration inferred from the tensor shapes';
+    const overrides = stripUndefined(options.config ?? {});
+    const config: AutoencoderKLConfig = { ...base, ...overrides };
+    const source =
+      (fromJson ? `the configuration in ${configPath}` : 'the configuration inferred from the tensor shapes') +
+      (Object.keys(overrides).length ? ` with options.config ${JSON.stringify(overrides)}` : '');
     let net: AutoencoderKL;
     try {
       net = new AutoencoderKL({ ...config, initialize: false });
     } catch (e) {
-      const hint = fromJson || options.config?.normNumGroups !== undefined ? '' : ` (norm_num_groups cannot be read from the weights: put diffusers' config.json beside the file or pass config.normNumGroups)`;
+      const hint = fromJson || overrides.normNumGroups !== undefined ? '' : ` (norm_num_groups cannot be read from the weights: put diffusers' config.json beside the file or pass config.normNumGroups)`;
       throw new Error(`${file}: ${source} does not build: ${(e as Error).message}${hint}`);
     }
     try {

@@ -402,7 +402,7 @@ export function checkAutoencoderKLConfig(o: AutoencoderKLConfig): void {
   else if (isPosInt(o.normNumGroups)) {
     const bad = ch.filter((c) => c % o.normNumGroups !== 0);
     if (bad.length)
-      problems.push(`every entry of blockOutChannels ${JSON.stringify(ch)} must be divisible by normNumGroups = ${o.normNumGroups} (GroupNorm), but ${bad.join(', ')} is not`);
+      problems.push(`every entry of blockOutChannels ${JSON.stringify(ch)} must be divisible by normNumGroups = ${o.normNumGroups} (GroupNorm), but ${bad.join(', ')} ${bad.length > 1 ? 'are' : 'is'} not`);
   }
   if (!(typeof o.scalingFactor === 'number' && Number.isFinite(o.scalingFactor) && o.scalingFactor !== 0))
     problems.push(`scalingFactor must be a finite non-zero number, got ${JSON.stringify(o.scalingFactor)}`);
