@@ -8,3 +8,11 @@ export {
   parseNetworkConfig, resolveNetworkConfig, precondOptions, createNetwork, countParameters, presetConfig, PRESET_NAMES,
   type NetworkConfig, type ResolvedNetworkConfig, type CreateNetworkOptions, type PresetName, type PresetOptions,
 } from './config.js';
+export {
+  AutoencoderKL, AUTOENCODER_KL_DEFAULTS, checkAutoencoderKLConfig,
+  type AutoencoderKLOptions, type AutoencoderKLConfig, type GaussianPosterior,
+} from './autoencoder-kl.js';
+export {
+  loadAutoencoderKL, parseDiffusersVaeConfig, inferAutoencoderKLConfig, renameLegacyAttention, resolveWeightsPath,
+  VAE_WEIGHTS_FILE, VAE_DOWNLOAD_URL, type LoadAutoencoderKLOptions,
+} from './autoencoder-kl-file.js';
