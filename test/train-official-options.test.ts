@@ -8,6 +8,14 @@ import { basename, join } from 'node:path';
 import { train } from '../src/train/train.js';
 import { readNetworkSnapshot } from '../src/train/checkpoint.js';
 import { generate } from '../src/generate/generate.js';
+import { existsSync } from 'node:fs';
+import { fileURLToPath } from 'node:url';
+import { loadDataset } from '../src/data/index.js';
+import { fillBatch } from '../src/data/sampler.js';
+import { readFileSync } from 'node:fs';
+import { decodeSimplePng } from '../src/data/png.js';
+import { encodeToLatents, openVae, PreEncodedLatents } from '../src/latents/codec.js';
+import { Generator, scope, tensor } from '../src/tensor/index.js';
 import { assertSameTensors, cleanup, listRunFiles, makeTempDir, tinyTrainRequest, writeShapeImages } from './helpers/train-fixtures.js';
 
 let tmp: string;
@@ -63,7 +71,64 @@ for (const mode of MODES) {
   });
 }
 
+// ---- latent Patch Diffusion ---------------------------------------------------------------------
+// The tiny random VAE of test/fixtures/vae (diffusers' AutoencoderKL layout, 4× downsampling, 4 latent
+// channels): 16×16 RGB images become 4×4×4 latents, patch sizes 2 and 4.
+const VAE = fileURLToPath(new URL('../../test/fixtures/vae/', import.meta.url));
+
+for (const preEncode of [false, true]) {
+  test(`--latents${preEncode ? ' --pre-encode' : ''}: trains on VAE latents, resumes bit for bit, and generate decodes to images`, async () => {
+    const perStep = 6; // batch 4 × batch_mul_avg 1.5 (latent mode at real_p 0.5)
+    const extra = { latents: true, vae: VAE, preEncode, tick: (N * perStep) / 1000 };
+    const tag = preEncode ? 'pre' : 'fly';
+    const a = await train(tinyTrainRequest(data, join(tmp, `la-${tag}`), { ...extra, duration: (2 * N * perStep) / 1e6 }));
+    assert.ok(a && !a.stoppedEarly);
+    assert.equal(a.curNimg, 2 * N * perStep);
+    const snap = readNetworkSnapshot(a.lastSnapshot!);
+    for (const t of snap.weights.values()) t.dispose();
+    const config = snap.info.network as Record<string, unknown>;
+    assert.deepEqual([config.img_resolution, config.img_channels, config.out_channels], [4, 6, 4], 'latent resolution 4, 4 latent + 2 coordinate channels in');
+    assert.equal(snap.info.latent?.scalingFactor, 0.18215);
+    assert.equal(existsSync(join(a.runDir, 'latent-posteriors.safetensors')), preEncode);
+
+    const b1 = await train(tinyTrainRequest(data, join(tmp, `lb-${tag}`), { ...extra, duration: (N * perStep) / 1e6 }));
+    assert.ok(b1);
+    const b = await train({ resume: b1.runDir, duration: (2 * N * perStep) / 1e6, quiet: true });
+    assert.ok(b && !b.stoppedEarly);
+    const last = (dir: string) => join(dir, listRunFiles(dir, /^training-state-\d{6}\.safetensors$/).at(-1)!);
+    assertSameTensors(last(a.runDir), last(b.runDir));
+
+    const g = await generate({ network: a.runDir, outdir: join(tmp, `lg-${tag}`), seeds: [0, 1], steps: 3, quiet: true, threads: 1, device: 'cpu' });
+    assert.equal(g.files.length, 2);
+    const png = decodeSimplePng(readFileSync(g.files[0]!));
+    assert.ok(png);
+    assert.deepEqual([png.width, png.height, png.channels], [16, 16, 3], 'decoded to the image resolution');
+  });
+}
+
+test('pre-encoded posteriors draw the same latents as encoding on the fly', async () => {
+  const dataset = await loadDataset(data, {});
+  const vae = openVae(VAE, 'cpu');
+  try {
+    const indices = [3, 0, 7, 5];
+    const pre = PreEncodedLatents.encode(vae, dataset, dataset.length, 5);
+    const fromStore = pre.sample(indices, new Generator(9), vae.config.scalingFactor, 'cpu');
+    const { images } = fillBatch(dataset, indices);
+    const pixels = tensor(images, [4, 3, 16, 16], { dtype: 'uint8' }).to('float32').div(127.5).sub(1);
+    const onTheFly = encodeToLatents(vae, pixels, new Generator(9));
+    const err = scope(() => fromStore.sub(onTheFly).abs().amax().item() / onTheFly.abs().amax().item());
+    assert.ok(err < 1e-5, `differ by ${err} (relative)`);
+    pre.dispose();
+  } finally {
+    vae.dispose();
+  }
+});
+
 test('bad option values are refused by name', async () => {
+  await assert.rejects(train(tinyTrainRequest(data, join(tmp, 'x'), { latents: true })), /--vae: latent diffusion needs the Stable Diffusion VAE: download diffusion_pytorch_model\.safetensors .*huggingface\.co\/stabilityai\/sd-vae-ft-ema/);
+  await assert.rejects(train(tinyTrainRequest(data, join(tmp, 'x'), { latents: true, vae: join(tmp, 'nowhere') })), /--vae: .*nowhere does not exist; latent diffusion needs/);
+  await assert.rejects(train(tinyTrainRequest(data, join(tmp, 'x'), { latents: true, vae: VAE, channels: 1 })), /--latents: .* encodes 3-channel images, but .* has 1 \(use --channels 3\)/);
+  await assert.rejects(train(tinyTrainRequest(data, join(tmp, 'x'), { preEncode: true })), /--pre-encode: only with --latents/);
   await assert.rejects(train(tinyTrainRequest(data, join(tmp, 'x'), { precond: 'vp', realP: 0.5 })), /--real-p: --precond vp trains on whole images .*got 0\.5/);
   await assert.rejects(train(tinyTrainRequest(data, join(tmp, 'x'), { precond: 've', progressive: true })), /--progressive: --precond ve trains on whole images/);
   await assert.rejects(train(tinyTrainRequest(data, join(tmp, 'x'), { augment: 1.5 })), /--augment: .*got 1\.5/);

@@ -5,7 +5,8 @@
 // the files are the same bytes as one process writes.
 import { mkdirSync } from 'node:fs';
 import { join } from 'node:path';
-import { noGrad, resolveDevice, useThreads } from '../tensor/index.js';
+import { noGrad, resolveDevice, scope, useThreads } from '../tensor/index.js';
+import { decodeLatents, openVae } from '../latents/codec.js';
 import { gatherInOrder, rankBatches } from '../distributed/split.js';
 import { launcherThreads } from '../distributed/environment.js';
 import { ProcessGroup } from '../distributed/process-group.js';
@@ -47,6 +48,8 @@ export interface GenerateRequest {
   precision?: Precision;
   channelsLast?: boolean;
   quiet?: boolean;
+  /** The VAE that decodes a latent network's samples (default: the one its snapshot names). */
+  vae?: string;
 }
 
 export interface GenerateSummary {
@@ -66,8 +69,19 @@ export async function generate(r: GenerateRequest): Promise<GenerateSummary> {
   checkPrecisionSupport(r.precision ?? 'fp32', device);
   const { net, info } = loadSnapshotNetwork(r.network, device);
   net.setCompute({ precision: r.precision ?? 'fp32', channelsLast: r.channelsLast ?? false });
-  const { resolution, labelDim } = info.dataset;
+  const { labelDim } = info.dataset;
+  // The coordinate grid is normalised over the network's own resolution (the latent one for a latent network).
+  const resolution = net.imgResolution;
   const channels = net.outChannels;
+  // A latent network's samples are decoded by the VAE its snapshot names (or --vae).
+  const latentVaePath = r.vae ?? info.latent?.vae;
+  if (!latentVaePath && channels === 4)
+    throw new Error(`${r.network}: this network makes 4-channel latents (a latent Patch Diffusion model, e.g. an official --train_on_latents snapshot); pass --vae with the Stable Diffusion VAE that decodes them`);
+  const vae = latentVaePath ? openVae(latentVaePath, device, '--vae') : null;
+  if (vae && vae.config.latentChannels !== channels)
+    throw new Error(`--vae: ${latentVaePath} decodes ${vae.config.latentChannels}-channel latents, but the network makes ${channels} channels`);
+  const imageChannels = vae ? vae.config.outChannels : channels;
+  const factor = vae ? vae.downsampleFactor : 1;
   if (r.cfg != null && r.cfg !== 1 && !labelDim) throw new Error('--cfg needs a class-conditional network; this one is unconditional');
   mkdirSync(r.outdir, { recursive: true });
 
@@ -95,7 +109,7 @@ export async function generate(r: GenerateRequest): Promise<GenerateSummary> {
         netSigmaMin: net.sigmaMin, netSigmaMax: net.sigmaMax, ablation,
       });
       try {
-        return toUint8(images);
+        return vae ? scope(() => toUint8(decodeLatents(vae, images))) : toUint8(images);
       } finally {
         images.dispose();
       }
@@ -115,8 +129,8 @@ export async function generate(r: GenerateRequest): Promise<GenerateSummary> {
   progress?.stop();
   let gridPath: string | null = null;
   if (r.grid !== false && (collected.length || dist)) {
-    const side = r.imageSize ?? resolution;
-    const size = side * side * channels;
+    const side = (r.imageSize ?? resolution) * factor;
+    const size = side * side * imageChannels;
     let all: Uint8Array = new Uint8Array(collected.reduce((n, b) => n + b.data.length, 0));
     let at = 0;
     for (const b of collected) {
@@ -125,11 +139,12 @@ export async function generate(r: GenerateRequest): Promise<GenerateSummary> {
     }
     if (dist) all = gatherInOrder(dist, r.seeds.length, myIndices!.flat(), all, size, 'the images for the grid');
     gridPath = dist && !dist.isMain ? null : join(r.outdir, 'grid.png');
-    if (gridPath) await writeImageGrid(gridPath, { data: all, count: r.seeds.length, height: side, width: side, channels: channels as 1 | 3 });
+    if (gridPath) await writeImageGrid(gridPath, { data: all, count: r.seeds.length, height: side, width: side, channels: imageChannels as 1 | 3 });
   }
   // Every rank's files are written when the command returns.
   dist?.barrier('the end of generation');
   net.dispose();
+  vae?.dispose();
   const seconds = (Date.now() - start) / 1000;
   return { files, gridPath, seconds, imagesPerSec: done / seconds };
 }

@@ -15,6 +15,7 @@ import type { Tensor } from '../tensor/tensor.js';
 import type { Generator } from '../tensor/random.js';
 import type { Module } from '../nn/module.js';
 import type { Adam } from '../optim/adam.js';
+import type { LatentInfo } from '../latents/codec.js';
 
 export const SNAPSHOT_FORMAT = 'patch-diffusion/network-snapshot@1';
 export const STATE_FORMAT = 'patch-diffusion/training-state@1';
@@ -25,6 +26,8 @@ export interface SnapshotInfo {
   dataset: { name: string; resolution: number; channels: number; labelDim: number };
   kimg: number;
   trainingOptions?: Record<string, unknown>;
+  /** A latent network: the VAE and scaling its samples are decoded with (absent in pixel space). */
+  latent?: LatentInfo;
 }
 
 export const snapshotName = (kimg: number) => `network-snapshot-${String(Math.floor(kimg)).padStart(6, '0')}.safetensors`;
@@ -37,6 +40,7 @@ export function saveNetworkSnapshot(path: string, ema: Module | Map<string, Tens
     dataset: JSON.stringify(info.dataset),
     kimg: String(info.kimg),
     ...(info.trainingOptions ? { training_options: JSON.stringify(info.trainingOptions) } : {}),
+    ...(info.latent ? { latent: JSON.stringify(info.latent) } : {}),
   });
 }
 
@@ -84,7 +88,13 @@ export function readNetworkSnapshot(path: string): { info: SnapshotInfo; weights
     }
   };
   return {
-    info: { network: parse('network'), dataset: parse('dataset'), kimg: Number(metadata.kimg), trainingOptions: parse('training_options') ?? undefined },
+    info: {
+      network: parse('network'),
+      dataset: parse('dataset'),
+      kimg: Number(metadata.kimg),
+      trainingOptions: parse('training_options') ?? undefined,
+      latent: parse('latent') ?? undefined,
+    },
     weights: tensors,
   };
 }

@@ -10,6 +10,8 @@ import type { Preconditioner } from '../networks/precond.js';
 import { PatchSchedule } from '../diffusion/patches.js';
 import { patchLoss, type AugmentFn, type Denoiser, type NoiseLevels } from '../diffusion/loss.js';
 import { AugmentPipe, trainPyAugmentOptions } from '../diffusion/augment.js';
+import type { AutoencoderKL } from '../networks/autoencoder-kl.js';
+import { decodeLatents, encodeToLatents, latentInfo, type LatentInfo, type PreEncodedLatents } from '../latents/codec.js';
 import { generateImages, quantizeImages, seedBatches, toUint8 } from '../diffusion/sampler.js';
 import type { ImageArray } from '../metrics/images.js';
 import type { ImageBatch } from '../io/images.js';
@@ -22,6 +24,8 @@ export interface TrainingComponents {
   worldSize: number;
   networkConfig: Record<string, unknown>;
   labelDim: number;
+  /** Latent training: what the snapshots record about the latent space (null in pixel space). */
+  latent: LatentInfo | null;
   net: Preconditioner;
   ema: Preconditioner;
   netParams: Tensor[];
@@ -50,7 +54,13 @@ const PRESET_OF_ARCH: Record<ResolvedTrainOptions['arch'], PresetName> = {
   small: 'ddpmpp-cpu',
 };
 
-export function networkConfigFor(o: ResolvedTrainOptions, dataset: ImageDataset): NetworkConfig {
+/** What latent training adds: the frozen VAE, and the dataset's posteriors when pre-encoded. */
+export interface LatentSource {
+  vae: AutoencoderKL;
+  preEncoded: PreEncodedLatents | null;
+}
+
+export function networkConfigFor(o: ResolvedTrainOptions, dataset: ImageDataset, latent: LatentSource | null = null): NetworkConfig {
   const overrides: Partial<NetworkConfig> = {};
   if (o.cbase !== undefined) overrides.model_channels = o.cbase;
   if (o.cres !== undefined) overrides.channel_mult = o.cres;
@@ -59,8 +69,9 @@ export function networkConfigFor(o: ResolvedTrainOptions, dataset: ImageDataset)
   if (o.labelDropout > 0) overrides.label_dropout = o.labelDropout;
   if (o.implicitMlp) overrides.implicit_mlp = true;
   return presetConfig(PRESET_OF_ARCH[o.arch], {
-    imgResolution: dataset.resolution,
-    imageChannels: dataset.channels,
+    // In latent space the network sees latents: the VAE's resolution and channels.
+    imgResolution: latent ? dataset.resolution / latent.vae.downsampleFactor : dataset.resolution,
+    imageChannels: latent ? latent.vae.config.latentChannels : dataset.channels,
     labelDim: o.cond ? dataset.labelDim : 0,
     dropout: o.dropout,
     precond: o.precond === 'pedm' ? 'edm' : o.precond,
@@ -96,9 +107,16 @@ export interface Placement {
   worldSize: number;
 }
 
-export function buildComponents(o: ResolvedTrainOptions, dataset: ImageDataset, device: Device, place: Placement = { rank: 0, worldSize: 1 }): TrainingComponents {
+export function buildComponents(
+  o: ResolvedTrainOptions,
+  dataset: ImageDataset,
+  device: Device,
+  place: Placement = { rank: 0, worldSize: 1 },
+  latent: LatentSource | null = null,
+): TrainingComponents {
   if (o.cond && dataset.labelDim === 0) throw new Error(`--cond needs labels, but dataset '${dataset.name}' has none (add a dataset.json)`);
-  const config = networkConfigFor(o, dataset);
+  if (o.latents && !latent) throw new Error('buildComponents: --latents needs the VAE (a LatentSource)');
+  const config = networkConfigFor(o, dataset, latent);
   const labelDim = config.label_dim ?? 0;
 
   // Separate streams, each saved in the training state: initial weights,
@@ -124,7 +142,8 @@ export function buildComponents(o: ResolvedTrainOptions, dataset: ImageDataset, 
   for (const p of ema.parameters()) p.requiresGrad_(false);
 
   const patches = new PatchSchedule({
-    resolution: dataset.resolution,
+    resolution: config.img_resolution,
+    mode: latent ? 'latent' : 'pixel',
     realP: o.realP,
     progressive: o.progressive,
     minPatchMultiple: net.sizeMultiple,
@@ -137,6 +156,9 @@ export function buildComponents(o: ResolvedTrainOptions, dataset: ImageDataset, 
   // Sampling passes the coordinate grid; a network without coordinate channels (EDM's own) ignores it.
   const emaDenoiser: Denoiser = (x, sigma, xPos, labels) => ema.forward(x, sigma, ema.positionChannels ? xPos : null, labels ?? null);
   const sigmaRange = { netSigmaMin: ema.sigmaMin, netSigmaMax: ema.sigmaMax };
+  // What the sampler draws (latents in latent space), and how it becomes images.
+  const space = { channels: config.out_channels ?? C, resolution: config.img_resolution };
+  const toImages = (x: Tensor): Tensor => (latent ? decodeLatents(latent.vae, x) : x);
   const noiseLevels = noiseLevelsFor(o.precond);
   const pipe = o.augment > 0 ? augmentPipeFor(o.augment) : null;
   const augment: AugmentFn | null = pipe ? (patches) => pipe.apply(patches, trainGen) : null;
@@ -147,6 +169,7 @@ export function buildComponents(o: ResolvedTrainOptions, dataset: ImageDataset, 
     worldSize: place.worldSize,
     networkConfig: config as unknown as Record<string, unknown>,
     labelDim,
+    latent: latent ? latentInfo(latent.vae, o.vae!) : null,
     net,
     ema,
     netParams: net.parameters(),
@@ -158,7 +181,13 @@ export function buildComponents(o: ResolvedTrainOptions, dataset: ImageDataset, 
       nextBatch(n) {
         const b = loader.next(n);
         // uint8 → [−1, 1] as the official loop: x / 127.5 − 1.
-        const images = tensor(b.images, [n, C, R, R], { dtype: 'uint8' }).to({ device, dtype: 'float32' }).div(127.5).sub(1);
+        // Latent training: the posterior sample × scaling factor, before any crop (the official order).
+        const images = latent?.preEncoded
+          ? latent.preEncoded.sample(b.indices, trainGen, latent.vae.config.scalingFactor, device)
+          : scope(() => {
+              const pixels = tensor(b.images, [n, C, R, R], { dtype: 'uint8' }).to({ device, dtype: 'float32' }).div(127.5).sub(1);
+              return latent ? encodeToLatents(latent.vae, pixels, trainGen) : pixels;
+            });
         const labels = labelDim > 0 && b.labels ? tensor(b.labels, [n, labelDim]).to({ device }) : null;
         return { images, labels };
       },
@@ -174,9 +203,9 @@ export function buildComponents(o: ResolvedTrainOptions, dataset: ImageDataset, 
       for (const chunk of seedBatches(seeds, batchSize)) {
         const bytes = noGrad(() =>
           scope(() => {
-            const { images } = generateImages(emaDenoiser, { seeds: chunk, channels: C, resolution: R, numSteps: steps, labelDim, device, ...sigmaRange });
+            const { images } = generateImages(emaDenoiser, { seeds: chunk, ...space, numSteps: steps, labelDim, device, ...sigmaRange });
             // The same quantisation as written PNGs, kept in NCHW (what the metrics read).
-            return quantizeImages(images).to({ device: 'cpu' }).data() as Uint8Array;
+            return quantizeImages(toImages(images)).to({ device: 'cpu' }).data() as Uint8Array;
           }),
         );
         data.set(bytes, at);
@@ -187,9 +216,9 @@ export function buildComponents(o: ResolvedTrainOptions, dataset: ImageDataset, 
     sampleGrid(count, steps) {
       return noGrad(() => {
         const seeds = Array.from({ length: count }, (_, k) => k);
-        const { images } = generateImages(emaDenoiser, { seeds, channels: C, resolution: R, numSteps: steps, labelDim, device, ...sigmaRange });
+        const { images } = generateImages(emaDenoiser, { seeds, ...space, numSteps: steps, labelDim, device, ...sigmaRange });
         try {
-          return toUint8(images);
+          return scope(() => toUint8(toImages(images)));
         } finally {
           images.dispose();
         }

@@ -31,6 +31,11 @@ export const trainOptionsSchema = z
 
     arch: z.enum(ARCHS).default('ddpmpp'),
     precond: z.enum(PRECONDS).default('pedm'),
+    /** Latent diffusion in the Stable Diffusion VAE's latent space (train.py's --train_on_latents); the VAE file is `vae`. */
+    latents: z.boolean().default(false),
+    vae: z.string().min(1).optional(),
+    /** Encode the dataset once (posterior mean and std kept) instead of every batch; a fresh sample is still drawn each time. */
+    preEncode: z.boolean().default(false),
     /** Augmentation probability (EDM's AugmentPipe with train.py's choice of transforms); 0 = off. */
     augment: z.number().min(0).max(1).default(0),
     cbase: positiveInt.optional(),
@@ -134,6 +139,8 @@ export function resolveTrainOptions(input: TrainOptionsInput, worldSize = 1): Re
   if (!parsed.success) throw new Error(`invalid training options:\n${formatIssues(parsed.error, input)}`);
   const o = parsed.data;
   const d = ARCH_DEFAULTS[o.arch];
+  if (o.preEncode && !o.latents) throw new Error('invalid training options:\n--pre-encode: only with --latents (it stores the VAE posterior of every image)');
+  if (o.vae !== undefined && !o.latents) throw new Error('invalid training options:\n--vae: only with --latents');
   if (o.precond !== 'pedm') {
     if (o.realP !== undefined && o.realP !== 1)
       throw new Error(`invalid training options:\n--real-p: --precond ${o.precond} trains on whole images (EDM's ${o.precond.toUpperCase()}Precond takes no coordinate channels), so only 1 is possible (got ${o.realP}); patch training is --precond pedm`);

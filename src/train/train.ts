@@ -2,7 +2,12 @@
 // join the process group (a data-parallel run: src/distributed), load the data,
 // create or reopen the run directory (rank 0), build the components, restore a
 // training state when resuming, give every rank rank 0's weights, and run the loop.
+import { existsSync, statSync } from 'node:fs';
 import { dirname, join } from 'node:path';
+import type { ImageDataset } from '../data/dataset.js';
+import type { AutoencoderKL } from '../networks/autoencoder-kl.js';
+import { checkLatentDataset, openVae, PreEncodedLatents } from '../latents/codec.js';
+import { createProgress } from '../util/progress.js';
 import { loadDataset } from '../data/index.js';
 import { resolveDevice, useThreads, getNumThreads } from '../tensor/index.js';
 import { resolveTrainOptions, type ResolvedTrainOptions, type TrainOptionsInput } from './options.js';
@@ -80,7 +85,10 @@ export async function train(request: TrainRequest): Promise<TrainingResult | nul
     maxImages: options.maxImages,
     seed: options.seed,
   });
-  const config = networkConfigFor(options, dataset);
+  // Latent training: the frozen VAE (an error that says where to get it), and the dataset's posteriors once with --pre-encode.
+  const vae = options.latents ? openVae(options.vae, device) : null;
+  if (vae) checkLatentDataset(vae, dataset, options.vae!);
+  const config = networkConfigFor(options, dataset, vae ? { vae, preEncoded: null } : null);
   const describe = `${dataset.name}: ${dataset.length} images, ${dataset.resolution}×${dataset.resolution}×${dataset.channels}` +
     `${dataset.labelDim ? `, ${dataset.labelDim} classes` : ''}; network ${options.arch} with ${countParameters(config).toLocaleString('en-US')} parameters`;
   if (options.dryRun) {
@@ -91,7 +99,9 @@ export async function train(request: TrainRequest): Promise<TrainingResult | nul
 
   // Built before the run directory exists: the checks that need the data (--cond
   // without labels, patch sizes the network cannot take) must not leave an empty run behind.
-  const components = buildComponents(options, dataset, device, { rank: dist?.rank ?? 0, worldSize });
+  const cachePath = statePath ? join(dirname(statePath), LATENT_CACHE) : null;
+  const preEncoded = vae && options.preEncode ? preEncodeDataset(vae, dataset, options, cachePath, quiet || !isMain) : null;
+  const components = buildComponents(options, dataset, device, { rank: dist?.rank ?? 0, worldSize }, vae ? { vae, preEncoded } : null);
   const runDir = !isMain
     ? ''
     : statePath
@@ -108,6 +118,7 @@ export async function train(request: TrainRequest): Promise<TrainingResult | nul
       ]);
   const log = new RunLog(isMain ? runDir : null, quiet);
   if (isMain && !statePath) writeJson(join(runDir, 'training_options.json'), options);
+  if (isMain && preEncoded && !existsSync(join(runDir, LATENT_CACHE))) preEncoded.save(join(runDir, LATENT_CACHE), latentCacheKey(options, dataset));
   log.line(statePath ? `Resuming ${statePath}` : `Run directory: ${runDir}`);
   log.line(describe);
   log.line(`Threads: ${getNumThreads()}, device: ${device}`);
@@ -135,5 +146,35 @@ export async function train(request: TrainRequest): Promise<TrainingResult | nul
     // Keep the reason in the run's own log, next to the stats that led to it.
     log.fileOnly(`error: ${err instanceof Error ? err.message : String(err)}`);
     throw err;
+  }
+}
+
+/** The run directory's store of the dataset's VAE posteriors (--pre-encode), reused when the run resumes. */
+const LATENT_CACHE = 'latent-posteriors.safetensors';
+
+/** What the stored posteriors depend on: a cache made for other data or another VAE is not used. */
+function latentCacheKey(o: ResolvedTrainOptions, dataset: { name: string; length: number; resolution: number }): Record<string, string> {
+  const vaeFile = statSync(o.vae!).isDirectory() ? join(o.vae!, 'diffusion_pytorch_model.safetensors') : o.vae!;
+  return {
+    vae: vaeFile,
+    vae_bytes: String(statSync(vaeFile).size),
+    dataset: dataset.name,
+    length: String(dataset.length),
+    resolution: String(dataset.resolution),
+    xflip: String(o.xflip),
+  };
+}
+
+/** The posterior of every dataset item (and mirrored copy): from the run's store when resuming, else encoded now. */
+function preEncodeDataset(vae: AutoencoderKL, dataset: ImageDataset, o: ResolvedTrainOptions, cachePath: string | null, quiet: boolean): PreEncodedLatents {
+  const key = latentCacheKey(o, dataset);
+  const cached = cachePath ? PreEncodedLatents.load(cachePath, key) : null;
+  if (cached) return cached;
+  const count = o.xflip ? 2 * dataset.length : dataset.length;
+  const progress = quiet ? null : createProgress({ total: count, label: 'pre-encode', unit: 'img' });
+  try {
+    return PreEncodedLatents.encode(vae, dataset, count, o.batchGpu, (done) => progress?.update(done));
+  } finally {
+    progress?.stop();
   }
 }

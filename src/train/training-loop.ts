@@ -64,6 +64,7 @@ export async function trainingLoop(a: TrainingLoopArgs): Promise<TrainingResult>
     dataset: { name: a.dataset.name, resolution: a.dataset.resolution, channels: a.dataset.channels, labelDim: c.labelDim },
     kimg: 0,
     trainingOptions: o as unknown as Record<string, unknown>,
+    ...(c.latent ? { latent: c.latent } : {}),
   };
 
   // The caller restores the sampler (each rank's own) when resuming.
