@@ -40,9 +40,9 @@ import {
   benchMain, childConfig, childEnv, formatMachine, formatTable, fx, machineInfo, mean, nowIso, opt, parseOptions, peakRssMb, positiveInt,
   prepareOutdir, runAsChild, runChild, UsageError, writeJsonRecord, type OptionSpec,
 } from './common.js';
+import { evaluateSamples, type EvalCfg, type EvalResult } from './sample-quality.js';
 
 const SCRIPT = fileURLToPath(import.meta.url);
-const METRICS = ['fd-classifier', 'kid-classifier', 'swd'] as const;
 
 // ---- children --------------------------------------------------------------------------------
 
@@ -80,35 +80,6 @@ interface TrainResult {
   countedPerSec: number;
   threads: number;
   device: string;
-  peakRssMb: number;
-  loadStart: number[];
-  loadEnd: number[];
-}
-
-interface EvalCfg {
-  mode: 'eval';
-  label: string;
-  /** A snapshot to sample from, or a real-data source ('fashion-mnist-test' or a dataset name) to measure as is. */
-  snapshot?: string;
-  real?: string;
-  samples: number;
-  steps: number;
-  batch: number;
-  ref: string;
-  metricsSeed: number;
-  gridPath?: string;
-  threads: number;
-  device: string;
-}
-interface EvalResult {
-  label: string;
-  samples: number;
-  seeds: string;
-  samplingSec: number;
-  samplingPerSec: number;
-  gridPath: string | null;
-  report: MetricsReport;
-  reportText: string;
   peakRssMb: number;
   loadStart: number[];
   loadEnd: number[];
@@ -191,76 +162,6 @@ async function trainChild(cfg: TrainCfg): Promise<TrainResult> {
     countedPerSec: result.curNimg / trainSec,
     threads: getNumThreads(),
     device,
-    peakRssMb: peakRssMb(),
-    loadStart,
-    loadEnd: loadavg(),
-  };
-}
-
-async function evalChild(cfg: EvalCfg): Promise<EvalResult> {
-  const loadStart = loadavg();
-  setNumThreads(cfg.threads);
-  const device = resolveDevice(cfg.device);
-  let generated: ImageArray;
-  let samplingSec = 0;
-  let gridPath: string | null = null;
-  let seeds: string;
-  if (cfg.snapshot) {
-    const { net, info } = loadSnapshotNetwork(cfg.snapshot, device);
-    const R = info.dataset.resolution, C = net.outChannels;
-    if (C !== 1 && C !== 3) throw new Error(`${C}-channel network: cannot measure images`);
-    const size = C * R * R;
-    const data = new Uint8Array(cfg.samples * size);
-    const gridCount = Math.min(64, cfg.samples);
-    const gridData = new Uint8Array(gridCount * size);
-    const all = Array.from({ length: cfg.samples }, (_, k) => k);
-    const t0 = performance.now();
-    let at = 0;
-    for (const chunk of seedBatches(all, cfg.batch)) {
-      const batch = noGrad(() => {
-        const { images } = generateImages((x, s, pos) => net.forward(x, s, pos, null), { seeds: chunk, channels: C, resolution: R, numSteps: cfg.steps, device });
-        try {
-          return toUint8(images); // the official quantisation, NHWC
-        } finally {
-          images.dispose();
-        }
-      });
-      for (let k = 0; k < chunk.length; k++, at++) {
-        const hwc = batch.data.subarray(k * size, (k + 1) * size);
-        hwcToChw(hwc, C, R, R, data.subarray(at * size, (at + 1) * size));
-        if (at < gridCount) gridData.set(hwc, at * size);
-      }
-      if (at % (cfg.batch * 4) === 0 || at === cfg.samples) console.log(`${cfg.label}: ${at}/${cfg.samples} samples, ${((performance.now() - t0) / 1000).toFixed(0)} s`);
-    }
-    samplingSec = (performance.now() - t0) / 1000;
-    net.dispose();
-    generated = { data, count: cfg.samples, channels: C, height: R, width: R };
-    if (cfg.gridPath) {
-      await writeImageGrid(cfg.gridPath, { data: gridData, count: gridCount, height: R, width: R, channels: C as 1 | 3 });
-      gridPath = cfg.gridPath;
-    }
-    seeds = `0-${cfg.samples - 1}`;
-  } else if (cfg.real) {
-    const src = cfg.real === 'fashion-mnist-test' ? await loadFashionMnist({ split: 'test', labels: false }) : await loadDataset(cfg.real, { labels: false });
-    if (cfg.samples > src.length) throw new Error(`${cfg.real} has only ${src.length} images, fewer than --samples ${cfg.samples}`);
-    generated = datasetImages(src, subsetIndices(src.length, cfg.samples, 0));
-    seeds = `seeded subset (seed 0) of ${src.length}`;
-  } else throw new Error('eval child: give a snapshot or a real-data source');
-
-  const reference = await loadDataset(cfg.ref, { labels: false, resolution: generated.height, channels: generated.channels as 1 | 3 });
-  const report = await computeMetrics({
-    generated, reference, metrics: [...METRICS], seed: cfg.metricsSeed, device,
-    log: (line) => console.log(`${cfg.label}: ${line}`),
-  });
-  return {
-    label: cfg.label,
-    samples: cfg.samples,
-    seeds,
-    samplingSec,
-    samplingPerSec: samplingSec ? cfg.samples / samplingSec : NaN,
-    gridPath,
-    report,
-    reportText: formatReport(report),
     peakRssMb: peakRssMb(),
     loadStart,
     loadEnd: loadavg(),
@@ -427,5 +328,5 @@ targets than full rounds, so the two configurations' losses are not directly com
 }
 
 const cfg = childConfig<ChildCfg>();
-if (cfg) runAsChild<ChildCfg, TrainResult | EvalResult>(cfg, (c) => (c.mode === 'train' ? trainChild(c) : evalChild(c)));
+if (cfg) runAsChild<ChildCfg, TrainResult | EvalResult>(cfg, (c) => (c.mode === 'train' ? trainChild(c) : evaluateSamples(c)));
 else benchMain('quality-budget', parent);

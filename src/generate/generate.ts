@@ -5,7 +5,7 @@
 // the files are the same bytes as one process writes.
 import { mkdirSync } from 'node:fs';
 import { join } from 'node:path';
-import { noGrad, resolveDevice, scope, useThreads } from '../tensor/index.js';
+import { noGrad, resolveDevice, scope, useThreads, zerosLike } from '../tensor/index.js';
 import { decodeLatents, openVae } from '../latents/codec.js';
 import { gatherInOrder, rankBatches } from '../distributed/split.js';
 import { launcherThreads } from '../distributed/environment.js';
@@ -48,6 +48,8 @@ export interface GenerateRequest {
   precision?: Precision;
   channelsLast?: boolean;
   quiet?: boolean;
+  /** Zeros in the coordinate channels (generate.py's --mask_pos for a network trained with train --mask-pos; default: as it was trained). */
+  maskPos?: boolean;
   /** The VAE that decodes a latent network's samples (default: the one its snapshot names). */
   vae?: string;
 }
@@ -81,6 +83,7 @@ export async function generate(r: GenerateRequest): Promise<GenerateSummary> {
   if (vae && vae.config.latentChannels !== channels)
     throw new Error(`--vae: ${latentVaePath} decodes ${vae.config.latentChannels}-channel latents, but the network makes ${channels} channels`);
   const imageChannels = vae ? vae.config.outChannels : channels;
+  const maskPos = r.maskPos ?? info.trainingOptions?.maskPos === true;
   const factor = vae ? vae.downsampleFactor : 1;
   if (r.cfg != null && r.cfg !== 1 && !labelDim) throw new Error('--cfg needs a class-conditional network; this one is unconditional');
   mkdirSync(r.outdir, { recursive: true });
@@ -100,7 +103,7 @@ export async function generate(r: GenerateRequest): Promise<GenerateSummary> {
   for (const seeds of batches) {
     const batch = noGrad(() => {
       // A plain EDM network (EDMPrecond, from an official .pkl) takes no coordinate channels: the grid is not passed.
-      const { images } = generateImages((x, s, pos, labels) => net.forward(x, s, net.positionChannels ? pos : null, labels ?? null), {
+      const { images } = generateImages((x, s, pos, labels) => net.forward(x, s, net.positionChannels ? (maskPos ? zerosLike(pos!) : pos) : null, labels ?? null), {
         seeds, channels, resolution, labelDim, device,
         numSteps: r.steps ?? 18, sigmaMin: r.sigmaMin, sigmaMax: r.sigmaMax, rho: r.rho,
         sChurn: r.sChurn, sMin: r.sMin, sMax: r.sMax, sNoise: r.sNoise,

@@ -3,7 +3,7 @@
 // source, the patch loss and the sample-grid maker. All checks that can fail
 // run here, before the first step.
 import { Adam } from '../optim/adam.js';
-import { Generator, noGrad, scope, tensor, type Device, type Tensor } from '../tensor/index.js';
+import { Generator, noGrad, scope, tensor, zerosLike, type Device, type Tensor } from '../tensor/index.js';
 import { BatchLoader, type ImageDataset, type SamplerState } from '../data/index.js';
 import { createNetwork, presetConfig, type NetworkConfig, type PresetName } from '../networks/config.js';
 import type { Preconditioner } from '../networks/precond.js';
@@ -152,9 +152,11 @@ export function buildComponents(
   // One shuffled stream for all ranks; rank r takes its items r, r + world, ... (disjoint shards).
   const loader = new BatchLoader(dataset, { seed: o.seed, xflip: o.xflip, rank: place.rank, worldSize: place.worldSize });
   const R = dataset.resolution, C = dataset.channels;
-  const denoiser: Denoiser = (x, sigma, xPos, labels, augmentLabels) => net.forward(x, sigma, xPos, labels ?? null, augmentLabels ?? null);
+  // --mask-pos (the coordinate ablation): zeros where the coordinates would be, in training and sampling.
+  const pos = (xPos: Tensor | null) => (xPos && o.maskPos ? zerosLike(xPos) : xPos);
+  const denoiser: Denoiser = (x, sigma, xPos, labels, augmentLabels) => net.forward(x, sigma, pos(xPos), labels ?? null, augmentLabels ?? null);
   // Sampling passes the coordinate grid; a network without coordinate channels (EDM's own) ignores it.
-  const emaDenoiser: Denoiser = (x, sigma, xPos, labels) => ema.forward(x, sigma, ema.positionChannels ? xPos : null, labels ?? null);
+  const emaDenoiser: Denoiser = (x, sigma, xPos, labels) => ema.forward(x, sigma, ema.positionChannels ? pos(xPos) : null, labels ?? null);
   const sigmaRange = { netSigmaMin: ema.sigmaMin, netSigmaMax: ema.sigmaMax };
   // What the sampler draws (latents in latent space), and how it becomes images.
   const space = { channels: config.out_channels ?? C, resolution: config.img_resolution };

@@ -58,6 +58,8 @@ export const trainOptionsSchema = z
     lossScaling: z.number().positive().default(1),
     /** Default 0.5 for 'pedm'; EDM's whole-image preconditioners train at full size only (1). */
     realP: z.number().min(0).max(1).optional(),
+    /** Coordinate-channel ablation: the network keeps its two coordinate inputs but sees zeros there, in training and sampling. */
+    maskPos: z.boolean().default(false),
     progressive: z.boolean().default(false),
     /**
      * Data-parallel runs: every rank trains the same patch size in each round
@@ -66,6 +68,8 @@ export const trainOptionsSchema = z
      */
     samePatchSize: z.boolean().default(false),
 
+    /** Stop cleanly (state saved, resumable) after this many minutes of training in this process. */
+    maxMinutes: z.number().positive().optional(),
     tick: z.number().positive().optional(), // kimg between status lines
     snap: positiveInt.default(50), // ticks between network snapshots (+ sample grid)
     dump: positiveInt.default(500), // ticks between training states
@@ -144,6 +148,7 @@ export function resolveTrainOptions(input: TrainOptionsInput, worldSize = 1): Re
   if (o.precond !== 'pedm') {
     if (o.realP !== undefined && o.realP !== 1)
       throw new Error(`invalid training options:\n--real-p: --precond ${o.precond} trains on whole images (EDM's ${o.precond.toUpperCase()}Precond takes no coordinate channels), so only 1 is possible (got ${o.realP}); patch training is --precond pedm`);
+    if (o.maskPos) throw new Error(`invalid training options:\n--mask-pos: --precond ${o.precond} has no coordinate channels to mask`);
     if (o.progressive) throw new Error(`invalid training options:\n--progressive: --precond ${o.precond} trains on whole images; the progressive patch schedule needs --precond pedm`);
   }
   const batch = o.batch ?? d.batch;

@@ -23,7 +23,7 @@ import { trainingLoop, withStopSignals, type TrainingResult } from './training-l
 import { transferWeights } from './transfer.js';
 
 /** Options that may change when a run is resumed; every other option comes from the saved state. */
-export const RESUME_OVERRIDABLE = ['duration', 'batchGpu', 'threads', 'device', 'precision', 'channelsLast', 'tick', 'snap', 'dump', 'gridSeeds', 'gridSteps', 'metrics', 'metricsEvery', 'metricsSamples'] as const;
+export const RESUME_OVERRIDABLE = ['duration', 'maxMinutes', 'batchGpu', 'threads', 'device', 'precision', 'channelsLast', 'tick', 'snap', 'dump', 'gridSeeds', 'gridSteps', 'metrics', 'metricsEvery', 'metricsSamples'] as const;
 
 export interface TrainRequest extends Partial<TrainOptionsInput> {
   quiet?: boolean;
@@ -139,9 +139,18 @@ export async function train(request: TrainRequest): Promise<TrainingResult | nul
     broadcastTrainingState(dist, components);
   }
   try {
-    return await withStopSignals((stop) =>
-      trainingLoop({ options, dataset, components, runDir, log, resumeLoop: resume?.loop, stopSignal: stop, quiet, dist }),
-    );
+    return await withStopSignals(async (stop) => {
+      // --max-minutes: the same clean stop as Ctrl-C, requested by a timer (the loop yields between steps).
+      let timeUp = false;
+      const timer = options.maxMinutes ? setTimeout(() => ((timeUp = true), (stop.requested = true)), options.maxMinutes * 60_000) : null;
+      try {
+        const result = await trainingLoop({ options, dataset, components, runDir, log, resumeLoop: resume?.loop, stopSignal: stop, quiet, dist });
+        if (timeUp && result.stoppedEarly) log.line(`--max-minutes ${options.maxMinutes}: the time budget of this process is spent.`);
+        return { ...result, timeLimitReached: timeUp && result.stoppedEarly };
+      } finally {
+        if (timer) clearTimeout(timer);
+      }
+    });
   } catch (err) {
     // Keep the reason in the run's own log, next to the stats that led to it.
     log.fileOnly(`error: ${err instanceof Error ? err.message : String(err)}`);

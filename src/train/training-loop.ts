@@ -32,6 +32,8 @@ export interface TrainingResult {
   runDir: string;
   curNimg: number;
   stoppedEarly: boolean;
+  /** Stopped by --max-minutes (not by a signal). */
+  timeLimitReached?: boolean;
   lastSnapshot: string | null;
 }
 
@@ -81,7 +83,7 @@ export async function trainingLoop(a: TrainingLoopArgs): Promise<TrainingResult>
   const progress = a.quiet || !isMain ? null : createProgress({ total: totalNimg / 1000, label: 'train', unit: 'kimg', fields: ['loss'] });
   progress?.update(loop.curNimg / 1000);
   if (dist) log.line(`Data-parallel over ${dist.worldSize} processes (Gloo): ${o.batch / dist.worldSize} images per process per step in rounds of ${o.batchGpu}, gradients averaged every step`);
-  log.line(`Training for ${+(o.duration * 1000).toPrecision(6)} kimg (${o.batch} per step × batch_mul_avg ${c.patches.batchMulAvg.toFixed(2)}; ${o.precond === 'pedm' ? `patch sizes ${c.patches.patchSizes.join('/')}` : `${o.precond} on whole images`}${o.augment > 0 ? `, augment ${o.augment}` : ''}), ${getNumThreads()} threads${dist ? ' per process' : o.threads ? '' : ' (following the free cores)'}, device ${c.device}, precision ${o.precision}${o.channelsLast ? ', channels-last' : ''}; ${describeEngine()}...`);
+  log.line(`Training for ${+(o.duration * 1000).toPrecision(6)} kimg (${o.batch} per step × batch_mul_avg ${c.patches.batchMulAvg.toFixed(2)}; ${o.precond === 'pedm' ? `patch sizes ${c.patches.patchSizes.join('/')}` : `${o.precond} on whole images`}${o.augment > 0 ? `, augment ${o.augment}` : ''}${c.latent ? `; in the latent space of ${c.latent.vae}${o.preEncode ? ', pre-encoded' : ''}` : ''}${o.maskPos ? '; coordinates masked' : ''}), ${getNumThreads()} threads${dist ? ' per process' : o.threads ? '' : ' (following the free cores)'}, device ${c.device}, precision ${o.precision}${o.channelsLast ? ', channels-last' : ''}; ${describeEngine()}...`);
 
   // Every rank calls it (the ranks' own streams travel to rank 0); rank 0 writes.
   const writeState = () => {

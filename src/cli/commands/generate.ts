@@ -31,6 +31,7 @@ export function generateCommand(): Command {
     .option('--x-start <n>', 'column offset of the canvas in the training grid (may be negative)', num)
     .option('--y-start <n>', 'row offset of the canvas in the training grid (may be negative)', num)
     .option('--vae <path>', 'the Stable Diffusion VAE (diffusion_pytorch_model.safetensors or its folder) that decodes a latent network\'s samples; default: the one its run used')
+    .option('--mask-pos', 'zeros in the coordinate channels (for a network trained with train --mask-pos this is the default)')
     .option('--subdirs', 'write seed s under NNNNNN/ folders of 1000')
     .option('--no-grid', 'do not write grid.png')
     .option('--device <name>', 'cpu, cuda, cuda:N or auto', 'auto')
@@ -67,6 +68,7 @@ export function generateCommand(): Command {
         yStart: f.yStart as number | undefined,
         subdirs: Boolean(f.subdirs),
         vae: f.vae as string | undefined,
+        maskPos: f.maskPos === true ? true : undefined,
         grid: f.grid !== false,
         device: f.device as string,
         threads: f.threads as number | undefined,

@@ -40,6 +40,8 @@ export function trainCommand(): Command {
     .option('--vae <path>', 'the VAE for --latents: diffusers\' diffusion_pytorch_model.safetensors of stabilityai/sd-vae-ft-ema (or its folder, with config.json)')
     .option('--pre-encode', 'with --latents: encode the dataset once and keep each image\'s posterior (a fresh sample is still drawn every time), instead of encoding every batch')
     .option('--real-p <p>', 'probability of a full-size round (0.5 in the paper; 1 = plain EDM)', num)
+    .option('--mask-pos', 'coordinate ablation: keep the coordinate inputs but feed zeros there, in training and in the run\'s sample grids (generate --mask-pos samples it)')
+    .option('--max-minutes <m>', 'stop cleanly after m minutes of training in this process (state saved; --resume continues)', num)
     .option('--progressive', 'grow patch sizes over training instead of drawing them at random')
     .option('--same-patch-size', 'with several processes: all train the same patch size each round (faster: no rank waits for one that drew larger patches; the official code draws per rank)')
     .option('--tick <kimg>', 'status line and stats every this many kimg', num)
@@ -67,6 +69,6 @@ export function trainCommand(): Command {
       const { nproc: _n, nnodes: _nn, nodeRank: _r, masterAddr: _a, masterPort: _p, ls, ...options } = flags;
       // --ls is train.py's name for the loss scaling.
       const result = await train({ ...options, ...(ls !== undefined ? { lossScaling: ls as number } : {}) });
-      if (result?.stoppedEarly) process.exitCode = 130;
+      if (result?.stoppedEarly && !result.timeLimitReached) process.exitCode = 130;
     });
 }

@@ -1,0 +1,350 @@
+// Does Patch Diffusion pay off here? Sample quality against wall-clock time,
+// for several configurations trained side by side, until the curves settle.
+//
+// The study lives in one folder (--study DIR) and can be stopped and
+// continued at any time, by this session or a later one: study.json holds
+// every configuration's run directory, its training minutes so far and the
+// quality measured after each segment. Each round trains every selected
+// configuration for --segment-minutes of wall-clock (a child process that
+// resumes the run exactly and stops it with --max-minutes), then samples
+// --samples images from its EMA snapshot and measures FD / KID (Fashion-MNIST
+// classifier features) and SWD against the reference set, plus the nearest-
+// training-image distances (memorisation). Configurations take turns, so a
+// slow or busy machine affects all of them alike. After every segment the
+// plots are redrawn: FD, KID and SWD against training minutes and against
+// kimg, one curve per configuration, with the floor of real images.
+//
+//   node dist/bench/quality-study.js --study DIR [--configs fm-p1,fm-p0.5,fm-p0.25] [--segment-minutes 5]
+//        [--until-minutes 60] [--hours H] [--samples 500] [--sample-steps 18] [--threads 2] [--list]
+import { existsSync, mkdirSync, readFileSync, readdirSync } from 'node:fs';
+import { loadavg } from 'node:os';
+import { join, resolve } from 'node:path';
+import { fileURLToPath } from 'node:url';
+import { performance } from 'node:perf_hooks';
+import { loadDataset } from '../src/data/index.js';
+import { loadFashionMnist } from '../src/data/fashion-mnist.js';
+import { subsetIndices } from '../src/data/dataset.js';
+import { writeFileAtomic } from '../src/io/atomic.js';
+import { writeLinePlot, type Series } from '../src/io/plot.js';
+import { loadClassifier } from '../src/metrics/classifier.js';
+import { datasetImages } from '../src/metrics/images.js';
+import { readSafetensors } from '../src/io/safetensors.js';
+import { train } from '../src/train/train.js';
+import { resolveDevice, setNumThreads } from '../src/tensor/index.js';
+import { benchMain, childConfig, formatMachine, fx, machineInfo, nowIso, opt, parseOptions, positiveInt, runAsChild, runChild, UsageError, type OptionSpec } from './common.js';
+import { memorisation, type MemorisationReport } from './nearest-neighbours.js';
+import { evaluateSamples, type EvalCfg } from './sample-quality.js';
+
+const SCRIPT = fileURLToPath(import.meta.url);
+
+// ---- the configurations ---------------------------------------------------------------------------
+
+interface StudyConfig {
+  id: string;
+  what: string;
+  data: string;
+  /** Reference set of the metrics and the held-out set of the memorisation check. */
+  ref: string;
+  heldOut: string;
+  metrics: EvalCfg['metrics'];
+  /** Training options (the rest: the `small` network's defaults, batch 32). */
+  train: Record<string, unknown>;
+}
+
+const FM = { data: 'fashion-mnist-5k', ref: 'fashion-mnist', heldOut: 'fashion-mnist-test', metrics: ['fd-classifier', 'kid-classifier', 'swd'] } as const;
+const EMOJI = { data: 'emoji', ref: 'emoji', heldOut: 'emoji', metrics: ['swd'] } as const;
+const fm = (id: string, what: string, train: Record<string, unknown>): StudyConfig => ({ id, what, ...FM, metrics: [...FM.metrics], train });
+
+/** In priority order: the main comparison first, then seeds, sensitivity, ablations, the colour set. */
+export const CONFIGS: StudyConfig[] = [
+  fm('fm-p1', 'full images (real_p 1, plain EDM)', { realP: 1, seed: 0 }),
+  fm('fm-p0.5', 'Patch Diffusion, real_p 0.5 (the paper)', { realP: 0.5, seed: 0 }),
+  fm('fm-p0.25', 'Patch Diffusion, real_p 0.25', { realP: 0.25, seed: 0 }),
+  fm('fm-p1-s1', 'full images, seed 1', { realP: 1, seed: 1 }),
+  fm('fm-p0.5-s1', 'real_p 0.5, seed 1', { realP: 0.5, seed: 1 }),
+  fm('fm-p0.25-s1', 'real_p 0.25, seed 1', { realP: 0.25, seed: 1 }),
+  fm('fm-p0.1', 'real_p 0.1', { realP: 0.1, seed: 0 }),
+  fm('fm-p0.75', 'real_p 0.75', { realP: 0.75, seed: 0 }),
+  fm('fm-p0.5-nopos', 'real_p 0.5, coordinate channels zeroed (train and sample)', { realP: 0.5, seed: 0, maskPos: true }),
+  // The progressive schedule walks through the patch sizes over `duration`: 400 kimg is about an hour here.
+  fm('fm-p0.5-prog', 'real_p 0.5, progressive schedule over 400 kimg', { realP: 0.5, seed: 0, progressive: true, duration: 0.4 }),
+  { id: 'emoji-p1', what: 'emoji 64×64 RGB, full images', ...EMOJI, metrics: [...EMOJI.metrics], train: { realP: 1, seed: 0 } },
+  { id: 'emoji-p0.5', what: 'emoji 64×64 RGB, real_p 0.5', ...EMOJI, metrics: [...EMOJI.metrics], train: { realP: 0.5, seed: 0 } },
+  { id: 'emoji-p0.25', what: 'emoji 64×64 RGB, real_p 0.25', ...EMOJI, metrics: [...EMOJI.metrics], train: { realP: 0.25, seed: 0 } },
+];
+
+// ---- the record ---------------------------------------------------------------------------------------
+
+interface Point {
+  at: string;
+  /** Training wall-clock so far (the run's own clock: training only, not evaluation). */
+  minutes: number;
+  kimg: number;
+  metrics: Record<string, number>;
+  memorisation: MemorisationReport;
+  samplingSec: number;
+  load: number[];
+}
+interface ConfigRecord {
+  id: string;
+  runDir: string | null;
+  points: Point[];
+}
+interface Floor {
+  source: string;
+  samples: number;
+  metrics: Record<string, number>;
+}
+interface Study {
+  format: 'patch-diffusion/quality-study@1';
+  created: string;
+  settings: { samples: number; sampleSteps: number; segmentMinutes: number; threads: number };
+  machines: string[];
+  configs: Record<string, ConfigRecord>;
+  floors: Record<string, Floor>;
+}
+
+function readStudy(dir: string, settings: Study['settings']): Study {
+  const file = join(dir, 'study.json');
+  if (!existsSync(file)) return { format: 'patch-diffusion/quality-study@1', created: nowIso(), settings, machines: [], configs: {}, floors: {} };
+  const s = JSON.parse(readFileSync(file, 'utf8')) as Study;
+  if (s.format !== 'patch-diffusion/quality-study@1') throw new UsageError(`${file} is not a quality-study record`);
+  for (const k of ['samples', 'sampleSteps'] as const)
+    if (s.settings[k] !== settings[k]) throw new UsageError(`${file} was measured with --${k === 'samples' ? 'samples' : 'sample-steps'} ${s.settings[k]}; continue with the same value (or a new --study)`);
+  return s;
+}
+const saveStudy = (dir: string, s: Study) => writeFileAtomic(join(dir, 'study.json'), [new TextEncoder().encode(JSON.stringify(s, null, 1) + '\n')]);
+
+// ---- children -------------------------------------------------------------------------------------------
+
+interface SegmentCfg {
+  mode: 'segment';
+  config: StudyConfig;
+  runsDir: string;
+  runDir: string | null;
+  minutes: number;
+  threads: number;
+}
+interface SegmentResult {
+  runDir: string;
+  snapshot: string;
+  minutes: number;
+  kimg: number;
+}
+
+/** Trains one configuration for `minutes` more (a new run, or its run resumed exactly). */
+async function segmentChild(c: SegmentCfg): Promise<SegmentResult> {
+  const common = { threads: c.threads, device: 'cpu', maxMinutes: c.minutes, quiet: true } as const;
+  const result = c.runDir
+    ? await train({ resume: c.runDir, ...common })
+    : await train({
+        data: c.config.data, arch: 'small', outdir: c.runsDir, desc: c.config.id, duration: 1000,
+        // Snapshots only when a segment stops (and the loop's first): each segment is measured once.
+        snap: 1_000_000, dump: 1_000_000, gridSeeds: 16, ...c.config.train, ...common,
+      });
+  if (!result?.lastSnapshot) throw new Error(`${c.config.id}: the segment wrote no snapshot`);
+  const states = readdirSync(result.runDir).filter((f) => /^training-state-\d{6}\.safetensors$/.test(f)).sort();
+  // The run's own clock and counter, from the state the segment ended with.
+  const { tensors, metadata } = readSafetensors(join(result.runDir, states.at(-1)!));
+  for (const t of tensors.values()) t.dispose();
+  const loop = JSON.parse(metadata.loop!) as { elapsedSec: number; curNimg: number };
+  return { runDir: result.runDir, snapshot: result.lastSnapshot, minutes: loop.elapsedSec / 60, kimg: loop.curNimg / 1000 };
+}
+
+interface MeasureCfg {
+  mode: 'measure';
+  config: StudyConfig;
+  snapshot: string | null;
+  samples: number;
+  steps: number;
+  threads: number;
+  gridPath?: string;
+}
+interface MeasureResult {
+  metrics: Record<string, number>;
+  memorisation: MemorisationReport | null;
+  samplingSec: number;
+}
+
+/** Samples the snapshot (or reads held-out real images: the floor) and measures quality and memorisation. */
+async function measureChild(c: MeasureCfg): Promise<MeasureResult> {
+  setNumThreads(c.threads);
+  const device = resolveDevice('cpu');
+  const real = c.snapshot ? undefined : c.config.heldOut;
+  const e = await evaluateSamples(
+    {
+      mode: 'eval', label: c.config.id, snapshot: c.snapshot ?? undefined, real, samples: c.samples, steps: c.steps, batch: 64, ref: c.config.ref,
+      metricsSeed: 0, threads: c.threads, device, maskPos: c.config.train.maskPos === true, metrics: c.config.metrics, gridPath: c.gridPath,
+    },
+    true,
+  );
+  const metrics: Record<string, number> = {};
+  const r = e.report.metrics;
+  if (r['fd-classifier'] !== undefined) metrics['fd-classifier'] = r['fd-classifier'];
+  if (r['kid-classifier']) metrics['kid-classifier'] = r['kid-classifier'].mean;
+  if (r.swd) metrics.swd = r.swd.mean;
+  let mem: MemorisationReport | null = null;
+  if (c.snapshot && e.images) {
+    // Against the training images; held-out real images give the distances of images that are not copies.
+    const training = await loadDataset(c.config.data, { labels: false });
+    const heldSrc = c.config.heldOut === 'fashion-mnist-test' ? await loadFashionMnist({ split: 'test', labels: false }) : await loadDataset(c.config.heldOut, { labels: false });
+    const heldOut = datasetImages(heldSrc, subsetIndices(heldSrc.length, Math.min(c.samples, heldSrc.length), 1));
+    const classifier = c.config.metrics?.includes('fd-classifier') ? loadClassifier(undefined, { device }) : null;
+    try {
+      mem = memorisation(e.images, heldOut, training, { device, features: classifier });
+    } finally {
+      classifier?.dispose();
+    }
+  }
+  return { metrics, memorisation: mem, samplingSec: e.samplingSec };
+}
+
+// ---- plots and the summary ----------------------------------------------------------------------------
+
+const PALETTE = ['#1f77b4', '#d62728', '#2ca02c', '#9467bd', '#ff7f0e', '#8c564b', '#e377c2', '#7f7f7f', '#bcbd22', '#17becf'];
+
+async function drawPlots(dir: string, study: Study): Promise<string[]> {
+  const written: string[] = [];
+  const byData = new Map<string, StudyConfig[]>();
+  for (const c of CONFIGS) if (study.configs[c.id]?.points.length) byData.set(c.data, [...(byData.get(c.data) ?? []), c]);
+  for (const [data, configs] of byData) {
+    for (const metric of configs[0]!.metrics ?? []) {
+      for (const axis of ['minutes', 'kimg'] as const) {
+        const series: Series[] = configs.map((c, k) => ({
+          label: c.id,
+          color: PALETTE[k % PALETTE.length],
+          x: study.configs[c.id]!.points.map((p) => p[axis]),
+          y: study.configs[c.id]!.points.map((p) => p.metrics[metric] ?? NaN),
+        }));
+        const floor = study.floors[data]?.metrics[metric];
+        if (floor !== undefined) {
+          const xs = series.flatMap((s) => s.x);
+          series.push({ label: `real images (${study.floors[data]!.samples})`, color: '#000000', x: [Math.min(...xs), Math.max(...xs)], y: [floor, floor] });
+        }
+        const file = join(dir, `${data}-${metric}-vs-${axis}.png`);
+        await writeLinePlot(file, series, {
+          title: `${data}: ${metric} of ${study.settings.samples} samples (EMA) vs ${axis === 'minutes' ? 'training minutes' : 'kimg'}`,
+          xLabel: axis === 'minutes' ? 'training wall-clock (minutes)' : 'kimg (patch samples, the official counter)',
+          yLabel: metric,
+          logY: metric.startsWith('kid'),
+        });
+        written.push(file);
+      }
+    }
+  }
+  return written;
+}
+
+/** Minutes at which a configuration's curve first reaches `target` (linear between measurements), or null. */
+function minutesToReach(points: Point[], metric: string, target: number): number | null {
+  for (let i = 0; i < points.length; i++) {
+    const v = points[i]!.metrics[metric];
+    if (v === undefined || !(v <= target)) continue;
+    if (i === 0) return points[0]!.minutes;
+    const a = points[i - 1]!, b = points[i]!;
+    const va = a.metrics[metric]!;
+    return a.minutes + ((va - target) / (va - v)) * (b.minutes - a.minutes);
+  }
+  return null;
+}
+
+function summary(study: Study): string {
+  const lines: string[] = [];
+  const ids = CONFIGS.filter((c) => study.configs[c.id]?.points.length);
+  lines.push('config          minutes    kimg   FD(best)  FD(last)  KID(last)  SWD(last)  NN-pixel(med)  NN-feat(med)  close-copies');
+  for (const c of ids) {
+    const pts = study.configs[c.id]!.points;
+    const last = pts.at(-1)!;
+    const best = Math.min(...pts.map((p) => p.metrics['fd-classifier'] ?? Infinity));
+    const m = last.memorisation;
+    lines.push(
+      `${c.id.padEnd(14)} ${fx(last.minutes, 1).padStart(8)} ${fx(last.kimg, 1).padStart(7)} ${fx(best).padStart(9)} ${fx(last.metrics['fd-classifier']).padStart(9)} ` +
+        `${fx(last.metrics['kid-classifier'], 4).padStart(10)} ${fx(last.metrics['swd'], 2).padStart(10)} ${fx(m?.pixels.samples.median, 4).padStart(14)} ` +
+        `${fx(m?.features?.samples.median, 3).padStart(13)} ${fx(m ? m.pixels.samples.closeShare * 100 : NaN, 1).padStart(12)}%`,
+    );
+  }
+  // Time to reach the best FD the full-image run reached within its budget.
+  const base = study.configs['fm-p1']?.points ?? [];
+  if (base.length) {
+    const target = Math.min(...base.map((p) => p.metrics['fd-classifier'] ?? Infinity));
+    lines.push(`\nminutes to reach FD ${fx(target)} (the best FD of fm-p1 in its ${fx(base.at(-1)!.minutes, 1)} minutes):`);
+    for (const c of ids.filter((c) => c.data === 'fashion-mnist-5k'))
+      lines.push(`  ${c.id.padEnd(14)} ${fx(minutesToReach(study.configs[c.id]!.points, 'fd-classifier', target), 1)}`);
+  }
+  for (const [data, f] of Object.entries(study.floors))
+    lines.push(`floor (${f.source}, ${f.samples} real images): ${Object.entries(f.metrics).map(([k, v]) => `${k} ${fx(v, 4)}`).join(', ')}`);
+  return lines.join('\n');
+}
+
+// ---- parent ---------------------------------------------------------------------------------------------
+
+const SPEC: Record<string, OptionSpec> = {
+  study: { type: 'string', help: 'the study folder (created; an existing one is continued)' },
+  configs: { type: 'string', default: 'fm-p1,fm-p0.5,fm-p0.25', help: `configurations to advance, in turn (--list shows all ${CONFIGS.length})` },
+  segmentMinutes: { type: 'number', default: 5, help: 'training minutes per configuration between measurements' },
+  untilMinutes: { type: 'number', default: 60, help: 'stop advancing a configuration once it has trained this long' },
+  hours: { type: 'number', default: 1000, help: 'stop after this many hours of this command (the study stays resumable)' },
+  samples: { type: 'int', default: 500, help: 'samples per measurement (seeds 0..N−1)' },
+  sampleSteps: { type: 'int', default: 18, help: 'Heun steps per sample' },
+  threads: { type: 'int', default: 2, help: 'libtorch threads of the training and sampling children' },
+  list: { type: 'boolean', default: false, help: 'list the configurations and exit' },
+};
+
+async function parent(): Promise<void> {
+  const o = parseOptions(process.argv.slice(2), SPEC, 'node dist/bench/quality-study.js --study DIR [options]\n\nSample quality vs wall-clock, configurations in turn, resumable.');
+  if (opt.bool(o, 'list')) {
+    for (const c of CONFIGS) console.log(`${c.id.padEnd(14)} ${c.what}  (${c.data}; ${JSON.stringify(c.train)})`);
+    return;
+  }
+  const dirArg = opt.strOpt(o, 'study');
+  if (!dirArg) throw new UsageError('--study DIR is required');
+  const dir = resolve(dirArg);
+  mkdirSync(join(dir, 'runs'), { recursive: true });
+  const ids = opt.str(o, 'configs').split(',').filter(Boolean);
+  const selected = ids.map((id) => CONFIGS.find((c) => c.id === id) ?? (() => { throw new UsageError(`unknown configuration '${id}' (see --list)`); })());
+  const settings = { samples: opt.num(o, 'samples'), sampleSteps: positiveInt(opt.num(o, 'sampleSteps'), '--sample-steps'), segmentMinutes: opt.num(o, 'segmentMinutes'), threads: positiveInt(opt.num(o, 'threads'), '--threads') };
+  const until = opt.num(o, 'untilMinutes');
+  const deadline = performance.now() + opt.num(o, 'hours') * 3600_000;
+  const study = readStudy(dir, settings);
+  const machine = formatMachine(machineInfo());
+  if (!study.machines.includes(machine)) study.machines.push(machine);
+  console.log(`quality-study in ${dir}\n${machine}\nconfigurations: ${ids.join(', ')}; ${settings.segmentMinutes} min segments until ${until} min each; ${settings.samples} samples × ${settings.sampleSteps} steps per measurement\n`);
+
+  // The floors: held-out real images against the reference, once per data set.
+  for (const c of selected) {
+    if (study.floors[c.data]) continue;
+    const f = await runChild<MeasureResult>(SCRIPT, { mode: 'measure', config: c, snapshot: null, samples: settings.samples, steps: settings.sampleSteps, threads: settings.threads } satisfies MeasureCfg);
+    study.floors[c.data] = { source: c.heldOut, samples: settings.samples, metrics: f.metrics };
+    saveStudy(dir, study);
+    console.log(`floor of ${c.data}: ${JSON.stringify(f.metrics)}`);
+  }
+
+  for (;;) {
+    // The configuration with the least training so far goes next (ties: the listed order).
+    const open = selected.filter((c) => (study.configs[c.id]?.points.at(-1)?.minutes ?? 0) < until);
+    if (!open.length) break;
+    if (performance.now() > deadline) {
+      console.log('--hours reached; the study can be continued with the same command');
+      break;
+    }
+    const c = open.reduce((a, b) => ((study.configs[b.id]?.points.at(-1)?.minutes ?? 0) < (study.configs[a.id]?.points.at(-1)?.minutes ?? 0) ? b : a));
+    const rec = (study.configs[c.id] ??= { id: c.id, runDir: null, points: [] });
+    const seg = await runChild<SegmentResult>(SCRIPT, { mode: 'segment', config: c, runsDir: join(dir, 'runs'), runDir: rec.runDir, minutes: settings.segmentMinutes, threads: settings.threads } satisfies SegmentCfg, { prefix: `    | ${c.id}: ` });
+    rec.runDir = seg.runDir;
+    saveStudy(dir, study);
+    const m = await runChild<MeasureResult>(SCRIPT, {
+      mode: 'measure', config: c, snapshot: seg.snapshot, samples: settings.samples, steps: settings.sampleSteps, threads: settings.threads, gridPath: join(dir, `${c.id}-latest.png`),
+    } satisfies MeasureCfg, { prefix: `    | ${c.id}: ` });
+    rec.points.push({ at: nowIso(), minutes: seg.minutes, kimg: seg.kimg, metrics: m.metrics, memorisation: m.memorisation!, samplingSec: m.samplingSec, load: loadavg() });
+    saveStudy(dir, study);
+    console.log(`${c.id}: ${fx(seg.minutes, 1)} min, ${fx(seg.kimg, 1)} kimg: ${Object.entries(m.metrics).map(([k, v]) => `${k} ${fx(v, 4)}`).join(', ')}`);
+    await drawPlots(dir, study);
+    writeFileAtomic(join(dir, 'summary.txt'), [new TextEncoder().encode(summary(study) + '\n')]);
+  }
+  console.log('\n' + summary(study));
+  console.log(`\nplots: ${(await drawPlots(dir, study)).join('\n       ')}`);
+}
+
+const child = childConfig<SegmentCfg | MeasureCfg>();
+if (child) runAsChild<SegmentCfg | MeasureCfg, SegmentResult | MeasureResult>(child, (c) => (c.mode === 'segment' ? segmentChild(c) : measureChild(c)));
+else benchMain('quality-study', parent);
