@@ -124,7 +124,28 @@ test('pre-encoded posteriors draw the same latents as encoding on the fly', asyn
   }
 });
 
+test('--mask-pos trains with zeroed coordinates, and generate samples it that way by default', async () => {
+  const a = await train(tinyTrainRequest(data, join(tmp, 'mask'), { maskPos: true, duration: 14 / 1e6, tick: 0.007 }));
+  assert.ok(a);
+  const out = (name: string, extra: Record<string, unknown> = {}) =>
+    generate({ network: a.runDir, outdir: join(tmp, name), seeds: [5], steps: 3, grid: false, quiet: true, threads: 1, device: 'cpu', ...extra });
+  const byDefault = readFileSync((await out('m-default')).files[0]!);
+  const masked = readFileSync((await out('m-masked', { maskPos: true })).files[0]!);
+  const withGrid = readFileSync((await out('m-grid', { maskPos: false })).files[0]!);
+  assert.ok(byDefault.equals(masked), 'a --mask-pos network samples with zeroed coordinates unless told otherwise');
+  assert.ok(!byDefault.equals(withGrid), 'the coordinates reach the network when not masked');
+});
+
+test('--max-minutes stops cleanly with the state saved, and the run resumes', async () => {
+  const a = await train(tinyTrainRequest(data, join(tmp, 'budget'), { maxMinutes: 0.02, duration: 1, tick: 0.007 }));
+  assert.ok(a && a.stoppedEarly && a.timeLimitReached);
+  assert.ok(listRunFiles(a.runDir, /^training-state-\d{6}\.safetensors$/).length > 0);
+  const b = await train({ resume: a.runDir, maxMinutes: 0.01, quiet: true });
+  assert.ok(b && b.curNimg > a.curNimg, 'the resumed run continued');
+});
+
 test('bad option values are refused by name', async () => {
+  await assert.rejects(train(tinyTrainRequest(data, join(tmp, 'x'), { precond: 'vp', maskPos: true })), /--mask-pos: --precond vp has no coordinate channels/);
   await assert.rejects(train(tinyTrainRequest(data, join(tmp, 'x'), { latents: true })), /--vae: latent diffusion needs the Stable Diffusion VAE: download diffusion_pytorch_model\.safetensors .*huggingface\.co\/stabilityai\/sd-vae-ft-ema/);
   await assert.rejects(train(tinyTrainRequest(data, join(tmp, 'x'), { latents: true, vae: join(tmp, 'nowhere') })), /--vae: .*nowhere does not exist; latent diffusion needs/);
   await assert.rejects(train(tinyTrainRequest(data, join(tmp, 'x'), { latents: true, vae: VAE, channels: 1 })), /--latents: .* encodes 3-channel images, but .* has 1 \(use --channels 3\)/);
