@@ -2,6 +2,7 @@
 // images it draws, where each image is cropped, and the coordinate channels
 // that tell the network where the crop came from.
 import { cat, tensor } from '../tensor/creation.js';
+import { coordinateValues } from './formulas.js';
 import type { Generator } from '../tensor/random.js';
 import { Tensor, type Device } from '../tensor/tensor.js';
 
@@ -166,20 +167,7 @@ export class PatchSchedule {
 
 // ---- coordinates ---------------------------------------------------------------------------
 
-/**
- * The normalised coordinate of integer positions, ((k / (R − 1)) − 0.5)·2,
- * rounded step by step in float32 exactly as the official int64 → float32
- * true division does on the CPU. Index 0 maps to −1 and R − 1 to +1 (pixel
- * indices, not pixel edges or centres); positions outside [0, R − 1] give
- * values beyond [−1, 1] (outpainting).
- */
-export function coordinateValues(start: number, count: number, resolution: number): Float32Array {
-  if (!Number.isInteger(resolution) || resolution < 2) throw new Error(`coordinates: resolution must be an integer ≥ 2, got ${resolution}`);
-  const out = new Float32Array(count);
-  const f = Math.fround;
-  for (let k = 0; k < count; k++) out[k] = f(f(f((start + k) / (resolution - 1)) - 0.5) * 2);
-  return out;
-}
+export { coordinateValues } from './formulas.js';
 
 /**
  * Coordinate channels of crops: [N, 2, s, s] float32, channel 0 = x (column):

@@ -11,49 +11,13 @@ import { scope } from '../tensor/scope.js';
 import type { Device, Tensor } from '../tensor/tensor.js';
 import type { ImageBatch } from '../io/images.js';
 import type { Denoiser } from './loss.js';
+import { edmTimeSteps, SAMPLER_DEFAULTS, type TimeStepOptions } from './formulas.js';
 import { churnNoiseAt, samplerDenoiser, type ChurnNoiseSource, type ChurnOptions } from './sampler-shared.js';
 export type { ChurnNoiseSource, ChurnOptions } from './sampler-shared.js';
 import { ablationSample, type AblationOptions } from './ablation-sampler.js';
 import { fullCoordinateGrid } from './patches.js';
 
-export interface TimeStepOptions {
-  numSteps?: number;
-  sigmaMin?: number;
-  sigmaMax?: number;
-  rho?: number;
-}
-
-export const SAMPLER_DEFAULTS = {
-  numSteps: 18,
-  sigmaMin: 0.002,
-  sigmaMax: 80,
-  rho: 7,
-  sChurn: 0,
-  sMin: 0,
-  sMax: Infinity,
-  sNoise: 1,
-} as const;
-
-/**
- * t_i = (σ_max^(1/ρ) + i/(N−1)·(σ_min^(1/ρ) − σ_max^(1/ρ)))^ρ for i < N, then
- * t_N = 0: N + 1 values, float64. N = 1 gives [σ_max, 0] (the official code
- * would divide 0 by 0 there).
- */
-export function edmTimeSteps(o: TimeStepOptions = {}): Float64Array {
-  const n = o.numSteps ?? SAMPLER_DEFAULTS.numSteps;
-  const sMin = o.sigmaMin ?? SAMPLER_DEFAULTS.sigmaMin;
-  const sMax = o.sigmaMax ?? SAMPLER_DEFAULTS.sigmaMax;
-  const rho = o.rho ?? SAMPLER_DEFAULTS.rho;
-  if (!Number.isInteger(n) || n < 1) throw new Error(`sampler: the number of steps must be a positive integer, got ${n}`);
-  if (!(sMin > 0 && sMax >= sMin)) throw new Error(`sampler: need 0 < sigma_min ≤ sigma_max, got ${sMin}, ${sMax}`);
-  if (!(rho > 0)) throw new Error(`sampler: rho must be positive, got ${rho}`);
-  const t = new Float64Array(n + 1);
-  const a = sMax ** (1 / rho);
-  const b = sMin ** (1 / rho);
-  for (let i = 0; i < n; i++) t[i] = (a + (n === 1 ? 0 : i / (n - 1)) * (b - a)) ** rho;
-  t[n] = 0;
-  return t;
-}
+export { edmTimeSteps, SAMPLER_DEFAULTS, type TimeStepOptions } from './formulas.js';
 
 /** The churn γ at noise level t: min(S_churn/N, √2 − 1) when S_min ≤ t ≤ S_max, else 0. */
 export function churnGamma(t: number, numSteps: number, o: ChurnOptions = {}): number {
