@@ -133,7 +133,7 @@ function concat32(a: Float32Array, b: Float32Array): Float32Array {
 }
 
 /** Images [N, C, S, S] in [−1, 1] → uint8 RGBA per image (S·S·4, for a canvas), quantised as generate: clip(x·127.5 + 128) then truncation. */
-export function toRgba(images: Float64Array, n: number, channels: number, size: number): Uint8ClampedArray[] {
+export function toRgba(images: Float64Array, n: number, channels: number, size: number): Uint8ClampedArray<ArrayBuffer>[] {
   const per = channels * size * size;
   const q = (v: number) => (Number.isNaN(v) ? 0 : Math.trunc(Math.min(255, Math.max(0, v * 127.5 + 128))));
   return Array.from({ length: n }, (_, k) => {
