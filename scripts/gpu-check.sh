@@ -30,7 +30,9 @@
 #
 # Environment: OUT (required), PD_PYTHON (default python3: the interpreter with
 # the CUDA PyTorch), PD_GPU_CHECK_BUDGET, PD_GPU_CHECK_STEPS (a space-separated
-# subset of the step names), PD_PEER_ARGS (default below).
+# subset of the step names, e.g. "toolchain torch" for a first look that costs
+# seconds; later steps need unpack and build, or a build/ left by an earlier
+# command on the same warm machine), PD_PEER_ARGS (default below).
 set -uo pipefail
 cd "$(dirname "$0")/.."
 REPO=$PWD
@@ -180,12 +182,16 @@ step resume 30 "${TEST_ENV[@]}" PD_CUDNN_BENCHMARK=0 node --test --test-concurre
 # ---- a short training run and sampling from it -----------------------------------------------
 DATA="$W/pd/fashion-mnist-5k.zip"
 [ -f "$DATA" ] || DATA=fashion-mnist-5k
-if [ "$DEVICE" = cuda ]; then TRAIN=(--arch ddpmpp --batch 128 --duration 0.1 --tick 10); SAMPLE=(--seeds 0-511 --batch 256 --steps 18)
+if [ "$DEVICE" = cuda ]; then TRAIN=(--arch ddpmpp --batch 128 --duration 0.02 --tick 5); SAMPLE=(--seeds 0-511 --batch 256 --steps 18)
 else TRAIN=(--arch small --batch 16 --duration 0.002 --tick 1); SAMPLE=(--seeds 0-7 --batch 8 --steps 4); fi
-step train 60 node dist/src/cli/main.js train --data "$DATA" --outdir "$OUT/runs" "${TRAIN[@]}" --snap 1000 --dump 1000 --grid-seeds 0 --device "$DEVICE" --seed 0
-RUN=$(ls -d "$OUT"/runs/*/ 2>/dev/null | head -1)
-[ -n "$RUN" ] && step sample 30 node dist/src/cli/main.js generate --network "$RUN" --outdir "$OUT/samples" "${SAMPLE[@]}" --device "$DEVICE"
-rm -rf "$OUT/samples"  # the images themselves need not come back
+# The run directory stays on the device (snapshots and states are large); its logs come back.
+RUNS="$W/runs"
+step train 60 node dist/src/cli/main.js train --data "$DATA" --outdir "$RUNS" "${TRAIN[@]}" --snap 1000 --dump 1000 --grid-seeds 4 --grid-steps 2 --device "$DEVICE" --seed 0
+RUN=$(ls -d "$RUNS"/*/ 2>/dev/null | head -1)
+if [ -n "$RUN" ]; then
+  mkdir -p "$OUT/run" && cp "$RUN"/*.txt "$RUN"/*.json "$RUN"/*.jsonl "$OUT/run/" 2>/dev/null
+  step sample 30 node dist/src/cli/main.js generate --network "$RUN" --outdir "$W/samples" "${SAMPLE[@]}" --device "$DEVICE"
+fi
 
 # ---- official vs ours on the same device -------------------------------------------------
 if [ -d "$W/pd/official" ]; then
