@@ -4,7 +4,7 @@
 //
 //   node dist/bench/peer.js --official DIR [--quick] [--python PATH] [--batch 32] [--threads N]
 //        [--device cpu|cuda|auto] [--official-format both|nchw|channels-last] [--official-ddp]
-//        [--precision fp32|bf16] [--channels-last] [--rounds R] [--block K] [--warmup W]
+//        [--precision fp32|bf16] [--official-fp16] [--channels-last] [--rounds R] [--block K] [--warmup W]
 //        [--sample-steps N] [--sample-batch B] [--sample-rounds R] [--no-training] [--no-sampling] [--json FILE]
 //
 // DIR is a checkout of Zhendong-Wang/Patch-Diffusion (e.g. from the git mirror:
@@ -32,7 +32,7 @@ import { ARCHS, resolveTrainOptions, type Arch, type ResolvedTrainOptions } from
 import { PRECISIONS, type Precision } from '../src/nn/precision.js';
 import { trainingStep } from '../src/train/step.js';
 import {
-  blasThreads, cpuCacheStats, describeEngine, getNumThreads, noGrad, resolveDevice, scope, setNumThreads, type Device,
+  blasThreads, cpuCacheStats, cudaMemoryStats, describeEngine, getNumThreads, noGrad, resolveDevice, scope, setNumThreads, synchronize, type Device,
 } from '../src/tensor/index.js';
 import { engineInfo } from '../src/tensor/runtime.js';
 import {
@@ -115,10 +115,7 @@ async function ourWorker(cfg: SetupCfg): Promise<void> {
     const dataset = syntheticDataset(cfg);
     const c = buildComponents(options, dataset, device);
     const totalNimg = Math.round(options.duration * 1e6);
-    const sync = () => {
-      // The addon has no device synchronise; reading a value back waits for the queued work.
-      if (device !== 'cpu') scope(() => c.emaParams.at(-1)!.sum().item());
-    };
+    const sync = () => synchronize(device);
     let curNimg = 0;
     let lastLoss = NaN;
     const e = engineInfo();
@@ -176,7 +173,8 @@ async function ourWorker(cfg: SetupCfg): Promise<void> {
         for (const v of out.data) sum += v;
         reply({ ms, cpu_ms: (cpu.user + cpu.system) / 1000, pixel_mean: sum / out.data.length });
       } else if (msg.cmd === 'stats') {
-        reply({ peak_rss_mb: peakRssMb(), cur_nimg: curNimg, cuda_peak_mb: null });
+        const gpu = cudaMemoryStats(device);
+        reply({ peak_rss_mb: peakRssMb(), cur_nimg: curNimg, cuda_peak_mb: gpu ? gpu.peakAllocated / 2 ** 20 : null });
       } else if (msg.cmd === 'quit') {
         reply({ bye: true });
         process.exit(0);
@@ -222,6 +220,7 @@ const SPEC: Record<string, OptionSpec> = {
   device: { type: 'string', default: 'cpu', help: 'cpu, cuda, cuda:N or auto (ours decides auto; the same device goes to both sides)' },
   officialFormat: { type: 'string', default: 'both', help: 'memory layout of the official network: nchw, channels-last, or both (two official workers)' },
   officialDdp: { type: 'boolean', default: false, help: 'wrap the official network in DDP (one rank, gloo/NCCL) as train.py does' },
+  officialFp16: { type: 'boolean', default: false, help: 'the official network with use_fp16 (its --fp16; CUDA only: fp16 activations in the UNet), to set against our --precision bf16' },
   precision: { type: 'string', default: 'fp32', help: 'our training precision (fp32 or bf16; sets the precision training option)' },
   channelsLast: { type: 'boolean', default: false, help: 'our network in channels-last layout (sets the channelsLast training option)' },
   rounds: { type: 'int', help: 'interleaved rounds per patch size (default 6; --quick 3)' },
@@ -316,7 +315,8 @@ async function parent(): Promise<void> {
 
   // ---- workers ----
   const baseOfficial = {
-    official, threads, device, seed: cfg.seed, network: networkConfig, batch, batch_gpu: batchGpu, batch_mul_avg: schedule.batchMulAvg, pool: cfg.pool,
+    official, threads, device, seed: cfg.seed, network: opt.bool(o, 'officialFp16') ? { ...networkConfig, use_fp16: true } : networkConfig,
+    batch, batch_gpu: batchGpu, batch_mul_avg: schedule.batchMulAvg, pool: cfg.pool,
     ddp: opt.bool(o, 'officialDdp'),
     optim: { lr: options.lr, lr_rampup_kimg: options.lrRampup, ema_halflife_kimg: options.ema * 1000, ema_rampup_ratio: options.emaRampup },
   };
@@ -361,7 +361,8 @@ async function parent(): Promise<void> {
     if ((pi.stubbed as string[]).length)
       console.log(`          (not installed, stubbed because the official modules import them at the top but the timed path never calls them: ${(pi.stubbed as string[]).join(', ')}; ` +
         `generate.py itself is not imported, only edm_sampler/sample_with_cfg/StackedRandomGenerator are compiled from it, so click, tqdm, Pillow and diffusers are not needed)`);
-    if (precision === 'bf16') console.log('          the official side stays fp32 (it has no bf16 mode; its use_fp16 applies to CUDA only)');
+    if (opt.bool(o, 'officialFp16')) console.log(`          the official network runs with use_fp16 (its --fp16)${device === 'cpu' ? ', which it applies on CUDA only: fp32 here' : ''}`);
+    else if (precision === 'bf16') console.log('          the official side stays fp32 (it has no bf16 mode; its use_fp16 applies to CUDA only: --official-fp16)');
     const nc = networkConfig as unknown as Record<string, unknown>;
     console.log(`network:  ${arch} = Patch_EDMPrecond(${Object.entries(nc).map(([k, v]) => `${k}=${JSON.stringify(v)}`).join(', ')}); ` +
       `parameters: official ${Number(pi.parameters).toLocaleString('en-US')}, ours ${Number(oi.parameters).toLocaleString('en-US')}` +
@@ -545,11 +546,14 @@ async function parent(): Promise<void> {
     const peak = await Promise.all(sides.map((s) => s.worker.request<StatsReply>({ cmd: 'stats' })));
     console.log(`peak RSS per worker: ${sides.map((s, k) => `${s.label} ${fx(peak[k]!.peak_rss_mb, 0)} MiB`).join(', ')}; ` +
       `total ${fx((performance.now() - t0) / 1000, 0)} s; load average at the end ${machineInfo().loadAverage.join(' / ')}`);
+    if (peak.some((p) => p.cuda_peak_mb !== null))
+      console.log(`peak GPU memory allocated per worker (caching allocator): ${sides.map((s, k) => `${s.label} ${peak[k]!.cuda_peak_mb === null ? 'n/a' : `${fx(peak[k]!.cuda_peak_mb, 0)} MiB`}`).join(', ')}`);
     console.log(`notes: the official step is training_loop.py's loop body as bench/peer/official_step.py runs it (zero_grad(set_to_none), per round the loss, ` +
       `training_stats.report, loss.sum()·(loss_scaling / batch_gpu_total / batch_mul) backward, lr ramp, nan_to_num, Adam, EMA copy_(lerp)); ours is src/train/step.ts's ` +
       `trainingStep. batch_mul is R/s on both sides: the official table {512:1, 256:2, 128:4, 64:16, 32:32, 16:64} has no entry for 8, so training_loop.py itself ` +
       `raises KeyError at R = 32 when it draws s = 8. Neither side's data loading runs in a separate worker here (the official DataLoader would, with --workers 1).`);
     record.peakRssMb = Object.fromEntries(sides.map((s, k) => [s.key, peak[k]!.peak_rss_mb]));
+    record.peakGpuMb = Object.fromEntries(sides.map((s, k) => [s.key, peak[k]!.cuda_peak_mb]));
     record.finished = nowIso();
     writeJsonRecord(opt.strOpt(o, 'json'), record);
     await Promise.all(sides.map((s) => s.worker.close()));

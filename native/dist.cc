@@ -1,5 +1,9 @@
 // Data-parallel collectives on libtorch's own c10d: a TCPStore for the
-// rendezvous and a Gloo process group for the collectives (CPU tensors).
+// rendezvous and a Gloo process group for the collectives (CPU tensors), or,
+// in a CUDA build with NCCL's headers (PD_WITH_NCCL), an NCCL process group
+// (CUDA tensors). A tensor that is not on the backend's device (a CUDA
+// gradient under Gloo, a CPU statistic under NCCL) travels as a copy there
+// and is written back after the collective.
 // The TypeScript side (src/distributed) decides what to reduce and when; this file
 // only joins the group and runs the collectives, blocking until each is done.
 //
@@ -11,10 +15,17 @@
 // The c10d headers come before common.h: libtorch 1.13's headers use template
 // parameters named like common.h's argument shorthands (T, D, I, B).
 #include <torch/version.h>
-#ifdef PD_WITH_GLOO
+#if defined(PD_WITH_GLOO) || defined(PD_WITH_NCCL)
+#define PD_WITH_DIST 1
 #include <torch/csrc/distributed/c10d/PrefixStore.hpp>
-#include <torch/csrc/distributed/c10d/ProcessGroupGloo.hpp>
 #include <torch/csrc/distributed/c10d/TCPStore.hpp>
+#endif
+#ifdef PD_WITH_GLOO
+#include <torch/csrc/distributed/c10d/ProcessGroupGloo.hpp>
+#endif
+#ifdef PD_WITH_NCCL
+#include <c10/cuda/CUDAFunctions.h>
+#include <torch/csrc/distributed/c10d/ProcessGroupNCCL.hpp>
 #endif
 
 #include "common.h"
@@ -28,7 +39,7 @@
 #include <unistd.h>
 
 namespace pd {
-#ifdef PD_WITH_GLOO
+#ifdef PD_WITH_DIST
 namespace {
 
 // The collective interface is c10d::ProcessGroup in 1.x and c10d::Backend in
@@ -44,6 +55,8 @@ struct Group {
   c10::intrusive_ptr<Comm> comm;
   int rank = 0;
   int world = 1;
+  std::string backend;          // "gloo" or "nccl"
+  at::Device device{at::kCPU};  // where the backend's collectives run
   std::string broken;  // the first collective error, once one happened
 };
 
@@ -102,30 +115,30 @@ class JoinWatchdog {
   std::shared_ptr<State> state_;
 };
 
-void requireCpu(const at::Tensor& t, const char* op) {
-  if (!t.device().is_cpu()) throw ArgError{std::string(op) + ": Gloo collectives take CPU tensors, got " + describeTensor(t)};
-}
-
-at::Tensor checkedCpu(const at::Tensor& t, const char* op) {
-  requireCpu(t, op);
+at::Tensor checkedContiguous(const at::Tensor& t, const char* op) {
   if (!t.is_contiguous()) throw ArgError{std::string(op) + ": tensor must be contiguous, got " + describeTensor(t)};
   return t.detach();  // shares storage; the collective writes in place without autograd's version checks
 }
 
-// Gloo needs dense row-major buffers: a tensor in another layout (channels-last
-// weights) travels as a contiguous copy that is written back afterwards.
-at::Tensor denseCpu(const at::Tensor& t, const char* op) {
-  requireCpu(t, op);
-  return t.detach().contiguous();
+// The buffer a collective runs on: the tensor itself when it is dense and on
+// the backend's device, else a dense copy there (channels-last weights, a CUDA
+// tensor under Gloo, a CPU one under NCCL), written back by writeBack.
+at::Tensor staged(const Group& g, const at::Tensor& t) {
+  return t.detach().to(g.device, /*non_blocking=*/false, /*copy=*/false, at::MemoryFormat::Contiguous);
+}
+void writeBack(const at::Tensor& original, const at::Tensor& buffer) {
+  if (buffer.data_ptr() != original.data_ptr() || buffer.device() != original.device()) original.detach().copy_(buffer);
 }
 
 }  // namespace
 
-// distInit(masterAddr, masterPort, rank, worldSize, joinTimeoutMs, hostStore, storePrefix, deviceHost, ifname, timeoutMs, stuckMessage)
+// distInit(masterAddr, masterPort, rank, worldSize, joinTimeoutMs, hostStore, storePrefix, deviceHost, ifname, timeoutMs, stuckMessage, backend, cudaDevice)
 // Joins the group: rank 0 hosts the TCPStore unless an agent (torchrun's
 // TORCHELASTIC_USE_AGENT_STORE) does; every rank waits for all `worldSize`
 // to arrive, up to `joinTimeoutMs`; each collective may take up to `timeoutMs`. Gloo's sockets bind to `ifname` when given,
 // else to the address `deviceHost` names, else to what the hostname resolves to.
+// `backend` is "gloo" (the default) or "nccl" (which runs on CUDA device
+// `cudaDevice`, made this process's current one).
 PD_FN(distInit, {
   if (g_group) throw ArgError{"distInit: this process already joined a group"};
   std::string addr = ::pd::argString(info, 0);
@@ -137,6 +150,20 @@ PD_FN(distInit, {
     throw ArgError{"distInit: need 0 <= rank < worldSize, got rank " + std::to_string(rank) + ", worldSize " + std::to_string(world)};
   if (timeoutMs <= 0 || joinTimeoutMs <= 0) throw ArgError{"distInit: timeouts must be positive"};
   auto timeout = std::chrono::milliseconds(timeoutMs);
+  std::string backend = info.Length() > 11 && info[11].IsString() ? ::pd::argString(info, 11) : "gloo";
+  int64_t cudaDevice = info.Length() > 12 && info[12].IsNumber() ? I(12) : 0;
+  (void)cudaDevice;  // used by NCCL only
+#ifndef PD_WITH_GLOO
+  if (backend == "gloo") throw ArgError{"distInit: this build has no Gloo (gloo's headers were missing when the addon was built)"};
+#endif
+#ifndef PD_WITH_NCCL
+  if (backend == "nccl") throw ArgError{"distInit: this build has no NCCL (it needs a CUDA libtorch with NCCL's and the CUDA runtime's headers at build time)"};
+#endif
+  if (backend != "gloo" && backend != "nccl") throw ArgError{"distInit: backend '" + backend + "': expected gloo or nccl"};
+#ifdef PD_WITH_NCCL
+  if (backend == "nccl" && (cudaDevice < 0 || cudaDevice >= c10::cuda::device_count()))
+    throw ArgError{"distInit: CUDA device " + std::to_string(cudaDevice) + " is not visible (" + std::to_string(c10::cuda::device_count()) + " GPU(s))"};
+#endif
   // c10d's own timeouts answer first when they work; the watchdog only for when they do not.
   JoinWatchdog watchdog(joinTimeoutMs + 10000, ::pd::argString(info, 10));
 
@@ -150,23 +177,39 @@ PD_FN(distInit, {
   auto g = std::make_unique<Group>();
   g->store = c10::make_intrusive<c10d::PrefixStore>(prefix, tcp);
 
-  auto opts = c10d::ProcessGroupGloo::Options::create(timeout);
-  if (!ifname.empty()) opts->devices.push_back(c10d::ProcessGroupGloo::createDeviceForInterface(ifname));
-  else if (!deviceHost.empty()) opts->devices.push_back(c10d::ProcessGroupGloo::createDeviceForHostname(deviceHost));
-  else opts->devices.push_back(c10d::ProcessGroupGloo::createDefaultDevice());
-  g->comm = c10::make_intrusive<c10d::ProcessGroupGloo>(g->store, static_cast<int>(rank), static_cast<int>(world), opts);
+  g->backend = backend;
+#ifdef PD_WITH_NCCL
+  if (backend == "nccl") {
+    c10::cuda::set_device(static_cast<c10::DeviceIndex>(cudaDevice));
+    g->device = at::Device(at::kCUDA, static_cast<c10::DeviceIndex>(cudaDevice));
+    auto opts = c10d::ProcessGroupNCCL::Options::create();
+    opts->timeout = timeout;
+    g->comm = c10::make_intrusive<c10d::ProcessGroupNCCL>(g->store, static_cast<int>(rank), static_cast<int>(world), opts);
+  }
+#endif
+#ifdef PD_WITH_GLOO
+  if (backend == "gloo") {
+    auto opts = c10d::ProcessGroupGloo::Options::create(timeout);
+    if (!ifname.empty()) opts->devices.push_back(c10d::ProcessGroupGloo::createDeviceForInterface(ifname));
+    else if (!deviceHost.empty()) opts->devices.push_back(c10d::ProcessGroupGloo::createDeviceForHostname(deviceHost));
+    else opts->devices.push_back(c10d::ProcessGroupGloo::createDefaultDevice());
+    g->comm = c10::make_intrusive<c10d::ProcessGroupGloo>(g->store, static_cast<int>(rank), static_cast<int>(world), opts);
+  }
+#endif
   g->rank = static_cast<int>(rank);
   g->world = static_cast<int>(world);
   g_group = g.release();
   return env.Undefined();
 })
 
-// distAllreduceSum(tensor): sums a contiguous CPU tensor over all ranks, in place.
+// distAllreduceSum(tensor): sums a contiguous tensor over all ranks, in place.
 PD_FN(distAllreduceSum, {
   Group& g = group("distAllreduceSum");
-  std::vector<at::Tensor> one{checkedCpu(T(0), "distAllreduceSum")};
+  at::Tensor t = checkedContiguous(T(0), "distAllreduceSum");
+  std::vector<at::Tensor> one{staged(g, t)};
   std::vector<c10::intrusive_ptr<c10d::Work>> works{g.comm->allreduce(one)};
   waitAll(g, works);
+  writeBack(t, one[0]);
   return env.Undefined();
 })
 
@@ -182,12 +225,11 @@ PD_FN(distBroadcast, {
   c10d::BroadcastOptions bo;
   bo.rootRank = root;
   for (const auto& t : tensors) {
-    lists.push_back({denseCpu(t, "distBroadcast")});
+    lists.push_back({staged(g, t)});
     works.push_back(g.comm->broadcast(lists.back(), bo));
   }
   waitAll(g, works);
-  for (size_t k = 0; k < tensors.size(); ++k)
-    if (lists[k][0].data_ptr() != tensors[k].data_ptr()) tensors[k].detach().copy_(lists[k][0]);
+  for (size_t k = 0; k < tensors.size(); ++k) writeBack(tensors[k], lists[k][0]);
   return env.Undefined();
 })
 
@@ -195,7 +237,8 @@ PD_FN(distBroadcast, {
 // parameters' gradients (zeros where a parameter got none) are packed into
 // flat buckets of at most bucketBytes, in parameter order, so every rank
 // issues the same collectives; all buckets are summed concurrently, divided
-// by the world size (Gloo in 1.13 has no AVG) and copied back.
+// by the world size (Gloo in 1.13 has no AVG) and copied back. The buckets are
+// built on the parameters' device and reduced on the backend's.
 PD_FN(distAverageGradients, {
   Group& g = group("distAverageGradients");
   auto params = TL(0);
@@ -206,10 +249,9 @@ PD_FN(distAverageGradients, {
   at::ScalarType dtype = at::kFloat;
   for (size_t k = 0; k < params.size(); ++k) {
     at::Tensor& p = params[k];
-    if (!p.device().is_cpu()) throw ArgError{"distAverageGradients: parameter " + std::to_string(k) + " is not on the CPU (" + describeTensor(p) + ")"};
     if (!p.grad().defined()) p.mutable_grad() = at::zeros_like(p, at::MemoryFormat::Contiguous);
     int64_t bytes = p.numel() * static_cast<int64_t>(p.element_size());
-    if (members.empty() || filled + bytes > cap || p.scalar_type() != dtype) {
+    if (members.empty() || filled + bytes > cap || p.scalar_type() != dtype || p.device() != params[members.back().front()].device()) {
       members.emplace_back();
       filled = 0;
       dtype = p.scalar_type();
@@ -224,7 +266,7 @@ PD_FN(distAverageGradients, {
     std::vector<at::Tensor> pieces;
     pieces.reserve(m.size());
     for (size_t k : m) pieces.push_back(params[k].grad().reshape({-1}));
-    flats.push_back({at::cat(pieces)});
+    flats.push_back({staged(g, at::cat(pieces))});
     works.push_back(g.comm->allreduce(flats.back()));
   }
   waitAll(g, works);
@@ -232,9 +274,10 @@ PD_FN(distAverageGradients, {
     at::Tensor& flat = flats[b][0];
     flat.div_(g.world);
     int64_t at = 0;
+    at::Tensor local = flat.to(params[members[b].front()].device());
     for (size_t k : members[b]) {
       at::Tensor grad = params[k].mutable_grad();
-      grad.copy_(flat.narrow(0, at, grad.numel()).view(grad.sizes()));
+      grad.copy_(local.narrow(0, at, grad.numel()).view(grad.sizes()));
       at += grad.numel();
     }
   }
@@ -249,9 +292,7 @@ PD_FN(distBarrier, {
   return env.Undefined();
 })
 
-constexpr bool kWithGloo = true;
-
-#else  // built without gloo's headers: the functions exist and say why they cannot work
+#else  // built without gloo's or NCCL's headers: the functions exist and say why they cannot work
 
 const char* const kNoGloo =
     "this build has no distributed training: gloo's headers were missing when the addon was built "
@@ -264,9 +305,27 @@ PD_NO_GLOO(distAllreduceSum);
 PD_NO_GLOO(distBroadcast);
 PD_NO_GLOO(distAverageGradients);
 PD_NO_GLOO(distBarrier);
-constexpr bool kWithGloo = false;
 #endif
 
-PD_FN(distAvailable, return Napi::Boolean::New(env, kWithGloo);)
+#ifdef PD_WITH_GLOO
+constexpr bool kWithGloo = true;
+#else
+constexpr bool kWithGloo = false;
+#endif
+#ifdef PD_WITH_NCCL
+constexpr bool kWithNccl = true;
+#else
+constexpr bool kWithNccl = false;
+#endif
+
+// distAvailable(): whether this build can join a group at all (Gloo or NCCL).
+PD_FN(distAvailable, return Napi::Boolean::New(env, kWithGloo || kWithNccl);)
+// distBackends(): the process-group backends this build has, of "gloo" and "nccl".
+PD_FN(distBackends, {
+  Napi::Array out = Napi::Array::New(env);
+  if (kWithGloo) out.Set(out.Length(), Napi::String::New(env, "gloo"));
+  if (kWithNccl) out.Set(out.Length(), Napi::String::New(env, "nccl"));
+  return out;
+})
 
 }  // namespace pd

@@ -5,7 +5,7 @@
 //      the PATH (a wheel carries a CUDA or CPU libtorch); LIBTORCH_USE_PYTORCH=0
 //      skips both,
 //   3. Debian's libtorch-dev under /usr.
-// Prints one field for binding.gyp: `include`, `libdir`, `libs`, `defines` or `describe`.
+// Prints one field for binding.gyp: `include`, `libdir`, `rpath`, `libs`, `defines` or `describe`.
 'use strict';
 const fs = require('node:fs');
 const path = require('node:path');
@@ -63,18 +63,79 @@ function fail(why) {
 
 const lt = locate();
 const hasCuda = fs.existsSync(path.join(lt.libdir, 'libtorch_cuda.so'));
+
+// A CUDA libtorch from a wheel links the CUDA libraries of the nvidia-* wheels
+// installed beside it (site-packages/nvidia/<name>/lib, which libtorch's own
+// RUNPATH names as $ORIGIN/../../nvidia/...). The addon gets an rpath to each
+// of them too, so it loads without LD_LIBRARY_PATH wherever they are, and their
+// include/ folders (cuBLAS, cuSOLVER, NCCL, ...) for the CUDA headers it uses.
+function nvidiaDirs(sub) {
+  if (!hasCuda) return [];
+  const nvidia = path.join(lt.libdir, '..', '..', 'nvidia');
+  let names = [];
+  try { names = fs.readdirSync(nvidia).sort(); } catch { return []; }
+  return names.map((n) => path.join(nvidia, n, sub)).filter((d) => fs.existsSync(d)).map((d) => path.resolve(d));
+}
+const nvidiaLibs = nvidiaDirs('lib');
+const nvidiaIncludes = nvidiaDirs('include');
+
+// The CUDA runtime's headers (cuda_runtime_api.h and the crt/ headers it
+// includes), needed for the device queries, the GPU memory statistics and
+// NCCL: the nvidia wheels (cuda-runtime with cuda-crt), then $CUDA_HOME /
+// $CUDA_PATH, then /usr/local/cuda. Without them a CUDA build still compiles,
+// with the basic CUDA support only (device count, no names or memory figures).
+function cudaRuntimeInclude() {
+  if (!hasCuda) return null;
+  const candidates = [...nvidiaIncludes];
+  for (const v of ['CUDA_HOME', 'CUDA_PATH']) if (process.env[v]) candidates.push(path.join(process.env[v], 'include'));
+  candidates.push('/usr/local/cuda/include');
+  return candidates.find((d) => fs.existsSync(path.join(d, 'cuda_runtime_api.h')) && fs.existsSync(path.join(d, 'crt/host_defines.h'))) ?? null;
+}
+// The runtime library the addon's own CUDA calls link to (the one libc10_cuda
+// loads: the nvidia wheel's, else the toolkit's).
+function cudaRuntimeLibrary() {
+  if (!hasCuda) return null;
+  const dirs = [...nvidiaLibs];
+  for (const v of ['CUDA_HOME', 'CUDA_PATH']) if (process.env[v]) dirs.push(path.join(process.env[v], 'lib64'), path.join(process.env[v], 'lib'));
+  dirs.push('/usr/local/cuda/lib64', '/usr/local/cuda/lib');
+  for (const d of dirs) {
+    let names = [];
+    try { names = fs.readdirSync(d); } catch { continue; }
+    const lib = names.filter((n) => /^libcudart\.so\.\d+$/.test(n)).sort()[0];
+    if (lib) return path.join(d, lib);
+  }
+  return null;
+}
+const cudartLib = cudaRuntimeLibrary();
+const cudaInclude = cudartLib ? cudaRuntimeInclude() : null;
+// CCCL's headers (nv/target, which cuda_fp16.h includes): beside the runtime's
+// (the nvidia-cuda-cccl wheel), or in include/cccl (the CUDA 13 toolkit).
+const cudaIncludes = !cudaInclude ? [] : [...new Set([...nvidiaIncludes, cudaInclude])].flatMap((d) =>
+  !fs.existsSync(path.join(d, 'nv/target')) && fs.existsSync(path.join(d, 'cccl/nv/target')) ? [d, path.join(d, 'cccl')] : [d]);
+// NCCL (multi-GPU training): c10d's ProcessGroupNCCL, in libtorch_cuda, with
+// nccl.h (the nvidia-nccl wheel) and the CUDA headers ATen's CUDA context includes.
+const hasHeader = (h) => cudaIncludes.some((d) => fs.existsSync(path.join(d, h)));
+const ncclHeader = path.join(lt.include[0], 'torch/csrc/distributed/c10d/ProcessGroupNCCL.hpp');
+const hasNccl = cudaInclude !== null && fs.existsSync(ncclHeader) && ['nccl.h', 'cublas_v2.h', 'cusparse.h', 'cusolverDn.h', 'nv/target'].every(hasHeader);
+
 const glooInclude = [process.env.GLOO_INCLUDE, '/usr/include'].find((d) => d && fs.existsSync(path.join(d, 'gloo/rendezvous/store.h'))) ?? null;
 const field = process.argv[2];
-if (field === 'include') console.log([...lt.include, ...(glooInclude && glooInclude !== '/usr/include' ? [glooInclude] : [])].join(' '));
+if (field === 'include') console.log([...lt.include, ...(glooInclude && glooInclude !== '/usr/include' ? [glooInclude] : []), ...cudaIncludes].join(' '));
 else if (field === 'libdir') console.log(lt.libdir);
-else if (field === 'libs') console.log(['-ltorch', '-ltorch_cpu', '-lc10', ...(hasCuda ? ['-ltorch_cuda', '-lc10_cuda'] : [])].join(' '));
+else if (field === 'rpath') console.log([...new Set([lt.libdir, ...nvidiaLibs, ...(cudaInclude ? [path.dirname(cudartLib)] : [])])].map((d) => `-Wl,-rpath,${d}`).join(' '));
+else if (field === 'libs') console.log(['-ltorch', '-ltorch_cpu', '-lc10', ...(hasCuda ? ['-ltorch_cuda', '-lc10_cuda'] : []), ...(cudaInclude ? [cudartLib] : [])].join(' '));
 else if (field === 'defines') {
   const defs = [];
   if (lt.cxx11abi !== null) defs.push(`_GLIBCXX_USE_CXX11_ABI=${lt.cxx11abi ? 1 : 0}`);
   if (hasCuda) defs.push('PD_WITH_CUDA=1');
+  if (cudaInclude) defs.push('PD_WITH_CUDA_RUNTIME=1');
+  if (hasNccl) defs.push('USE_C10D_NCCL=1', 'PD_WITH_NCCL=1');
   // Gloo (multi-process training): neither libtorch ships gloo's headers;
   // Debian's libgloo-dev has them (setup.sh installs it). Without them the
   // addon builds without distributed training and says so when asked for it.
   if (glooInclude) defs.push('USE_C10D_GLOO=1', 'PD_WITH_GLOO=1');
   console.log(defs.join(' ') || 'PD_NO_EXTRA_DEFINES=1');
-} else console.log(`libtorch: ${lt.source}; lib ${lt.libdir}; cuda ${hasCuda ? 'yes' : 'no'}; gloo ${glooInclude ? 'yes' : 'no'}`);
+} else {
+  const cuda = !hasCuda ? 'no' : `yes (CUDA runtime ${cudaInclude ? `${cudartLib}, headers ${cudaInclude}` : 'headers or library not found: basic CUDA support only'}; nccl ${hasNccl ? 'yes' : 'no'})`;
+  console.log(`libtorch: ${lt.source}; lib ${lt.libdir}; cuda ${cuda}; gloo ${glooInclude ? 'yes' : 'no'}`);
+}

@@ -35,17 +35,47 @@ describe('find-libtorch', () => {
 
   it('a CUDA libtorch: links torch_cuda and c10_cuda and defines PD_WITH_CUDA', () => {
     const root = fakeLibtorch(join(dir, 'cuda'), ['libtorch.so', 'libtorch_cpu.so', 'libc10.so', 'libtorch_cuda.so', 'libc10_cuda.so']);
-    assert.deepEqual(findLibtorch('libs', root).stdout.split(' '), ['-ltorch', '-ltorch_cpu', '-lc10', '-ltorch_cuda', '-lc10_cuda']);
+    // (then the CUDA runtime library where the machine has one)
+    assert.deepEqual(findLibtorch('libs', root).stdout.split(' ').slice(0, 5), ['-ltorch', '-ltorch_cpu', '-lc10', '-ltorch_cuda', '-lc10_cuda']);
     assert.match(findLibtorch('defines', root).stdout, /\bPD_WITH_CUDA=1\b/);
     assert.equal(findLibtorch('libdir', root).stdout, join(root, 'lib'));
-    assert.deepEqual(findLibtorch('include', root).stdout.split(' '), [join(root, 'include'), join(root, 'include/torch/csrc/api/include')]);
+    // libtorch's own headers first; the CUDA runtime's follow where this machine has them (/usr/local/cuda).
+    assert.deepEqual(findLibtorch('include', root).stdout.split(' ').slice(0, 2), [join(root, 'include'), join(root, 'include/torch/csrc/api/include')]);
     assert.match(findLibtorch('describe', root).stdout, /cuda yes/);
+    assert.match(findLibtorch('rpath', root).stdout, new RegExp(`^-Wl,-rpath,${join(root, 'lib')}( |$)`));
+  });
+
+  it('a CUDA wheel: the nvidia-* wheels beside torch/ give rpaths, the CUDA runtime (headers and library) and NCCL', () => {
+    // site-packages/torch (libtorch) and site-packages/nvidia/<name>/{lib,include}, as pip installs them.
+    const site = join(dir, 'site');
+    const root = fakeLibtorch(join(site, 'torch'), ['libtorch.so', 'libtorch_cpu.so', 'libc10.so', 'libtorch_cuda.so', 'libc10_cuda.so']);
+    const files: Record<string, string[]> = {
+      'nvidia/cu13/lib': ['libcudart.so.13', 'libcublas.so.13'],
+      'nvidia/cu13/include': ['cuda_runtime_api.h', 'crt/host_defines.h', 'nv/target', 'cublas_v2.h', 'cusparse.h', 'cusolverDn.h'],
+      'nvidia/nccl/lib': ['libnccl.so.2'],
+      'nvidia/nccl/include': ['nccl.h'],
+      'torch/include/torch/csrc/distributed/c10d': ['ProcessGroupNCCL.hpp'],
+    };
+    for (const [d, names] of Object.entries(files))
+      for (const n of names) {
+        mkdirSync(join(site, d, n, '..'), { recursive: true });
+        writeFileSync(join(site, d, n), '');
+      }
+    assert.equal(findLibtorch('rpath', root).stdout,
+      [join(root, 'lib'), join(site, 'nvidia/cu13/lib'), join(site, 'nvidia/nccl/lib')].map((d) => `-Wl,-rpath,${d}`).join(' '));
+    const include = findLibtorch('include', root).stdout.split(' ');
+    assert.ok(include.includes(join(site, 'nvidia/cu13/include')) && include.includes(join(site, 'nvidia/nccl/include')), include.join(' '));
+    assert.equal(findLibtorch('libs', root).stdout.split(' ').at(-1), join(site, 'nvidia/cu13/lib/libcudart.so.13'));
+    const defines = findLibtorch('defines', root).stdout.split(' ');
+    for (const d of ['PD_WITH_CUDA=1', 'PD_WITH_CUDA_RUNTIME=1', 'USE_C10D_NCCL=1', 'PD_WITH_NCCL=1']) assert.ok(defines.includes(d), defines.join(' '));
+    assert.match(findLibtorch('describe', root).stdout, /cuda yes \(CUDA runtime .*libcudart\.so\.13, headers .*nvidia\/cu13\/include; nccl yes\)/);
   });
 
   it('a CPU libtorch: no CUDA libraries, no CUDA define', () => {
     const root = fakeLibtorch(join(dir, 'cpu'), ['libtorch.so', 'libtorch_cpu.so', 'libc10.so']);
     assert.equal(findLibtorch('libs', root).stdout, '-ltorch -ltorch_cpu -lc10');
-    assert.doesNotMatch(findLibtorch('defines', root).stdout, /CUDA/);
+    assert.doesNotMatch(findLibtorch('defines', root).stdout, /CUDA|NCCL/);
+    assert.equal(findLibtorch('rpath', root).stdout, `-Wl,-rpath,${join(root, 'lib')}`);
     assert.match(findLibtorch('describe', root).stdout, /cuda no/);
   });
 

@@ -9,6 +9,7 @@ import { readSafetensors } from '../src/io/safetensors.js';
 import { patchLoss, type Denoiser } from '../src/diffusion/loss.js';
 import { edmSample } from '../src/diffusion/sampler.js';
 import { REFERENCE_DIR } from './helpers/reference.js';
+import { TEST_DEVICE, onDevice } from './helpers/device.js';
 
 const REF = REFERENCE_DIR + '/';
 
@@ -46,6 +47,7 @@ async function referenceDenoiser(t: TestContext, caseName = 'net_ddpmpp'): Promi
   const state = new Map<string, Tensor>();
   for (const [name, value] of tensors) if (name.startsWith('param.')) state.set(name.slice('param.'.length), value);
   net.loadStateDict(state);
+  (net as NetLike & { to(target: { device: string }): unknown }).to({ device: TEST_DEVICE });
   net.eval();
   return (x, sigma, xPos, labels) => net.forward(x, sigma, xPos, labels ?? null);
 }
@@ -59,7 +61,7 @@ test('patch loss matches out.loss of the official Patch_EDMLoss (1e-4 relative)'
   const net = await referenceDenoiser(t);
   if (!net) return;
   const { tensors: r, metadata } = readSafetensors(`${REF}/patch_loss.safetensors`);
-  const get = (k: string): Tensor => r.get(k) ?? assert.fail(`missing ${k}`);
+  const get = (k: string): Tensor => onDevice(r.get(k) ?? assert.fail(`missing ${k}`));
   const out = noGrad(() =>
     patchLoss({
       net, images: get('in.images'), patchSize: Number(metadata.patch_size ?? 8),
@@ -77,7 +79,7 @@ test('EDM sampler matches out.deterministic and out.stochastic (1e-4 relative)',
   const net = await referenceDenoiser(t);
   if (!net) return;
   const { tensors: r, metadata } = readSafetensors(`${REF}/sampler.safetensors`);
-  const get = (k: string): Tensor => r.get(k) ?? assert.fail(`missing ${k}`);
+  const get = (k: string): Tensor => onDevice(r.get(k) ?? assert.fail(`missing ${k}`));
   const numSteps = Number(metadata.num_steps ?? 6);
   const base = { numSteps, sigmaMin: Number(metadata.sigma_min ?? 0.002), sigmaMax: Number(metadata.sigma_max ?? 80), rho: Number(metadata.rho ?? 7) };
   const latents = get('in.latents');

@@ -117,8 +117,9 @@ describe('invalid arguments are TypeErrors', () => {
     throwsWith(() => resolveDevice('tpu'), Error, /unknown device 'tpu'/);
     if (!native.cudaAvailable()) {
       // A valid device name this build cannot use is an Error too, not a crash.
-      throwsWith(() => zeros([2], { device: 'cuda' }), Error, 'zeros', /CUDA/);
-      throwsWith(() => resolveDevice('cuda'), Error, /CUDA/);
+      // (A CPU build: libtorch's "not compiled with CUDA"; a CUDA build without a GPU: CUDA's "no NVIDIA driver" or "no CUDA GPUs".)
+      throwsWith(() => zeros([2], { device: 'cuda' }), Error, 'zeros', /CUDA|NVIDIA/);
+      throwsWith(() => resolveDevice('cuda'), Error, native.cudaBuild() ? /no GPU is visible: the addon is a CUDA build/ : /has no CUDA: the addon is a CPU build/);
     }
   });
 

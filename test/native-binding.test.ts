@@ -36,7 +36,7 @@ function declaredNames(): string[] {
 /** The names the built addon exports. */
 function builtNames(): string[] {
   const require = createRequire(import.meta.url);
-  const addon = require(join(root, 'build', 'Release', 'torch_addon.node')) as Record<string, unknown>;
+  const addon = require(process.env.PD_ADDON || join(root, 'build', 'Release', 'torch_addon.node')) as Record<string, unknown>; // PD_ADDON: as src/tensor/native.ts
   for (const [k, v] of Object.entries(addon)) assert.equal(typeof v, 'function', `addon export ${k} is not a function`);
   return Object.keys(addon);
 }

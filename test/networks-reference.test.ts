@@ -13,6 +13,7 @@ import { createNetwork, parseNetworkConfig, type NetworkConfig } from '../src/ne
 import { Preconditioner } from '../src/networks/precond.js';
 import { full, noGrad, scope, zeros, zeroGrad, type Tensor } from '../src/tensor/index.js';
 import { REFERENCE_DIR } from './helpers/reference.js';
+import { TEST_DEVICE, onDevice } from './helpers/device.js';
 
 const REF = REFERENCE_DIR;
 const skip = existsSync(join(REF, 'cases.json')) ? false : `reference vectors not found in ${REF}`;
@@ -29,18 +30,21 @@ interface Loaded {
   config: NetworkConfig;
   numParameters: number;
 }
+// On PD_TEST_DEVICE (default cpu): the network and every vector (test/helpers/device.ts).
 function load(name: string): Loaded {
-  const { tensors, metadata } = readSafetensors(join(REF, `${name}.safetensors`));
+  const { tensors: onCpu, metadata } = readSafetensors(join(REF, `${name}.safetensors`));
+  const tensors = new Map([...onCpu].map(([k, v]) => [k, onDevice(v)] as const));
   const config = parseNetworkConfig(JSON.parse(metadata.config!));
   const net = createNetwork(config, { initialize: false });
   const params = new Map<string, Tensor>();
   for (const [k, v] of tensors) if (k.startsWith('param.')) params.set(k.slice('param.'.length), v);
   net.loadStateDict(params, { strict: true });
+  net.to({ device: TEST_DEVICE });
   net.eval();
   return { net, t: tensors, config, numParameters: Number(metadata.num_parameters) };
 }
 
-describe('networks vs the official Patch_EDMPrecond', { skip }, () => {
+describe(`networks vs the official Patch_EDMPrecond (on ${TEST_DEVICE})`, { skip }, () => {
   const cases = skip ? {} : (JSON.parse(readFileSync(join(REF, 'cases.json'), 'utf8')) as Record<string, { num_parameters: number; config: NetworkConfig }>);
 
   for (const name of CASES) {
@@ -81,8 +85,8 @@ describe('networks vs the official Patch_EDMPrecond', { skip }, () => {
           const pos = t.get('in.x_pos')!;
           const s0 = t.get('in.sigma')!.select(0, 1); // 0-dim
           const value = s0.item();
-          const ref = net.forward(x, full([3], value), pos);
-          for (const s of [value, s0, s0.reshape(1), s0.reshape(1, 1, 1, 1), full([3, 1, 1, 1], value)]) {
+          const ref = net.forward(x, full([3], value, { device: TEST_DEVICE }), pos);
+          for (const s of [value, s0, s0.reshape(1), s0.reshape(1, 1, 1, 1), full([3, 1, 1, 1], value, { device: TEST_DEVICE })]) {
             const D = net.forward(x, s, pos);
             assert.equal(D.sub(ref).abs().amax().item(), 0);
           }
@@ -122,14 +126,14 @@ describe('networks vs the official Patch_EDMPrecond', { skip }, () => {
           const s = t.get('in.sigma')!;
           const pos = t.get('in.x_pos')!;
           const none = net.forward(x, s, pos);
-          const zero1 = net.forward(x, s, pos, zeros([1, 10]));
-          const zeroN = net.forward(x, s, pos, zeros([3, 10]));
+          const zero1 = net.forward(x, s, pos, zeros([1, 10], { device: TEST_DEVICE }));
+          const zeroN = net.forward(x, s, pos, zeros([3, 10], { device: TEST_DEVICE }));
           assert.equal(none.sub(zero1).abs().amax().item(), 0);
           assert.ok(none.sub(zeroN).abs().amax().item() < 1e-6);
           const cond = net.forward(x, s, pos, t.get('in.class_labels')!);
           assert.ok(cond.sub(none).abs().amax().item() > 1e-3, 'labels change the output');
-          assert.throws(() => net.forward(x, s, pos, zeros([3, 9])), /label_dim = 10/);
-          assert.throws(() => net.forward(x, s, pos, zeros([2, 10])), /1 or N = 3/);
+          assert.throws(() => net.forward(x, s, pos, zeros([3, 9], { device: TEST_DEVICE })), /label_dim = 10/);
+          assert.throws(() => net.forward(x, s, pos, zeros([2, 10], { device: TEST_DEVICE })), /1 or N = 3/);
         }),
       );
     } finally {

@@ -6,10 +6,12 @@ import { lookup } from 'node:dns/promises';
 import { createSocket } from 'node:dgram';
 import { createServer } from 'node:net';
 import { networkInterfaces } from 'node:os';
-import { allreduceSum, averageGradients, barrier, broadcast, collectivesAvailable, joinProcessGroup } from '../tensor/collectives.js';
+import {
+  allreduceSum, averageGradients, barrier, broadcast, collectiveBackends, collectivesAvailable, joinProcessGroup, type CollectiveBackend,
+} from '../tensor/collectives.js';
 import { tensor } from '../tensor/creation.js';
-import { describeEngine } from '../tensor/runtime.js';
-import type { Tensor } from '../tensor/tensor.js';
+import { cudaAvailable, cudaDeviceCount, describeEngine } from '../tensor/runtime.js';
+import type { Device, Tensor } from '../tensor/tensor.js';
 import { readRankEnvironment, type RankEnvironment } from './environment.js';
 
 /** DDP's default bucket size (kDefaultBucketBytesCap). */
@@ -47,11 +49,42 @@ async function portInUse(port: number): Promise<boolean> {
   });
 }
 
+/**
+ * The backend a rank joins with: PD_DIST_BACKEND (gloo, nccl or auto, the
+ * default). auto takes NCCL where the build has it, a GPU is visible and the
+ * run does not ask for the CPU (`deviceHint`, the --device given, if any);
+ * else Gloo. Either backend takes tensors on any device (native/dist.cc
+ * copies them to its own and back), so the choice is about speed.
+ */
+export function chooseBackend(vars: NodeJS.ProcessEnv, deviceHint: string | undefined): CollectiveBackend {
+  const have = collectiveBackends();
+  const asked = vars.PD_DIST_BACKEND || 'auto';
+  if (asked === 'gloo' || asked === 'nccl') {
+    if (!have.includes(asked))
+      throw new Error(`PD_DIST_BACKEND=${asked}: this build has ${have.length ? have.join(' and ') : 'no process-group backend'}` +
+        (asked === 'nccl' ? ' (NCCL needs the addon built against a CUDA libtorch with NCCL\'s headers: see README, "On a GPU")' : ''));
+    return asked;
+  }
+  if (asked !== 'auto') throw new Error(`PD_DIST_BACKEND=${JSON.stringify(asked)}: expected gloo, nccl or auto`);
+  if (have.includes('nccl') && cudaAvailable() && deviceHint !== 'cpu') return 'nccl';
+  return have.includes('gloo') ? 'gloo' : 'nccl';
+}
+
 export class ProcessGroup {
   private constructor(
     readonly env: RankEnvironment,
     readonly timeoutSec: number,
+    readonly backend: CollectiveBackend = 'gloo',
   ) {}
+
+  /**
+   * The GPU this rank trains on: 'cuda' (or auto's choice) becomes
+   * cuda:LOCAL_RANK (modulo the GPUs visible), as torchrun's ranks each take
+   * one GPU; an explicit cuda:N or cpu stays as given.
+   */
+  rankDevice(device: Device): Device {
+    return device === 'cuda' ? `cuda:${this.env.localRank % Math.max(1, cudaDeviceCount())}` : device;
+  }
 
   get rank(): number {
     return this.env.rank;
@@ -70,14 +103,15 @@ export class ProcessGroup {
    * 1800) for any one collective; a rank that dies is noticed at once.
    */
   /** The group this process is a rank of, per torchrun's environment; null for a single process. */
-  static async joinFromEnvironment(vars: NodeJS.ProcessEnv = process.env): Promise<ProcessGroup | null> {
+  static async joinFromEnvironment(vars: NodeJS.ProcessEnv = process.env, deviceHint?: string): Promise<ProcessGroup | null> {
     const env = readRankEnvironment(vars);
-    return env && env.worldSize > 1 ? ProcessGroup.join(env, vars) : null;
+    return env && env.worldSize > 1 ? ProcessGroup.join(env, vars, deviceHint) : null;
   }
 
-  static async join(env: RankEnvironment, vars: NodeJS.ProcessEnv = process.env): Promise<ProcessGroup> {
+  static async join(env: RankEnvironment, vars: NodeJS.ProcessEnv = process.env, deviceHint?: string): Promise<ProcessGroup> {
     if (!collectivesAvailable())
       throw new Error('this build has no distributed training: gloo\'s headers were missing when the addon was built (apt-get install libgloo-dev, then npm run build:native)');
+    const backend = chooseBackend(vars, deviceHint);
     const joinTimeoutSec = seconds(vars, 'PD_DIST_JOIN_TIMEOUT', 300);
     const timeoutSec = seconds(vars, 'PD_DIST_TIMEOUT', 1800);
     let master: string;
@@ -115,11 +149,13 @@ export class ProcessGroup {
         deviceHost,
         networkInterface: env.glooInterface,
         stuckMessage: failed('the rendezvous never answered'),
+        backend,
+        cudaDevice: backend === 'nccl' ? env.localRank % Math.max(1, cudaDeviceCount()) : 0,
       });
     } catch (err) {
       throw new Error(failed(err instanceof Error ? err.message.replace(/^distInit\([^)]*\): /, '') : String(err)));
     }
-    return new ProcessGroup(env, timeoutSec);
+    return new ProcessGroup(env, timeoutSec, backend);
   }
 
   private run<T>(what: string, fn: () => T): T {
@@ -146,7 +182,7 @@ export class ProcessGroup {
     }
   }
 
-  /** Sums a contiguous CPU tensor over the ranks, in place. */
+  /** Sums a contiguous tensor over the ranks, in place. */
   sumTensor(t: Tensor, what: string): void {
     this.run(`summing ${what}`, () => allreduceSum(t));
   }

@@ -65,9 +65,10 @@ export async function generate(r: GenerateRequest): Promise<GenerateSummary> {
   if (!r.seeds.length) throw new Error('--seeds: no seeds given');
   if (r.steps !== undefined && (!Number.isInteger(r.steps) || r.steps < 1)) throw new Error(`--steps must be a positive integer, got ${r.steps}`);
   if (r.cfg !== undefined && r.cfg !== null && !(r.cfg >= 0)) throw new Error(`--cfg must be >= 0, got ${r.cfg}`);
-  const dist = await ProcessGroup.joinFromEnvironment();
+  const dist = await ProcessGroup.joinFromEnvironment(process.env, r.device);
   useThreads(r.threads ?? (dist ? launcherThreads() : undefined));
-  const device = resolveDevice(r.device);
+  const resolved = resolveDevice(r.device);
+  const device = dist ? dist.rankDevice(resolved) : resolved;
   checkPrecisionSupport(r.precision ?? 'fp32', device);
   const { net, info } = loadSnapshotNetwork(r.network, device);
   net.setCompute({ precision: r.precision ?? 'fp32', channelsLast: r.channelsLast ?? false });

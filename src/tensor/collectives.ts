@@ -1,5 +1,5 @@
 // Thin typed binding of the addon's c10d collectives (native/dist.cc): one
-// Gloo process group per process, joined once. Every call blocks until the
+// Gloo or NCCL process group per process, joined once. Every call blocks until the
 // collective has finished on this rank; src/distributed builds the training
 // semantics (what to reduce, when, and the error messages) on top.
 import { native } from './native.js';
@@ -24,19 +24,30 @@ export interface JoinArgs {
   networkInterface: string;
   /** Printed before the process exits if the rendezvous is still stuck 10 s after joinTimeoutMs (where c10d's own timeout does not fire). */
   stuckMessage: string;
+  /** 'gloo' (CPU collectives; the default) or 'nccl' (CUDA collectives, on GPU `cudaDevice`). */
+  backend?: CollectiveBackend;
+  cudaDevice?: number;
 }
 
-/** Whether the addon was built with Gloo (gloo's headers present at build time). */
+export type CollectiveBackend = 'gloo' | 'nccl';
+
+/** Whether the addon can join a group at all (built with Gloo's or NCCL's headers). */
 export function collectivesAvailable(): boolean {
   return native.distAvailable() as boolean;
 }
 
-export function joinProcessGroup(a: JoinArgs): void {
-  // The store's timeout bounds the rendezvous; the group's bounds each collective.
-  native.distInit(a.masterAddr, a.masterPort, a.rank, a.worldSize, a.joinTimeoutMs, a.hostStore, a.storePrefix, a.deviceHost, a.networkInterface, a.timeoutMs, a.stuckMessage);
+/** The process-group backends this build has: 'gloo' with gloo's headers, 'nccl' in a CUDA build with NCCL's. */
+export function collectiveBackends(): CollectiveBackend[] {
+  return native.distBackends() as CollectiveBackend[];
 }
 
-/** Sums a contiguous CPU tensor over all ranks, in place. */
+export function joinProcessGroup(a: JoinArgs): void {
+  // The store's timeout bounds the rendezvous; the group's bounds each collective.
+  native.distInit(a.masterAddr, a.masterPort, a.rank, a.worldSize, a.joinTimeoutMs, a.hostStore, a.storePrefix, a.deviceHost, a.networkInterface, a.timeoutMs, a.stuckMessage,
+    a.backend ?? 'gloo', a.cudaDevice ?? 0);
+}
+
+/** Sums a contiguous tensor over all ranks, in place (a copy travels to the backend's device and back when it lives elsewhere). */
 export function allreduceSum(t: Tensor): void {
   native.distAllreduceSum(t.handle);
 }

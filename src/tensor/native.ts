@@ -52,7 +52,15 @@ export type NativeFunctionName =
   | 'cos'
   | 'cpuCacheStats'
   | 'cudaAvailable'
+  | 'cudaBuild'
   | 'cudaDeviceCount'
+  | 'cudaDevices'
+  | 'cudaMathOptions'
+  | 'cudaMemoryStats'
+  | 'cudaResetPeakMemory'
+  | 'cudaRuntimeHeaders'
+  | 'cudaSynchronize'
+  | 'cudaUnavailableReason'
   | 'cumsum'
   | 'describe'
   | 'detach'
@@ -60,6 +68,7 @@ export type NativeFunctionName =
   | 'dispose'
   | 'distAllreduceSum'
   | 'distAvailable'
+  | 'distBackends'
   | 'distAverageGradients'
   | 'distBarrier'
   | 'distBroadcast'
@@ -208,8 +217,9 @@ function findPackageRoot(): string {
 }
 
 function load(): NativeAddon {
-  const root = findPackageRoot();
-  const file = join(root, 'build', 'Release', 'torch_addon.node');
+  // PD_ADDON: another build of the addon (e.g. one compiled against a CUDA
+  // libtorch beside the default one, as scripts/cuda-build.sh makes).
+  const file = process.env.PD_ADDON || join(findPackageRoot(), 'build', 'Release', 'torch_addon.node');
   if (!existsSync(file)) {
     throw new Error(
       `patch-diffusion: the libtorch addon is not built (${file} is missing).\n` +

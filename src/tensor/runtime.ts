@@ -28,17 +28,84 @@ export function cudaAvailable(): boolean {
 export function cudaDeviceCount(): number {
   return native.cudaDeviceCount() as number;
 }
+/** Whether the addon was compiled against a CUDA libtorch (whether or not a GPU is visible now). */
+export function cudaBuild(): boolean {
+  return native.cudaBuild() as boolean;
+}
+/** Why no GPU can be used (CUDA's own words, e.g. no NVIDIA driver), or null when one can. */
+export function cudaUnavailableReason(): string | null {
+  return native.cudaUnavailableReason() as string | null;
+}
+/** A visible GPU (name null and figures 0 when the addon was built without the CUDA runtime's headers). */
+export interface CudaDevice {
+  index: number;
+  name: string | null;
+  /** Bytes of device memory. */
+  totalMemory: number;
+  /** e.g. "9.0" */
+  computeCapability: string | null;
+  multiprocessors: number;
+}
+export function cudaDevices(): CudaDevice[] {
+  return native.cudaDevices() as CudaDevice[];
+}
+/** "cuda:0 NVIDIA H200, 139.7 GiB, compute capability 9.0, 132 SMs" */
+export function describeCudaDevice(d: CudaDevice): string {
+  if (d.name === null) return `cuda:${d.index} (no details: the addon was built without the CUDA runtime's headers)`;
+  return `cuda:${d.index} ${d.name}, ${(d.totalMemory / 2 ** 30).toFixed(1)} GiB, compute capability ${d.computeCapability}, ${d.multiprocessors} SMs`;
+}
+function cudaIndex(device: Device): number {
+  return device === 'cuda' ? 0 : Number(device.slice('cuda:'.length));
+}
+/** Waits until the work queued on a GPU has finished (for timing); nothing to wait for on the CPU. */
+export function synchronize(device: Device): void {
+  if (device !== 'cpu') native.cudaSynchronize(cudaIndex(device));
+}
+/** The CUDA caching allocator's bytes on a GPU, now and at the peak (null on the CPU, or where the build cannot tell). */
+export interface CudaMemoryStats {
+  allocated: number;
+  peakAllocated: number;
+  reserved: number;
+  peakReserved: number;
+}
+export function cudaMemoryStats(device: Device): CudaMemoryStats | null {
+  return device === 'cpu' ? null : (native.cudaMemoryStats(cudaIndex(device)) as CudaMemoryStats | null);
+}
+export function resetCudaPeakMemory(device: Device): void {
+  if (device !== 'cpu') native.cudaResetPeakMemory(cudaIndex(device));
+}
+/**
+ * cuDNN's autotuner and TF32 for float32 convolutions and matmuls, as the
+ * official training loop sets them: autotuner on, TF32 off (PD_CUDNN_BENCHMARK=0
+ * turns the autotuner off, for run-to-run identical kernels; PD_ALLOW_TF32=1
+ * allows TF32, faster on Ampere and later, about 1e-3 relative error).
+ * resolveDevice applies it when it hands out a CUDA device.
+ */
+export function applyCudaMathOptions(vars: NodeJS.ProcessEnv = process.env): { benchmark: boolean; tf32: boolean } {
+  const o = { benchmark: vars.PD_CUDNN_BENCHMARK !== '0', tf32: vars.PD_ALLOW_TF32 === '1' };
+  native.cudaMathOptions(o.benchmark, o.tf32);
+  return o;
+}
 /** 'cuda' when libtorch was built with CUDA and a GPU is visible, else 'cpu'. */
 export function defaultDevice(): Device {
   return cudaAvailable() ? 'cuda' : 'cpu';
 }
 /** Validates a user-given device name against what this build can do. */
 export function resolveDevice(name: string | undefined): Device {
+  const device = checkedDevice(name);
+  if (device !== 'cpu') applyCudaMathOptions();
+  return device;
+}
+function checkedDevice(name: string | undefined): Device {
   if (name === undefined || name === 'auto') return defaultDevice();
   if (name === 'cpu') return 'cpu';
   if (/^cuda(:\d+)?$/.test(name)) {
+    if (!cudaBuild())
+      throw new Error(`device '${name}' requested but this libtorch has no CUDA: the addon is a CPU build (${engineInfo().version}); build it against a CUDA libtorch (pip install torch, or set LIBTORCH), see README, "On a GPU"`);
     if (!cudaAvailable())
-      throw new Error(`device '${name}' requested but this libtorch has no CUDA (build against a CUDA libtorch: pip install torch, or set LIBTORCH)`);
+      throw new Error(`device '${name}' requested, but no GPU is visible: the addon is a CUDA build (libtorch ${engineInfo().version}${engineInfo().cuda ? `, CUDA ${engineInfo().cuda}` : ''}) and CUDA says: ${cudaUnavailableReason() ?? 'no device'}`);
+    const count = cudaDeviceCount();
+    if (cudaIndex(name as Device) >= count) throw new Error(`device '${name}' does not exist: ${count} GPU(s) visible (cuda:0${count > 1 ? `..cuda:${count - 1}` : ''})`);
     return name as Device;
   }
   throw new Error(`unknown device '${name}': expected cpu, cuda, cuda:N or auto`);
@@ -90,6 +157,8 @@ export interface EngineInfo {
   onednn: string | null;
   /** The vector ISA ATen's own kernels dispatch to (DEFAULT, AVX2, AVX512). */
   atenCapability: string;
+  /** The CUDA runtime a CUDA libtorch was built with (e.g. "13.0"), null for a CPU build. */
+  cuda: string | null;
   /** This CPU's model and the relevant ISA extensions it reports (Linux: /proc/cpuinfo). */
   cpuModel: string;
   avx512: boolean;
@@ -121,6 +190,7 @@ export function engineInfo(): EngineInfo {
     blas: /BLAS_INFO=([^,\s]+)/.exec(config)?.[1] ?? 'unknown',
     onednn: /MKL-DNN v([\d.]+)/.exec(config)?.[1] ?? /oneDNN v([\d.]+)/.exec(config)?.[1] ?? null,
     atenCapability: /CPU capability usage: (\S+)/.exec(config)?.[1] ?? 'unknown',
+    cuda: native.cudaBuild() ? (/CUDA Runtime ([\d.]+)/.exec(config)?.[1] ?? /CUDA_VERSION=([\d.]+)/.exec(config)?.[1] ?? 'unknown') : null,
     cpuModel: model,
     avx512: flags.has('avx512f'),
     avx512Bf16: flags.has('avx512_bf16'),
@@ -131,5 +201,5 @@ export function engineInfo(): EngineInfo {
 /** One line naming the engine and the CPU, for logs and benchmark headers. */
 export function describeEngine(e: EngineInfo = engineInfo()): string {
   const isa = [e.avx512 && 'AVX-512', e.avx512Bf16 && 'AVX512-BF16', e.amxBf16 && 'AMX-BF16'].filter(Boolean).join(', ') || 'no AVX-512';
-  return `libtorch ${e.version} (BLAS ${e.blas}, oneDNN ${e.onednn ?? 'none'}, ATen ${e.atenCapability}) on ${e.cpuModel} (${isa})`;
+  return `libtorch ${e.version}${e.cuda ? ` + CUDA ${e.cuda}` : ''} (BLAS ${e.blas}, oneDNN ${e.onednn ?? 'none'}, ATen ${e.atenCapability}) on ${e.cpuModel} (${isa})`;
 }

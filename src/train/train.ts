@@ -47,7 +47,7 @@ export async function train(request: TrainRequest): Promise<TrainingResult | nul
     if (input.duration === undefined) throw new Error('invalid training options:\n--duration: required (training length in millions of patch samples, e.g. 0.05)');
     resolveTrainOptions(input as TrainOptionsInput); // option errors before anything else
   }
-  const dist = input.dryRun ? null : await ProcessGroup.joinFromEnvironment();
+  const dist = input.dryRun ? null : await ProcessGroup.joinFromEnvironment(process.env, input.device);
   const worldSize = dist?.worldSize ?? 1;
   const isMain = !dist || dist.isMain;
 
@@ -75,7 +75,8 @@ export async function train(request: TrainRequest): Promise<TrainingResult | nul
   }
   // Ranks share the machine's cores: each takes the count its launcher gave it, unless --threads says otherwise.
   useThreads(options.threads ?? (dist ? launcherThreads() : undefined));
-  const device = resolveDevice(options.device);
+  const resolved = resolveDevice(options.device);
+  const device = dist ? dist.rankDevice(resolved) : resolved;
   checkPrecisionSupport(options.precision, device);
 
   const dataset = await loadDataset(options.data, {

@@ -12,7 +12,7 @@
 // rank 0 prints and writes files, from states the others send it.
 import { join } from 'node:path';
 import { resourceUsage } from 'node:process';
-import { adaptThreads, describeEngine, getNumThreads, liveTensors } from '../tensor/index.js';
+import { adaptThreads, cudaMemoryStats, describeEngine, getNumThreads, liveTensors, resetCudaPeakMemory } from '../tensor/index.js';
 import type { ImageDataset } from '../data/dataset.js';
 import { createProgress } from '../util/progress.js';
 import { writeImageGrid } from '../io/images.js';
@@ -192,6 +192,9 @@ export async function trainingLoop(a: TrainingLoopArgs): Promise<TrainingResult>
     const tickKimg = (loop.curNimg - loop.tickStartNimg) / 1000;
     const rssGb = process.memoryUsage().rss / 2 ** 30;
     peakRssGb = Math.max(peakRssGb, resourceUsage().maxRSS / 2 ** 20);
+    // On a GPU, the caching allocator's peak over the tick (EDM's Resources/peak_gpu_mem_gb).
+    const gpu = cudaMemoryStats(c.device);
+    if (gpu) resetCudaPeakMemory(c.device);
     const meanLoss = tickLossCount ? tickLossSum / tickLossCount : NaN;
     lossHistory.push({ kimg: loop.curNimg / 1000, loss: meanLoss });
     const stats = {
@@ -208,6 +211,7 @@ export async function trainingLoop(a: TrainingLoopArgs): Promise<TrainingResult>
       'Resources/rss_gb': rssGb,
       'Resources/peak_rss_gb': peakRssGb,
       'Resources/live_tensors': liveTensors(),
+      ...(gpu ? { 'Resources/peak_gpu_mem_gb': gpu.peakAllocated / 2 ** 30, 'Resources/gpu_reserved_gb': gpu.reserved / 2 ** 30 } : {}),
       ...(dist ? { 'Dist/world_size': dist.worldSize, 'Timing/grad_sync_ms_per_step': tickSyncMs / tickSteps } : {}),
       'Schedule/lr': lr,
       timestamp: now / 1000,
@@ -216,7 +220,7 @@ export async function trainingLoop(a: TrainingLoopArgs): Promise<TrainingResult>
     log.line(
       `tick ${loop.curTick}  kimg ${(loop.curNimg / 1000).toFixed(1)}  loss ${meanLoss.toFixed(4)}  ` +
         `sec/kimg ${stats['Timing/sec_per_kimg'].toFixed(2)}  img/s ${stats['Timing/images_per_sec'].toFixed(1)}  ` +
-        `lr ${lr.toExponential(2)}  rss ${rssGb.toFixed(2)} GB` + (tickBadGradSteps ? `  non-finite gradients in ${tickBadGradSteps} steps (replaced)` : ''),
+        `lr ${lr.toExponential(2)}  rss ${rssGb.toFixed(2)} GB` + (gpu ? `  gpumem ${(gpu.peakAllocated / 2 ** 30).toFixed(2)} GB` : '') + (tickBadGradSteps ? `  non-finite gradients in ${tickBadGradSteps} steps (replaced)` : ''),
     );
     const snapshotDue = done || stoppedEarly || loop.curTick % o.snap === 0;
     const stateDue = done || stoppedEarly || (loop.curTick % o.dump === 0 && loop.curTick > 0);

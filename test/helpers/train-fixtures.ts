@@ -10,6 +10,7 @@ import sharp from 'sharp';
 import { readSafetensors } from '../../src/io/safetensors.js';
 import { native } from '../../src/tensor/native.js';
 import type { TrainRequest } from '../../src/train/train.js';
+import { TEST_DEVICE } from './device.js';
 
 /** A fresh temporary directory (removed by `cleanup`). */
 export function makeTempDir(prefix: string): string {
@@ -79,7 +80,7 @@ export function tinyTrainRequest(data: string, outdir: string, extra: Partial<Tr
     gridSteps: 2,
     lrRampup: 0.035, // 35 patch samples: the ramp spans the first five steps
     threads: 1,
-    device: 'cpu',
+    device: TEST_DEVICE, // cpu unless PD_TEST_DEVICE says otherwise (scripts/gpu-check.sh: cuda)
     quiet: true,
     ...extra,
   };
@@ -90,7 +91,7 @@ export function tinyTrainFlags(data: string, outdir: string, duration: number): 
   return [
     '--data', data, '--outdir', outdir, '--arch', 'small', '--cbase', '8', '--cres', '1,1', '--num-blocks', '1', '--attn', '',
     '--batch', '4', '--duration', String(duration), '--tick', String(NIMG_PER_STEP / 1000), '--snap', '1', '--dump', '1',
-    '--grid-seeds', '4', '--grid-steps', '2', '--lr-rampup', '0.035', '--threads', '1', '--device', 'cpu',
+    '--grid-seeds', '4', '--grid-steps', '2', '--lr-rampup', '0.035', '--threads', '1', '--device', TEST_DEVICE,
   ];
 }
 

@@ -1,7 +1,24 @@
 // `patch-diffusion info`: what this installation runs on.
 import { Command } from 'commander';
-import { collectivesAvailable } from '../../tensor/collectives.js';
-import { blasThreads, cpuCacheStats, cudaAvailable, cudaDeviceCount, engineInfo, getNumThreads, parallelInfo, setNumThreads } from '../../tensor/index.js';
+import { collectiveBackends } from '../../tensor/collectives.js';
+import {
+  blasThreads, cpuCacheStats, cudaAvailable, cudaBuild, cudaDevices, cudaUnavailableReason, describeCudaDevice, engineInfo, getNumThreads,
+  parallelInfo, setNumThreads,
+} from '../../tensor/index.js';
+
+/**
+ * The `cuda:` lines of `info`: the kind of build, and the GPUs it sees (one
+ * line each) or why it sees none. A CUDA build on a machine without a GPU
+ * says so instead of failing.
+ */
+export function describeCuda(): string[] {
+  if (!cudaBuild()) return ['cuda: no (CPU build: the addon was compiled against a CPU-only libtorch)'];
+  const version = engineInfo().cuda;
+  const kind = `CUDA build${version ? ` (CUDA ${version})` : ''}`;
+  if (!cudaAvailable()) return [`cuda: ${kind}, no device: ${cudaUnavailableReason() ?? 'CUDA reports no GPU'}`];
+  const devices = cudaDevices();
+  return [`cuda: ${kind}, ${devices.length} device(s)`, ...devices.map((d) => `  ${describeCudaDevice(d)}`)];
+}
 
 export function infoCommand(): Command {
   return new Command('info')
@@ -19,8 +36,9 @@ export function infoCommand(): Command {
       console.log(`OpenBLAS threads: ${blas < 0 ? 'n/a (the BLAS is not OpenBLAS)' : blas}${process.env.OPENBLAS_NUM_THREADS ? ' (from OPENBLAS_NUM_THREADS)' : ''}`);
       const cache = cpuCacheStats();
       console.log(`CPU tensor cache: ${cache.enabled ? `on, up to ${cache.capBytes / 2 ** 20} MiB idle (PD_CPU_CACHE_MB)` : 'off'}`);
-      console.log(`cuda: ${cudaAvailable() ? `yes (${cudaDeviceCount()} device(s))` : 'no'}`);
-      console.log(`multi-process training (c10d Gloo): ${collectivesAvailable() ? 'yes' : 'no (gloo\'s headers were missing at build time: apt-get install libgloo-dev, then npm run build:native)'}`);
+      for (const line of describeCuda()) console.log(line);
+      const backends = collectiveBackends();
+      console.log(`multi-process training (c10d): ${backends.length ? backends.join(', ') : 'no (gloo\'s headers were missing at build time: apt-get install libgloo-dev, then npm run build:native)'}`);
       console.log(parallelInfo().trim());
     });
 }

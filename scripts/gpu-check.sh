@@ -1,0 +1,203 @@
+#!/usr/bin/env bash
+# The GPU check of issue 15, in one command for the device machine (no Node,
+# no network; a CUDA PyTorch wheel with headers, a C++ compiler, cmake):
+#
+#   on this machine:   bash scripts/pack-for-device.sh         (makes .device/)
+#   on the device:     run(command="bash scripts/gpu-check.sh", carry=[".device"], timeout_s=600)
+#
+# It unpacks the carried Node and pack under /tmp/pd-device, builds the addon
+# against the device's PyTorch, and then, each step timed and bounded so the
+# whole stays inside PD_GPU_CHECK_BUDGET seconds (default 540: one device
+# command may run 600):
+#   toolchain   compilers, cmake, python, nvidia-smi (the first thing it checks)
+#   torch       the PyTorch it found: version, CUDA, GPUs
+#   build       the addon against that libtorch (node-gyp, all cores)
+#   info        `patch-diffusion info` (must list the GPU)
+#   tests-cuda  reference vectors, loss and sampler parity, seeded noise CPU = GPU,
+#               gradients GPU vs CPU, GPU memory figures (PD_TEST_DEVICE=cuda)
+#   tests-engine the engine tests (CPU tensors) on the CUDA build
+#   resume      train-resume.test.js on cuda with the cuDNN autotuner off
+#   train       a short training run (Fashion-MNIST 5k), kimg/s and step time
+#   sample      sampling from it, images/s
+#   peer-fp32, peer-bf16   bench/peer.js, official vs ours on the same GPU (ours
+#               bf16 against the official --fp16 in the second)
+# Everything goes to $OUT: one .txt per step, steps.tsv (step, status, seconds),
+# summary.md, the JSON records and the training run's log. A failed step does
+# not stop the later ones; a step is skipped when the budget cannot fit it.
+#
+# Without a GPU (a rehearsal on a CPU machine) the same steps run on the CPU,
+# smaller: OUT=/tmp/gpu-rehearsal bash scripts/gpu-check.sh
+#
+# Environment: OUT (required), PD_PYTHON (default python3: the interpreter with
+# the CUDA PyTorch), PD_GPU_CHECK_BUDGET, PD_GPU_CHECK_STEPS (a space-separated
+# subset of the step names, e.g. "toolchain torch" for a first look that costs
+# seconds; later steps need unpack and build, or a build/ left by an earlier
+# command on the same warm machine), PD_PEER_ARGS (default below).
+set -uo pipefail
+cd "$(dirname "$0")/.."
+REPO=$PWD
+: "${OUT:?set OUT to the folder for the results}"
+mkdir -p "$OUT"
+BUDGET=${PD_GPU_CHECK_BUDGET:-540}
+T0=$(date +%s)
+W=/tmp/pd-device
+exec > >(tee -a "$OUT/gpu-check.log") 2>&1
+echo "gpu-check: $(date -u +%FT%TZ) on $(hostname); budget ${BUDGET} s; repo $REPO"
+printf 'step\tstatus\tseconds\n' > "$OUT/steps.tsv"
+
+elapsed() { echo $(($(date +%s) - T0)); }
+wanted() { [ -z "${PD_GPU_CHECK_STEPS:-}" ] || [[ " $PD_GPU_CHECK_STEPS " == *" $1 "* ]]; }
+# step NAME MIN_SECONDS CMD...: runs CMD with its output in $OUT/NAME.txt, bounded by the time left.
+step() {
+  local name=$1 need=$2; shift 2
+  if ! wanted "$name"; then return 0; fi
+  local left=$((BUDGET - $(elapsed)))
+  if [ "$left" -lt "$need" ]; then
+    printf '%s\tskipped (%s s left, needs %s)\t0\n' "$name" "$left" "$need" >> "$OUT/steps.tsv"
+    echo "== $name: skipped, $left s left"
+    return 1
+  fi
+  echo "== $name (up to $left s)"
+  local s; s=$(date +%s)
+  local rc
+  if declare -F "$1" >/dev/null; then
+    "$@" > "$OUT/$name.txt" 2>&1  # a function of this script (short: toolchain, unpack, torch, build), in this shell
+    rc=$?
+  else
+    timeout --kill-after=10 "$left" "$@" > "$OUT/$name.txt" 2>&1
+    rc=$?
+  fi
+  local status=ok
+  [ $rc -eq 0 ] || status="failed (exit $rc)"
+  [ $rc -eq 124 ] && status="timed out"
+  printf '%s\t%s\t%s\n' "$name" "$status" "$(($(date +%s) - s))" >> "$OUT/steps.tsv"
+  tail -n 4 "$OUT/$name.txt" | sed "s/^/   $name: /"
+  return $rc
+}
+
+finish() {
+  {
+    echo "# gpu-check $(date -u +%FT%TZ)"
+    echo
+    echo "device: $DEVICE_NAME; commit $(cat "$W/pd/COMMIT" 2>/dev/null || git rev-parse HEAD 2>/dev/null); $(elapsed) s in all"
+    echo
+    echo '| step | status | s |'; echo '|---|---|---|'
+    tail -n +2 "$OUT/steps.tsv" | awk -F'\t' '{print "| " $1 " | " $2 " | " $3 " |"}'
+    for f in toolchain torch info; do [ -f "$OUT/$f.txt" ] && { echo; echo "## $f"; echo '```'; grep -v '^\s*$' "$OUT/$f.txt" | head -40; echo '```'; }; done
+    for f in tests-cuda tests-engine resume; do
+      [ -f "$OUT/$f.txt" ] || continue
+      echo; echo "## $f"; echo '```'
+      grep -E '^# (tests|pass|fail|skipped)|^not ok|relative error|^# Subtest' "$OUT/$f.txt" | head -60
+      echo '```'
+    done
+    for f in train sample peer-fp32 peer-bf16; do [ -f "$OUT/$f.txt" ] && { echo; echo "## $f"; echo '```'; tail -n 40 "$OUT/$f.txt"; echo '```'; }; done
+  } > "$OUT/summary.md"
+  echo "gpu-check: done in $(elapsed) s; $OUT/summary.md"
+}
+DEVICE_NAME="unknown"
+trap finish EXIT
+
+# ---- toolchain: first, so a missing compiler is known at once ------------------------------
+toolchain() {
+  uname -a; grep -E '^(PRETTY_NAME|VERSION_ID)=' /etc/os-release 2>/dev/null
+  echo "cores $(nproc); $(free -g | awk '/Mem:/ {print $2 " GiB memory"}'); /tmp: $(df -h /tmp | awk 'NR==2 {print $4 " free"}')"
+  local ok=1
+  for t in c++ g++ gcc clang++ make cmake python3 "${PD_PYTHON:-python3}" xz nvidia-smi; do
+    if command -v "$t" >/dev/null 2>&1; then echo "$t: $(command -v "$t"): $("$t" --version 2>&1 | head -1)"; else echo "$t: MISSING"; fi
+  done
+  command -v c++ >/dev/null 2>&1 || command -v g++ >/dev/null 2>&1 || { echo "no C++ compiler: the addon cannot be built"; ok=0; }
+  command -v make >/dev/null 2>&1 || { echo "no make: node-gyp cannot build"; ok=0; }
+  command -v nvidia-smi >/dev/null 2>&1 && nvidia-smi --query-gpu=name,memory.total,driver_version,compute_cap --format=csv
+  [ $ok -eq 1 ]
+}
+step toolchain 5 toolchain || { echo "toolchain incomplete: stopping"; exit 1; }
+
+# ---- the carried Node and pack -----------------------------------------------------------
+unpack() {
+  rm -rf "$W" && mkdir -p "$W/bin"
+  [ -f .device/node.xz ] && [ -f .device/pack.tar.xz ] || { echo "no .device/node.xz or .device/pack.tar.xz: run scripts/pack-for-device.sh and carry .device"; return 1; }
+  if command -v xz >/dev/null 2>&1; then
+    xz -dc .device/node.xz > "$W/bin/node" && xz -dc .device/pack.tar.xz | tar -x -C "$W"
+  else  # Python's lzma, where xz is not installed
+    "${PD_PYTHON:-python3}" - "$W" <<'PY'
+import lzma, shutil, sys, tarfile
+w = sys.argv[1]
+with lzma.open('.device/node.xz') as src, open(f'{w}/bin/node', 'wb') as dst: shutil.copyfileobj(src, dst)
+with tarfile.open('.device/pack.tar.xz', 'r:xz') as t: t.extractall(w)
+PY
+  fi
+  chmod +x "$W/bin/node"
+  "$W/bin/node" --version
+  # The repository's node_modules and dist are the pack's (dist copied: Node resolves symlinks, and the addon is found from dist's real path).
+  rm -rf node_modules dist && ln -s "$W/pd/node_modules" node_modules && cp -r "$W/pd/dist" dist
+  du -sh "$W/pd"/* | sed 's/^/  /'
+}
+step unpack 20 unpack || { echo "cannot unpack: stopping"; exit 1; }
+export PATH="$W/bin:$PATH"
+export PD_REFERENCE_DIR="$W/pd/reference"
+
+# ---- PyTorch: the interpreter find-libtorch asks is python3 on the PATH -------------------
+PY=$(command -v "${PD_PYTHON:-python3}")
+mkdir -p "$W/pybin" && ln -sf "$PY" "$W/pybin/python3" && export PATH="$W/pybin:$PATH"
+torch_info() {
+  "$PY" - <<'PY'
+import os, torch
+print(f"torch {torch.__version__} at {os.path.dirname(torch.__file__)}; CUDA {torch.version.cuda}; cuDNN {torch.backends.cudnn.version() if torch.cuda.is_available() else 'n/a'}")
+print(f"cuda available: {torch.cuda.is_available()}; devices: {[torch.cuda.get_device_name(i) for i in range(torch.cuda.device_count())]}")
+print(f"nccl: {torch.distributed.is_nccl_available() if torch.distributed.is_available() else 'no distributed'}")
+try:
+    import numpy; print(f"numpy {numpy.__version__}")
+except ImportError:
+    print("numpy: MISSING (the official side of the peer benchmark needs it)")
+PY
+}
+step torch 30 torch_info
+DEVICE=cpu
+if grep -q '^cuda available: True' "$OUT/torch.txt" 2>/dev/null; then DEVICE=cuda; fi
+DEVICE_NAME=$(sed -n 's/^cuda available: True; devices: \[\(.*\)\]/\1/p' "$OUT/torch.txt" 2>/dev/null | tr -d "'" )
+[ -n "$DEVICE_NAME" ] || DEVICE_NAME="no GPU (a CPU rehearsal)"
+echo "device for the runs: $DEVICE ($DEVICE_NAME)"
+
+# ---- the addon ---------------------------------------------------------------------------
+build() {
+  local describe; describe=$(node scripts/find-libtorch.cjs describe) || return 1
+  echo "$describe"
+  # A wheel without the CUDA runtime's headers (no nvidia-cuda-crt): the carried CUDA 13.0 ones, if this is CUDA 13.
+  if [[ "$describe" == *"basic CUDA support only"* ]] && grep -q 'CUDA 13\.' "$OUT/torch.txt" && [ -d "$W/pd/cuda13/include" ]; then
+    export CUDA_HOME="$W/pd/cuda13"
+    echo "using the carried CUDA 13.0 runtime headers: $(node scripts/find-libtorch.cjs describe)"
+  fi
+  npm_config_nodedir="$W/pd/nodedir" node scripts/build-native.cjs && ls -la build/Release/torch_addon.node &&
+    readelf -d build/Release/torch_addon.node | grep -E 'NEEDED|RUNPATH'
+}
+step build 60 build || { echo "the addon did not build: stopping"; exit 1; }
+step info 10 node dist/src/cli/main.js info
+
+# ---- tests ----------------------------------------------------------------------------------
+TEST_ENV=(env PD_TEST_DEVICE="$DEVICE")
+step tests-cuda 30 "${TEST_ENV[@]}" node --test --test-concurrency=1 dist/test/engine-device.test.js dist/test/networks-reference.test.js dist/test/diffusion-parity.test.js
+step tests-engine 30 node --test --test-concurrency=1 dist/test/engine-*.test.js
+step resume 30 "${TEST_ENV[@]}" PD_CUDNN_BENCHMARK=0 node --test --test-concurrency=1 dist/test/train-resume.test.js
+
+# ---- a short training run and sampling from it -----------------------------------------------
+DATA="$W/pd/fashion-mnist-5k.zip"
+[ -f "$DATA" ] || DATA=fashion-mnist-5k
+if [ "$DEVICE" = cuda ]; then TRAIN=(--arch ddpmpp --batch 128 --duration 0.02 --tick 5); SAMPLE=(--seeds 0-511 --batch 256 --steps 18)
+else TRAIN=(--arch small --batch 16 --duration 0.002 --tick 1); SAMPLE=(--seeds 0-7 --batch 8 --steps 4); fi
+# The run directory stays on the device (snapshots and states are large); its logs come back.
+RUNS="$W/runs"
+step train 60 node dist/src/cli/main.js train --data "$DATA" --outdir "$RUNS" "${TRAIN[@]}" --snap 1000 --dump 1000 --grid-seeds 4 --grid-steps 2 --device "$DEVICE" --seed 0
+RUN=$(ls -d "$RUNS"/*/ 2>/dev/null | head -1)
+if [ -n "$RUN" ]; then
+  mkdir -p "$OUT/run" && cp "$RUN"/*.txt "$RUN"/*.json "$RUN"/*.jsonl "$OUT/run/" 2>/dev/null
+  step sample 30 node dist/src/cli/main.js generate --network "$RUN" --outdir "$W/samples" "${SAMPLE[@]}" --device "$DEVICE"
+fi
+
+# ---- official vs ours on the same device -------------------------------------------------
+if [ -d "$W/pd/official" ]; then
+  if [ "$DEVICE" = cuda ]; then PEER=(${PD_PEER_ARGS:---arch ddpmpp --channels 3 --batch 64 --quick}); else PEER=(${PD_PEER_ARGS:---quick --rounds 1 --sample-batch 4 --sample-steps 4 --patch-sizes 8}); fi
+  PEER_COMMON=(node dist/bench/peer.js --official "$W/pd/official" --python "$PY" --device "$DEVICE" --official-format nchw "${PEER[@]}")
+  step peer-fp32 90 "${PEER_COMMON[@]}" --json "$OUT/peer-fp32.json"
+  step peer-bf16 90 "${PEER_COMMON[@]}" --precision bf16 --official-fp16 --json "$OUT/peer-bf16.json"
+fi
+exit 0
