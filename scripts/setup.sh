@@ -80,6 +80,27 @@ if [ "$ENGINE" = debian ]; then
   export LIBTORCH_USE_PYTORCH=0
 fi
 
+# For the tests of the training dashboard and the TensorBoard files; neither is
+# needed to train, so a failure here only makes those tests skip (they say why).
+#   chromium: Debian's browser, driven headless by playwright-core (an npm devDependency).
+#   tensorboard: Python's, to read our event files back; into .cache/python-tensorboard
+#   (pip --target), so the engine's .venv is left as it is.
+apt_install chromium || echo "[setup] could not install Debian's chromium: the browser tests will skip"
+install_tensorboard() {
+  local dir=.cache/python-tensorboard py=""
+  if [ -x .venv/bin/python ] && .venv/bin/python -m pip --version >/dev/null 2>&1; then py=.venv/bin/python
+  elif python3 -m pip --version >/dev/null 2>&1; then py=python3
+  else echo "[setup] no pip for Python: the TensorBoard read-back test will skip"; return 0; fi
+  if PYTHONPATH="$dir" "$py" -c "import tensorboard.backend.event_processing.event_accumulator" 2>/dev/null; then return 0; fi
+  echo "[setup] installing Python's tensorboard into $dir (pip install --target)"
+  rm -rf "$dir"
+  PIP_RETRIES="${PIP_RETRIES:-1}" PIP_DEFAULT_TIMEOUT="${PIP_DEFAULT_TIMEOUT:-15}" PIP_DISABLE_PIP_VERSION_CHECK=1 \
+    "$py" -m pip install -q --target "$dir" tensorboard 2>&1 | grep -v "^WARNING: \(Retrying\|Location\)" || true
+  PYTHONPATH="$dir" "$py" -c "import tensorboard.backend.event_processing.event_accumulator" 2>/dev/null ||
+    echo "[setup] pip could not install tensorboard: the TensorBoard read-back test will skip"
+}
+install_tensorboard
+
 if [ ! -d node_modules ] || [ package-lock.json -nt node_modules/.package-lock.json ]; then
   echo "[setup] npm ci"
   npm ci --no-audit --no-fund --ignore-scripts

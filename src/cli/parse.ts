@@ -13,3 +13,10 @@ export function parseNumber(text: string): number {
 export function parseNumberList(text: string): number[] {
   return text.split(',').filter((s) => s.trim() !== '').map(parseNumber);
 }
+
+/** A TCP port, 0..65535 (0: any free port). */
+export function parsePort(text: string): number {
+  const n = Number(text);
+  if (!/^\d+$/.test(text.trim()) || n > 65535) throw new InvalidArgumentError(`expected a port number 0-65535, got '${text}'`);
+  return n;
+}

@@ -40,15 +40,17 @@ export function tileGrid(batch: ImageBatch, columns?: number, gap = 1, backgroun
   return { data: out, count: 1, height: gh, width: gw, channels: c };
 }
 
-/** Writes a grid PNG, scaled up by an integer factor (nearest) so small images are visible. */
-export async function writeImageGrid(path: string, batch: ImageBatch, options: { columns?: number; scale?: number } = {}): Promise<void> {
+/** Writes a grid PNG, scaled up by an integer factor (nearest) so small images are visible; returns the PNG's bytes. */
+export async function writeImageGrid(path: string, batch: ImageBatch, options: { columns?: number; scale?: number } = {}): Promise<Buffer> {
   const grid = tileGrid(batch, options.columns);
   const scale = options.scale ?? Math.max(1, Math.floor(256 / batch.width));
   let img = sharp(Buffer.from(grid.data.buffer, grid.data.byteOffset, grid.data.byteLength), {
     raw: { width: grid.width, height: grid.height, channels: grid.channels },
   });
   if (scale > 1) img = img.resize(grid.width * scale, grid.height * scale, { kernel: 'nearest' });
-  writeFileAtomic(path, [await img.png().toBuffer()]);
+  const png = await img.png().toBuffer();
+  writeFileAtomic(path, [png]);
+  return png;
 }
 
 export async function writePng(path: string, pixels: Uint8Array, width: number, height: number, channels: 1 | 3): Promise<void> {

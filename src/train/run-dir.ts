@@ -5,6 +5,7 @@
 import { appendFileSync, existsSync, mkdirSync, readdirSync } from 'node:fs';
 import { join } from 'node:path';
 import { writeFileAtomic } from '../io/atomic.js';
+import type { TFEventsWriter } from '../io/tfevents.js';
 
 export function createRunDir(outdir: string, nameParts: string[]): string {
   mkdirSync(outdir, { recursive: true });
@@ -31,12 +32,19 @@ export function writeJson(path: string, value: unknown): void {
   writeFileAtomic(path, [new TextEncoder().encode(JSON.stringify(value, null, 2) + '\n')]);
 }
 
+/** Where a run's TensorBoard event files go. */
+export const TENSORBOARD_DIR = 'tensorboard';
+
 /**
  * Console lines mirrored into log.txt, and per-tick statistics into
- * stats.jsonl. With no directory (the ranks other than 0 of a data-parallel
- * run) it writes nothing: rank 0 speaks for the run.
+ * stats.jsonl (and, with a TensorBoard writer attached, every numeric entry
+ * as a scalar at step = patch samples seen). With no directory (the ranks
+ * other than 0 of a data-parallel run) it writes nothing: rank 0 speaks for the run.
  */
 export class RunLog {
+  /** TensorBoard events beside stats.jsonl (rank 0; absent with --no-tensorboard). */
+  tensorboard: TFEventsWriter | null = null;
+
   constructor(
     readonly dir: string | null,
     private readonly quiet = false,
@@ -54,6 +62,19 @@ export class RunLog {
   }
 
   stats(entry: Record<string, unknown>): void {
-    if (this.dir !== null) appendFileSync(join(this.dir, 'stats.jsonl'), JSON.stringify(entry) + '\n');
+    if (this.dir === null) return;
+    appendFileSync(join(this.dir, 'stats.jsonl'), JSON.stringify(entry) + '\n');
+    if (this.tensorboard) {
+      const scalars: Record<string, number> = {};
+      for (const [k, v] of Object.entries(entry)) if (typeof v === 'number' && k !== 'timestamp') scalars[k] = v;
+      const kimg = entry['Progress/kimg'];
+      const step = typeof kimg === 'number' ? Math.round(kimg * 1000) : 0;
+      this.tensorboard.scalars(step, scalars, typeof entry.timestamp === 'number' ? entry.timestamp : Date.now() / 1000);
+    }
+  }
+
+  /** An image for TensorBoard (a sample grid) at step = patch samples seen. */
+  image(tag: string, nimg: number, png: Uint8Array): void {
+    if (this.dir !== null) this.tensorboard?.image(nimg, tag, png);
   }
 }

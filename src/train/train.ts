@@ -14,7 +14,9 @@ import { resolveTrainOptions, type ResolvedTrainOptions, type TrainOptionsInput 
 import { buildComponents, networkConfigFor } from './components.js';
 import { checkPrecisionSupport } from '../nn/precision.js';
 import { countParameters } from '../networks/config.js';
-import { createRunDir, RunLog, useRunDir, writeJson } from './run-dir.js';
+import { createRunDir, RunLog, TENSORBOARD_DIR, useRunDir, writeJson } from './run-dir.js';
+import { TFEventsWriter } from '../io/tfevents.js';
+import { startLiveDashboard, type LiveDashboard } from '../dashboard/live.js';
 import { findLatestState, readTrainingState, type LoopState, type RankState } from './checkpoint.js';
 import { broadcastTrainingState, restoreRankState, savedRanks } from './rank-state.js';
 import { launcherThreads } from '../distributed/environment.js';
@@ -27,6 +29,21 @@ export const RESUME_OVERRIDABLE = ['duration', 'maxMinutes', 'batchGpu', 'thread
 
 export interface TrainRequest extends Partial<TrainOptionsInput> {
   quiet?: boolean;
+  /** TensorBoard event files in <run>/tensorboard, beside stats.jsonl (default true; rank 0). */
+  tensorboard?: boolean;
+  /** Serve the live training page while the run goes on (rank 0; src/dashboard). */
+  dashboard?: DashboardRequest;
+}
+
+export interface DashboardRequest {
+  /** undefined: 6060 or the next free port; 0: any free port. */
+  port?: number;
+  /** Default 127.0.0.1 (this machine only). */
+  host?: string;
+  /** When training finishes, keep serving the finished run until Ctrl-C / SIGTERM. */
+  keep?: boolean;
+  /** Called with the page's address once it is served. */
+  onReady?: (url: string) => void;
 }
 
 /** What rank 0 read from a training state, sent to every rank. */
@@ -37,7 +54,7 @@ interface ResumeInfo {
 }
 
 export async function train(request: TrainRequest): Promise<TrainingResult | null> {
-  const { quiet, ...input } = request;
+  const { quiet, tensorboard, dashboard: dashboardRequest, ...input } = request;
   if (input.transfer !== undefined && input.resume !== undefined)
     throw new Error(`invalid training options:\n--transfer and --resume cannot be combined: --resume continues a run from its own state, --transfer starts a new run from a snapshot's weights`);
   // The official --transfer turns the EMA ramp-up off (ema_rampup_ratio = None) unless it is asked for.
@@ -139,8 +156,27 @@ export async function train(request: TrainRequest): Promise<TrainingResult | nul
     // As DDP at construction: rank 0's weights and buffers everywhere (and, resuming, its EMA and optimizer moments).
     broadcastTrainingState(dist, components);
   }
+  // Rank 0's extras, beside the run: TensorBoard events and the live page. Neither can stop the training.
+  if (isMain && tensorboard !== false)
+    // Resumed: TensorBoard drops what an interrupted process logged past the state (steps > its curNimg).
+    log.tensorboard = new TFEventsWriter(join(runDir, TENSORBOARD_DIR), { startStep: resume ? resume.loop.curNimg + 1 : 0, onError: (m) => log.line(`warning: ${m}`) });
+  let dashboard: LiveDashboard | null = null;
+  if (isMain && dashboardRequest) {
+    dashboard = await startLiveDashboard({
+      runDir,
+      port: dashboardRequest.port,
+      host: dashboardRequest.host,
+      options: JSON.parse(JSON.stringify(options)) as Record<string, unknown>,
+      log: (m) => log.line(m),
+    });
+    if (dashboard) {
+      log.line(`Dashboard: ${dashboard.url}`);
+      dashboardRequest.onReady?.(dashboard.url);
+    }
+  }
+  let result: TrainingResult | undefined;
   try {
-    return await withStopSignals(async (stop) => {
+    result = await withStopSignals(async (stop) => {
       // --max-minutes: the same clean stop as Ctrl-C, requested by a timer (the loop yields between steps).
       let timeUp = false;
       const timer = options.maxMinutes ? setTimeout(() => ((timeUp = true), (stop.requested = true)), options.maxMinutes * 60_000) : null;
@@ -156,7 +192,34 @@ export async function train(request: TrainRequest): Promise<TrainingResult | nul
     // Keep the reason in the run's own log, next to the stats that led to it.
     log.fileOnly(`error: ${err instanceof Error ? err.message : String(err)}`);
     throw err;
+  } finally {
+    log.tensorboard?.close();
+    if (dashboard && !(dashboardRequest?.keep && result && !result.stoppedEarly)) {
+      await dashboard.close();
+      dashboard = null;
+    }
   }
+  if (dashboard) {
+    // --dashboard-keep: the finished run stays on the page until Ctrl-C / SIGTERM.
+    dashboard.ended();
+    log.line(`Training finished; the dashboard stays at ${dashboard.url} (Ctrl-C to stop it)`);
+    await untilSignal();
+    await dashboard.close();
+  }
+  return result;
+}
+
+/** Resolves at the next SIGINT or SIGTERM (the handlers are removed then). */
+function untilSignal(): Promise<void> {
+  return new Promise((done) => {
+    const handler = () => {
+      process.off('SIGINT', handler);
+      process.off('SIGTERM', handler);
+      done();
+    };
+    process.on('SIGINT', handler);
+    process.on('SIGTERM', handler);
+  });
 }
 
 /** The run directory's store of the dataset's VAE posteriors (--pre-encode), reused when the run resumes. */

@@ -110,7 +110,8 @@ export async function trainingLoop(a: TrainingLoopArgs): Promise<TrainingResult>
     const path = join(runDir, snapshotName(kimg));
     saveNetworkSnapshot(path, c.ema, { ...info, kimg });
     const grid = c.sampleGrid(o.gridSeeds, o.gridSteps);
-    await writeImageGrid(join(runDir, `samples-${String(Math.floor(kimg)).padStart(6, '0')}.png`), grid);
+    const gridPng = await writeImageGrid(join(runDir, `samples-${String(Math.floor(kimg)).padStart(6, '0')}.png`), grid);
+    log.image('Samples/grid', loop.curNimg, gridPng);
     if (lossHistory.length >= 2)
       await writeLinePlot(join(runDir, 'loss.png'), [{ label: 'training loss', x: lossHistory.map((p) => p.kimg), y: lossHistory.map((p) => p.loss) }],
         { title: 'Training loss (per-pixel mean, per tick)', xLabel: 'kimg', yLabel: 'loss', logY: true });

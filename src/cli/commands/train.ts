@@ -3,7 +3,7 @@ import { Command, Option } from 'commander';
 import { ARCHS } from '../../train/options.js';
 import { PRECISIONS } from '../../nn/precision.js';
 import { train } from '../../train/train.js';
-import { parseNumber as num, parseNumberList } from '../parse.js';
+import { parseNumber as num, parseNumberList, parsePort } from '../parse.js';
 import { addLaunchOptions, launchIfAsked } from '../launch-options.js';
 
 export function trainCommand(): Command {
@@ -59,6 +59,10 @@ export function trainCommand(): Command {
     .option('--metrics-samples <n>', 'generated images per metric evaluation (seeds 0..n−1)', num)
     .option('--resume <path>', 'continue a run: its directory or a training-state file (options come from the state; --duration, --threads, --device, --precision, --channels-last, --tick, --snap, --dump may change)')
     .option('--transfer <snapshot>', 'start from a snapshot\'s EMA weights (ours, a run directory, or an official EDM / Patch Diffusion .pkl); the EMA ramp-up is off unless --ema-rampup is given (official --transfer)')
+    .option('--dashboard [port]', 'serve the live training page (loss, img/s, memory, sample grids, metrics) on this port (default 6060 or the next free one; 0: any free port); rank 0 only', parsePort)
+    .option('--dashboard-host <address>', 'address the dashboard listens on (default 127.0.0.1, this machine only; e.g. 0.0.0.0 to let other machines in)')
+    .option('--dashboard-keep', 'when training finishes, keep serving the finished run\'s page until Ctrl-C')
+    .option('--no-tensorboard', 'do not write TensorBoard event files (<run>/tensorboard/)')
     .option('--dry-run', 'print the resolved options and the network size, then exit')
     .action(async (flags: Record<string, unknown>) => {
       const launched = await launchIfAsked(flags);
@@ -66,9 +70,17 @@ export function trainCommand(): Command {
         process.exitCode = launched;
         return;
       }
-      const { nproc: _n, nnodes: _nn, nodeRank: _r, masterAddr: _a, masterPort: _p, ls, ...options } = flags;
+      const { nproc: _n, nnodes: _nn, nodeRank: _r, masterAddr: _a, masterPort: _p, ls, dashboard, dashboardHost, dashboardKeep, tensorboard, ...options } = flags;
+      if ((dashboardHost !== undefined || dashboardKeep) && dashboard === undefined) throw new Error('--dashboard-host and --dashboard-keep go with --dashboard');
       // --ls is train.py's name for the loss scaling.
-      const result = await train({ ...options, ...(ls !== undefined ? { lossScaling: ls as number } : {}) });
+      const result = await train({
+        ...options,
+        ...(ls !== undefined ? { lossScaling: ls as number } : {}),
+        tensorboard: tensorboard as boolean,
+        ...(dashboard !== undefined
+          ? { dashboard: { port: typeof dashboard === 'number' ? dashboard : undefined, host: dashboardHost as string | undefined, keep: dashboardKeep === true } }
+          : {}),
+      });
       if (result?.stoppedEarly && !result.timeLimitReached) process.exitCode = 130;
     });
 }
