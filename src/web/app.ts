@@ -108,7 +108,7 @@ async function sample(): Promise<void> {
   const t0 = performance.now();
   try {
     const r = await webSample(net, {
-      seeds, channels: info.channels, resolution: info.resolution, imageSize: size, coordinates: info.coordinates,
+      seeds, channels: info.channels, resolution: info.resolution, imageSize: size, coordinates: info.coordinates, maskPos: info.maskPos,
       labelDim: info.labelDim, classIndex: classText === '' ? null : Number(classText), cfg: cfgText === '' ? null : Number(cfgText),
       numSteps: steps, sigmaMin: Math.max(0.002, info.sigmaMin), sigmaMax: Math.min(80, info.sigmaMax ?? Infinity),
       onStep: async (step, total, x) => {

@@ -5,6 +5,8 @@ export interface ModelInfo {
   channels: number;
   labelDim: number;
   coordinates: boolean;
+  /** Trained with --mask-pos: the coordinate inputs get zeros. */
+  maskPos: boolean;
   sigmaMin: number;
   /** null: unbounded (JSON has no Infinity). */
   sigmaMax: number | null;

@@ -29,6 +29,8 @@ export interface WebSampleOptions {
   yStart?: number;
   /** The network takes coordinate channels (Patch Diffusion). */
   coordinates: boolean;
+  /** Feed zeros there (a network trained with --mask-pos). */
+  maskPos?: boolean;
   labelDim?: number;
   /** A fixed class (else each seed draws one, as generate does). */
   classIndex?: number | null;
@@ -81,7 +83,8 @@ export async function webSample(net: WebDenoiser, o: WebSampleOptions): Promise<
   }
   const guided = o.cfg !== undefined && o.cfg !== null && o.cfg !== 1;
   if (guided && !classes) throw new Error('classifier-free guidance needs a class-conditional network');
-  const grid = o.coordinates ? coordinateGrid(guided ? 2 * n : n, o.resolution, size, o.xStart, o.yStart) : null;
+  const rows = guided ? 2 * n : n;
+  const grid = !o.coordinates ? null : o.maskPos ? new Float32Array(rows * 2 * size * size) : coordinateGrid(rows, o.resolution, size, o.xStart, o.yStart);
   let labels: Float32Array | null = null;
   if (classes) {
     // Guidance: [zeros, one-hot] on the doubled batch.
