@@ -1,5 +1,5 @@
 #!/usr/bin/env node
-// The command line: patch-diffusion <train|generate|dataset|metrics|convert|info> [options].
+// The command line: patch-diffusion <train|generate|dataset|metrics|convert|export|info> [options].
 import { Command } from 'commander';
 import { infoCommand } from './commands/info.js';
 import { trainCommand } from './commands/train.js';
@@ -7,6 +7,7 @@ import { generateCommand } from './commands/generate.js';
 import { datasetCommand } from './commands/dataset.js';
 import { metricsCommand } from './commands/metrics.js';
 import { convertCommand } from './commands/convert.js';
+import { exportCommand } from './commands/export.js';
 
 async function main(): Promise<void> {
   const program = new Command('patch-diffusion')
@@ -17,6 +18,7 @@ async function main(): Promise<void> {
   program.addCommand(datasetCommand());
   program.addCommand(metricsCommand());
   program.addCommand(convertCommand());
+  program.addCommand(exportCommand());
   program.addCommand(infoCommand());
   await program.parseAsync(process.argv);
 }
