@@ -100,6 +100,17 @@ install_tensorboard() {
     echo "[setup] pip could not install tensorboard: the TensorBoard read-back test will skip"
 }
 install_tensorboard
+# onnxruntime for Python, into .venv when there is one: test/onnx-export.test.ts
+# runs the exported ONNX model with it as well as with onnxruntime-node. Optional
+# (that check is skipped without it), so a pip that cannot reach an index costs
+# one short try, never the set-up.
+if [ -x .venv/bin/python ] && ! .venv/bin/python -c "import onnxruntime" 2>/dev/null; then
+  echo "[setup] installing onnxruntime for Python into .venv (optional: the ONNX export test's Python check)"
+  PIP_RETRIES="${PIP_RETRIES:-1}" PIP_DEFAULT_TIMEOUT="${PIP_DEFAULT_TIMEOUT:-15}" PIP_DISABLE_PIP_VERSION_CHECK=1 \
+    timeout 300 .venv/bin/pip install -q onnxruntime 2>&1 | grep -v "^WARNING: \(Retrying\|Location\)" || true
+  .venv/bin/python -c "import onnxruntime" 2>/dev/null ||
+    echo "[setup] pip could not install onnxruntime: the ONNX export test skips its Python check"
+fi
 
 if [ ! -d node_modules ] || [ package-lock.json -nt node_modules/.package-lock.json ]; then
   echo "[setup] npm ci"

@@ -1,5 +1,5 @@
 #!/usr/bin/env node
-// The command line: patch-diffusion <train|generate|dataset|metrics|convert|dashboard|info> [options].
+// The command line: patch-diffusion <train|generate|dataset|metrics|convert|export|serve|dashboard|info> [options].
 import { Command } from 'commander';
 import { infoCommand } from './commands/info.js';
 import { trainCommand } from './commands/train.js';
@@ -8,6 +8,8 @@ import { datasetCommand } from './commands/dataset.js';
 import { metricsCommand } from './commands/metrics.js';
 import { convertCommand } from './commands/convert.js';
 import { dashboardCommand } from './commands/dashboard.js';
+import { exportCommand } from './commands/export.js';
+import { serveCommand } from './commands/serve.js';
 
 async function main(): Promise<void> {
   const program = new Command('patch-diffusion')
@@ -19,6 +21,8 @@ async function main(): Promise<void> {
   program.addCommand(metricsCommand());
   program.addCommand(convertCommand());
   program.addCommand(dashboardCommand());
+  program.addCommand(exportCommand());
+  program.addCommand(serveCommand());
   program.addCommand(infoCommand());
   await program.parseAsync(process.argv);
 }

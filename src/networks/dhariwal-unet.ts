@@ -37,7 +37,10 @@ export const DHARIWAL_UNET_DEFAULTS: Required<Omit<DhariwalUNetOptions, keyof Ra
   labelDropout: 0,
 };
 
-type EncEntry = { kind: 'conv'; module: Conv2d } | { kind: 'block'; module: UNetBlock };
+/** One step of the encoder, in order (what forward() runs; the ONNX exporter walks the same plan). */
+export type DhariwalEncoderStep = { kind: 'conv'; module: Conv2d } | { kind: 'block'; module: UNetBlock };
+/** One step of the decoder: a block, after concatenating the newest skip when `concat`. */
+export type DhariwalDecoderStep = { module: UNetBlock; concat: boolean };
 
 export class DhariwalUNet extends UNetBase {
   readonly mapNoise: PositionalEmbedding;
@@ -49,8 +52,8 @@ export class DhariwalUNet extends UNetBase {
   readonly dec: ModuleDict;
   readonly outNorm: GroupNorm;
   readonly outConv: Conv2d;
-  readonly #encPlan: EncEntry[] = [];
-  readonly #decPlan: { module: UNetBlock; concat: boolean }[] = [];
+  readonly #encPlan: DhariwalEncoderStep[] = [];
+  readonly #decPlan: DhariwalDecoderStep[] = [];
 
   constructor(options: DhariwalUNetOptions) {
     const o = { ...DHARIWAL_UNET_DEFAULTS, ...stripUndefined(options) } as Required<Omit<DhariwalUNetOptions, keyof RandomInit>>;
@@ -136,6 +139,15 @@ export class DhariwalUNet extends UNetBase {
     if (skipChannels.length !== 0) throw new Error(`DhariwalUNet: internal error: ${skipChannels.length} skip connections left unused`);
     this.outNorm = this.registerModule('out_norm', named('out_norm', () => new GroupNorm(cout)));
     this.outConv = this.registerModule('out_conv', new Conv2d(cout, o.outChannels, 3, { ...initZero, ...rng }));
+  }
+
+  /** The encoder's steps in the order forward() runs them. */
+  get encoderPlan(): readonly Readonly<DhariwalEncoderStep>[] {
+    return this.#encPlan;
+  }
+  /** The decoder's steps in the order forward() runs them. */
+  get decoderPlan(): readonly Readonly<DhariwalDecoderStep>[] {
+    return this.#decPlan;
   }
 
   override forward(x: Tensor, noiseLabels: Tensor, classLabels?: Tensor | null, augmentLabels?: Tensor | null): Tensor {

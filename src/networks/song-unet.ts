@@ -61,7 +61,7 @@ export const SONG_UNET_DEFAULTS: Required<Omit<SongUNetOptions, keyof RandomInit
 type ResolvedSongOptions = Required<Omit<SongUNetOptions, keyof RandomInit>>;
 
 /** Patch Diffusion's implicit-MLP stem; children named 0, 2, 4, 6 as in the official torch.nn.Sequential. */
-class ImplicitMlpStem extends Module {
+export class ImplicitMlpStem extends Module {
   readonly convs: Conv2d[];
   constructor(cin: number, cout: number, init: InitOptions & RandomInit) {
     super();
@@ -83,13 +83,15 @@ class ImplicitMlpStem extends Module {
   }
 }
 
-type EncEntry =
+/** One step of the encoder, in order (what forward() runs; the ONNX exporter walks the same plan). */
+export type SongEncoderStep =
   | { kind: 'conv'; module: Conv2d | ImplicitMlpStem }
   | { kind: 'block'; module: UNetBlock }
   | { kind: 'aux_down'; module: Conv2d }
   | { kind: 'aux_skip'; module: Conv2d }
   | { kind: 'aux_residual'; module: Conv2d };
-type DecEntry =
+/** One step of the decoder, in order. */
+export type SongDecoderStep =
   | { kind: 'block'; module: UNetBlock; concat: boolean }
   | { kind: 'aux_up'; module: Conv2d }
   | { kind: 'aux_norm'; module: GroupNorm }
@@ -106,8 +108,8 @@ export class SongUNet extends UNetBase {
   readonly mapLayer1: Linear;
   readonly enc: ModuleDict;
   readonly dec: ModuleDict;
-  readonly #encPlan: EncEntry[] = [];
-  readonly #decPlan: DecEntry[] = [];
+  readonly #encPlan: SongEncoderStep[] = [];
+  readonly #decPlan: SongDecoderStep[] = [];
 
   constructor(options: SongUNetOptions) {
     const o = { ...SONG_UNET_DEFAULTS, ...stripUndefined(options) } as ResolvedSongOptions;
@@ -147,7 +149,7 @@ export class SongUNet extends UNetBase {
 
     // Encoder.
     this.enc = this.registerModule('enc', new ModuleDict());
-    const addEnc = (name: string, entry: EncEntry) => {
+    const addEnc = (name: string, entry: SongEncoderStep) => {
       this.enc.set(name, entry.module);
       this.#encPlan.push(entry);
     };
@@ -188,7 +190,7 @@ export class SongUNet extends UNetBase {
 
     // Decoder.
     this.dec = this.registerModule('dec', new ModuleDict());
-    const addDec = (name: string, entry: DecEntry) => {
+    const addDec = (name: string, entry: SongDecoderStep) => {
       this.dec.set(name, entry.module);
       this.#decPlan.push(entry);
     };
@@ -218,6 +220,15 @@ export class SongUNet extends UNetBase {
       }
     }
     if (skipChannels.length !== 0) throw new Error(`SongUNet: internal error: ${skipChannels.length} skip connections left unused`);
+  }
+
+  /** The encoder's steps in the order forward() runs them. */
+  get encoderPlan(): readonly Readonly<SongEncoderStep>[] {
+    return this.#encPlan;
+  }
+  /** The decoder's steps in the order forward() runs them. */
+  get decoderPlan(): readonly Readonly<SongDecoderStep>[] {
+    return this.#decPlan;
   }
 
   override forward(x: Tensor, noiseLabels: Tensor, classLabels?: Tensor | null, augmentLabels?: Tensor | null): Tensor {
