@@ -13,6 +13,7 @@ import { join } from 'node:path';
 import { fileURLToPath } from 'node:url';
 import sharp from 'sharp';
 import type { Browser, Page } from 'playwright-core';
+import { findChromium, NO_BROWSER } from './helpers/browser.js';
 import { startDashboard } from '../src/dashboard/server.js';
 import { train } from '../src/train/train.js';
 import { cleanup, durationForSteps, makeTempDir, readStats, tinyTrainFlags, tinyTrainRequest, writeShapeImages } from './helpers/train-fixtures.js';
@@ -20,14 +21,6 @@ import { cleanup, durationForSteps, makeTempDir, readStats, tinyTrainFlags, tiny
 const ROOT = fileURLToPath(new URL('../../', import.meta.url));
 const CLI = join(ROOT, 'dist/src/cli/main.js');
 const SHOTS = makeTempDir('dashboard-shots');
-
-/** Debian's chromium (or PD_CHROMIUM); null when there is none. */
-function findChromium(): string | null {
-  for (const p of [process.env.PD_CHROMIUM, '/usr/bin/chromium', '/usr/bin/chromium-browser', '/usr/bin/google-chrome'])
-    if (p && existsSync(p)) return p;
-  return null;
-}
-const NO_BROWSER = 'no Chromium here (scripts/setup.sh installs Debian\'s `chromium`; or set PD_CHROMIUM to a Chromium binary)';
 
 let browser: Browser | null = null;
 before(async () => {

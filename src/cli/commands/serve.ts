@@ -1,7 +1,7 @@
 // `patch-diffusion serve`: sample a trained network in the browser. Exports
 // the snapshot's denoiser to ONNX, then serves the sampling page (src/web) on
 // localhost, or writes it to a folder any static web server can host.
-import { mkdtempSync, rmSync, writeFileSync } from 'node:fs';
+import { mkdirSync, mkdtempSync, rmSync, writeFileSync } from 'node:fs';
 import { tmpdir } from 'node:os';
 import { join, resolve } from 'node:path';
 import { Command } from 'commander';
@@ -68,15 +68,14 @@ export async function startSampling(o: { network: string; port?: number; host?: 
   if (info.channels !== 1 && info.channels !== 3) throw new Error(`serve: a ${info.channels}-channel network cannot be shown as images`);
   const work = o.bundle ? resolve(o.bundle) : mkdtempSync(join(tmpdir(), 'pd-serve-'));
   const modelPath = join(work, 'model.onnx');
-  if (o.bundle) {
-    const files = pageFiles(modelPath, info);
-    files.delete('model.onnx');
-    writeBundle(work, files);
-    writeFileSync(modelPath, exported.bytes);
-    return { bundle: work, url: null, info, stop: async () => {} };
-  }
+  mkdirSync(work, { recursive: true });
   writeFileSync(modelPath, exported.bytes);
   const files = pageFiles(modelPath, info);
+  if (o.bundle) {
+    files.delete('model.onnx'); // already in place
+    writeBundle(work, files);
+    return { bundle: work, url: null, info, stop: async () => {} };
+  }
   const server = await servePage(files, { host: o.host ?? '127.0.0.1', port: o.port ?? 8080 });
   const address = server.address();
   const port = typeof address === 'object' && address ? address.port : o.port;
