@@ -5,7 +5,7 @@
 // (`train --dashboard`, in a worker thread: src/dashboard/worker.ts) and a
 // finished one (`patch-diffusion dashboard <run>`).
 //
-//   GET /                 the page (web/dashboard/: plain HTML, JS and SVG, no build step)
+//   GET /                 the page (src/dashboard/page/: plain HTML, JS and SVG, no build step)
 //   GET /api/run          everything so far, as JSON
 //   GET /api/events       server-sent events: `init` (everything), then `stats` (new
 //                         stats.jsonl lines), `grids` (the grid list, when a grid is
@@ -25,7 +25,7 @@ import { fileURLToPath } from 'node:url';
 export const DEFAULT_DASHBOARD_PORT = 6060;
 const PORT_TRIES = 10;
 
-const WEB_DIR = fileURLToPath(new URL('../../../web/dashboard/', import.meta.url));
+const WEB_DIR = fileURLToPath(new URL('../../../src/dashboard/page/', import.meta.url));
 const STATIC: Record<string, string> = {
   '/': 'index.html',
   '/index.html': 'index.html',
