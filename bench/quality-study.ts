@@ -329,6 +329,8 @@ async function parent(): Promise<void> {
     }
     const c = open.reduce((a, b) => ((study.configs[b.id]?.points.at(-1)?.minutes ?? 0) < (study.configs[a.id]?.points.at(-1)?.minutes ?? 0) ? b : a));
     const rec = (study.configs[c.id] ??= { id: c.id, runDir: null, points: [] });
+    if (rec.runDir && !existsSync(rec.runDir))
+      throw new UsageError(`${c.id}: its run directory ${rec.runDir} is gone (the study record alone cannot continue it); start a new --study, or delete configs.${c.id} from ${join(dir, 'study.json')}`);
     const seg = await runChild<SegmentResult>(SCRIPT, { mode: 'segment', config: c, runsDir: join(dir, 'runs'), runDir: rec.runDir, minutes: settings.segmentMinutes, threads: settings.threads } satisfies SegmentCfg, { prefix: `    | ${c.id}: ` });
     rec.runDir = seg.runDir;
     saveStudy(dir, study);
