@@ -214,7 +214,7 @@ test('the page in headless Chromium: a run\'s loss curve and sample grid, update
       const second = await train(tinyTrainRequest(data, outdir, { resume: runDir, duration: durationForSteps(4), dashboard: { port: server.port } }));
       assert.equal(second!.stoppedEarly, false);
       assert.match(readFileSync(join(runDir, 'log.txt'), 'utf8'), new RegExp(`dashboard: port ${server.port} on 127\\.0\\.0\\.1 is in use.*training goes on without it`));
-      const v2 = await waitForView(page, 'four ticks and the rewritten grid', (v) => v.lossPoints === 4 && v.gridLoaded !== null && v.gridLoaded !== v1.gridLoaded);
+      const v2 = await waitForView(page, 'four ticks, the rewritten grid and the run finished', (v) => v.lossPoints === 4 && v.gridLoaded !== null && v.gridLoaded !== v1.gridLoaded && v.status === 'finished');
       assert.equal(v2.ticks, 4);
       assert.equal(v2.status, 'finished');
       assert.equal(await page.isHidden('#panel-metrics'), true, 'no metrics panel without metrics');

@@ -255,7 +255,8 @@ export async function startDashboard(o: DashboardOptions): Promise<DashboardServ
     if (path === '/api/events') {
       res.writeHead(200, { 'content-type': 'text/event-stream', 'cache-control': 'no-cache', connection: 'keep-alive' });
       res.write('retry: 2000\n\n');
-      watcher.update();
+      // What changed since the last look goes to the pages already open first (update() consumes it).
+      refresh();
       clients.add(res);
       send(res, 'init', everything());
       req.on('close', () => clients.delete(res));
@@ -289,7 +290,8 @@ export async function startDashboard(o: DashboardOptions): Promise<DashboardServ
     host,
     setLive(value: boolean) {
       live = value;
-      watcher.update();
+      // The run's last lines and grid may have landed since the last poll: send them before the new status.
+      refresh();
       for (const res of clients) send(res, 'status', status());
     },
     refresh,
