@@ -47,6 +47,11 @@ export function linePlotSvg(series: Series[], o: { title: string; xLabel: string
   series.forEach((s, k) => {
     const color = s.color ?? palette[k % palette.length];
     const pts = s.x.map((x, i) => `${sx(x).toFixed(1)},${sy(s.y[i]!).toFixed(1)}`).join(' ');
+    // Points as dots too when there are few of them (a single measurement has no line to show it).
+    if (s.x.length <= 60)
+      s.x.forEach((x, i) => {
+        if (Number.isFinite(s.y[i]!)) parts.push(`<circle cx="${sx(x).toFixed(1)}" cy="${sy(s.y[i]!).toFixed(1)}" r="3" fill="${color}"/>`);
+      });
     parts.push(`<polyline fill="none" stroke="${color}" stroke-width="1.8" points="${pts}"/>`,
       `<text x="${W - R - 8}" y="${T + 18 + 16 * k}" text-anchor="end" fill="${color}">${esc(s.label)}</text>`);
   });
