@@ -11,12 +11,11 @@
 // passes arguments to this sampler that it cannot take; EDM's version is the
 // reference). The sampler state is float64; σ and t bookkeeping is in plain
 // float64 numbers, as the official float64 tensors.
-import { adaptThreads } from '../tensor/cpu-share.js';
 import { noGrad } from '../tensor/autograd.js';
 import { scope } from '../tensor/scope.js';
 import type { Device, Tensor } from '../tensor/tensor.js';
 import type { Denoiser } from './loss.js';
-import { churnNoiseAt, samplerDenoiser, type ChurnNoiseSource, type ChurnOptions } from './sampler-shared.js';
+import { churnNoiseAt, runSteps, samplerDenoiser, type ChurnNoiseSource, type ChurnOptions } from './sampler-shared.js';
 
 export const SOLVERS = ['euler', 'heun'] as const;
 export const DISCRETIZATIONS = ['vp', 've', 'iddpm', 'edm'] as const;
@@ -159,40 +158,26 @@ export function ablationSample(net: Denoiser, latents: Tensor, xPos: Tensor | nu
       const d = denoise(s(t) === 1 ? x : x.div(s(t)), sigma(t));
       return x.mul(sigmaDeriv(t) / sigma(t) + sDeriv(t) / s(t)).sub(d.mul((sigmaDeriv(t) * s(t)) / sigma(t)));
     };
-    let x = scope(() => latents.to('float64').mul(sigma(tSteps[0]!) * s(tSteps[0]!)));
-    try {
-      for (let i = 0; i < n; i++) {
-        adaptThreads();
-        const tCur = tSteps[i]!, tNext = tSteps[i + 1]!;
-        const next = scope(() => {
-          // Increase the noise temporarily (the official draws the noise at every step, used or not).
-          const gamma = sMin <= sigma(tCur) && sigma(tCur) <= sMax ? Math.min(sChurn / n, Math.SQRT2 - 1) : 0;
-          const tHat = sigmaInv(sigma(tCur) + gamma * sigma(tCur));
-          let xHat = s(tHat) / s(tCur) === 1 ? x : x.mul(s(tHat) / s(tCur));
-          if (o.churnNoise) {
-            const eps = noiseAt(i, x.shape).to({ dtype: 'float64', device: x.device as Device });
-            const amount = Math.sqrt(Math.max(sigma(tHat) ** 2 - sigma(tCur) ** 2, 0)) * s(tHat) * sNoise;
-            if (amount !== 0) xHat = xHat.add(eps.mul(amount));
-          }
-          // Euler step.
-          const h = tNext - tHat;
-          const dCur = slope(xHat, tHat);
-          if (solver === 'euler' || i === n - 1) return xHat.add(dCur.mul(h));
-          // Second-order correction at t' = t̂ + α·h.
-          const xPrime = xHat.add(dCur.mul(alpha * h));
-          const dPrime = slope(xPrime, tHat + alpha * h);
-          return xHat.add(dCur.mul(1 - 1 / (2 * alpha)).add(dPrime.mul(1 / (2 * alpha))).mul(h));
-        });
-        x.dispose();
-        x = next;
-        o.onStep?.(i + 1, n);
+    const x0 = scope(() => latents.to('float64').mul(sigma(tSteps[0]!) * s(tSteps[0]!)));
+    return runSteps(x0, n, (i, x) => {
+      const tCur = tSteps[i]!, tNext = tSteps[i + 1]!;
+      // Increase the noise temporarily (the official draws the noise at every step, used or not).
+      const gamma = sMin <= sigma(tCur) && sigma(tCur) <= sMax ? Math.min(sChurn / n, Math.SQRT2 - 1) : 0;
+      const tHat = sigmaInv(sigma(tCur) + gamma * sigma(tCur));
+      let xHat = s(tHat) / s(tCur) === 1 ? x : x.mul(s(tHat) / s(tCur));
+      if (o.churnNoise) {
+        const eps = noiseAt(i, x.shape).to({ dtype: 'float64', device: x.device as Device });
+        const amount = Math.sqrt(Math.max(sigma(tHat) ** 2 - sigma(tCur) ** 2, 0)) * s(tHat) * sNoise;
+        if (amount !== 0) xHat = xHat.add(eps.mul(amount));
       }
-    } catch (err) {
-      x.dispose();
-      throw err;
-    } finally {
-      denoise.dispose();
-    }
-    return x;
+      // Euler step.
+      const h = tNext - tHat;
+      const dCur = slope(xHat, tHat);
+      if (solver === 'euler' || i === n - 1) return xHat.add(dCur.mul(h));
+      // Second-order correction at t' = t̂ + α·h.
+      const xPrime = xHat.add(dCur.mul(alpha * h));
+      const dPrime = slope(xPrime, tHat + alpha * h);
+      return xHat.add(dCur.mul(1 - 1 / (2 * alpha)).add(dPrime.mul(1 / (2 * alpha))).mul(h));
+    }, denoise, o.onStep);
   });
 }

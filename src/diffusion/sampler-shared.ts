@@ -6,6 +6,7 @@
 // D = D_u + w·(D_c − D_u). The result comes back as float64 (the sampler state).
 import { cat, scalar, zeros } from '../tensor/creation.js';
 import { scope } from '../tensor/scope.js';
+import { adaptThreads } from '../tensor/cpu-share.js';
 import type { Device, Tensor } from '../tensor/tensor.js';
 import type { Denoiser } from './loss.js';
 
@@ -66,4 +67,35 @@ export function churnNoiseAt(src: ChurnNoiseSource | readonly Tensor[] | undefin
     if (!t) throw new Error(`sampler: no churn noise given for step ${k}`);
     return t;
   };
+}
+
+/**
+ * The loop both samplers share: step i maps the state to the next one inside
+ * its own scope, the previous state is freed by hand (a scope around the
+ * whole loop would hold every step's state until the end), `onStep` follows
+ * each step, and the denoiser's guidance tensors are freed at the end.
+ */
+export function runSteps(
+  x0: Tensor,
+  n: number,
+  step: (i: number, x: Tensor) => Tensor,
+  denoise: SamplerDenoiser,
+  onStep?: (step: number, total: number) => void,
+): Tensor {
+  let x = x0;
+  try {
+    for (let i = 0; i < n; i++) {
+      adaptThreads();
+      const next = scope(() => step(i, x));
+      x.dispose();
+      x = next;
+      onStep?.(i + 1, n);
+    }
+  } catch (err) {
+    x.dispose();
+    throw err;
+  } finally {
+    denoise.dispose();
+  }
+  return x;
 }

@@ -3,7 +3,6 @@
 // Heun correction on every step but the last, the coordinate grid at every
 // network call, optional classifier-free guidance, and per-seed randomness so
 // an image depends only on its seed.
-import { adaptThreads } from '../tensor/cpu-share.js';
 import { noGrad } from '../tensor/autograd.js';
 import { cat, scalar, stack, tensor, zeros } from '../tensor/creation.js';
 import { Generator } from '../tensor/random.js';
@@ -12,7 +11,7 @@ import type { Device, Tensor } from '../tensor/tensor.js';
 import type { ImageBatch } from '../io/images.js';
 import type { Denoiser } from './loss.js';
 import { edmTimeSteps, SAMPLER_DEFAULTS, type TimeStepOptions } from './formulas.js';
-import { churnNoiseAt, samplerDenoiser, type ChurnNoiseSource, type ChurnOptions } from './sampler-shared.js';
+import { churnNoiseAt, runSteps, samplerDenoiser, type ChurnNoiseSource, type ChurnOptions } from './sampler-shared.js';
 export type { ChurnNoiseSource, ChurnOptions } from './sampler-shared.js';
 import { ablationSample, type AblationOptions } from './ablation-sampler.js';
 import { fullCoordinateGrid } from './patches.js';
@@ -64,44 +63,27 @@ export function edmSample(net: Denoiser, latents: Tensor, xPos: Tensor | null, o
 
   return noGrad(() => {
     const denoise = samplerDenoiser(net, xPos, o.classLabels ?? null, o.cfg ?? null);
-    // Each step runs in its own scope; only the new state survives it, and
-    // the previous state is freed by hand (a scope around the whole sampler
-    // would hold every step's state until the end).
-    let x = scope(() => latents.to('float64').mul(steps[0]!));
-    try {
-      for (let i = 0; i < n; i++) {
-        adaptThreads();
-        const tCur = steps[i]!;
-        const tNext = steps[i + 1]!;
-        const next = scope(() => {
-          const gamma = sChurn > 0 ? churnGamma(tCur, n, o) : 0;
-          const tHat = tCur + gamma * tCur;
-          let xHat = x;
-          if (gamma > 0 || drawAll) {
-            const eps = noiseAt(i, x.shape);
-            if (gamma > 0) xHat = x.add(eps.to({ dtype: 'float64', device: x.device as Device }).mul(Math.sqrt(tHat * tHat - tCur * tCur) * sNoise));
-          }
-          // Euler step from t̂ to t_{i+1}.
-          const dCur = xHat.sub(denoise(xHat, tHat)).div(tHat);
-          let xNext = xHat.add(dCur.mul(tNext - tHat));
-          // Heun correction, except on the last step where t_{i+1} = 0.
-          if (i < n - 1) {
-            const dPrime = xNext.sub(denoise(xNext, tNext)).div(tNext);
-            xNext = xHat.add(dCur.mul(0.5).add(dPrime.mul(0.5)).mul(tNext - tHat));
-          }
-          return xNext;
-        });
-        x.dispose();
-        x = next;
-        o.onStep?.(i + 1, n);
+    const x0 = scope(() => latents.to('float64').mul(steps[0]!));
+    return runSteps(x0, n, (i, x) => {
+      const tCur = steps[i]!;
+      const tNext = steps[i + 1]!;
+      const gamma = sChurn > 0 ? churnGamma(tCur, n, o) : 0;
+      const tHat = tCur + gamma * tCur;
+      let xHat = x;
+      if (gamma > 0 || drawAll) {
+        const eps = noiseAt(i, x.shape);
+        if (gamma > 0) xHat = x.add(eps.to({ dtype: 'float64', device: x.device as Device }).mul(Math.sqrt(tHat * tHat - tCur * tCur) * sNoise));
       }
-    } catch (err) {
-      x.dispose();
-      throw err;
-    } finally {
-      denoise.dispose();
-    }
-    return x;
+      // Euler step from t̂ to t_{i+1}.
+      const dCur = xHat.sub(denoise(xHat, tHat)).div(tHat);
+      let xNext = xHat.add(dCur.mul(tNext - tHat));
+      // Heun correction, except on the last step where t_{i+1} = 0.
+      if (i < n - 1) {
+        const dPrime = xNext.sub(denoise(xNext, tNext)).div(tNext);
+        xNext = xHat.add(dCur.mul(0.5).add(dPrime.mul(0.5)).mul(tNext - tHat));
+      }
+      return xNext;
+    }, denoise, o.onStep);
   });
 }
 
