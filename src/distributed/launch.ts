@@ -112,6 +112,9 @@ export async function launchRanks(o: LaunchOptions): Promise<number> {
             failure = `rank ${rank} (pid ${child.pid}) ${describeExit(code, signal)}`;
             if (!stopping) process.stderr.write(`error: ${failure}; stopping the other ranks\n`);
             stopOthers(local);
+          } else if (!clean && failure) {
+            // How each of the others ended, so a rank that died without a word (a signal) is still named.
+            process.stderr.write(`rank ${rank} (pid ${child.pid}) ${describeExit(code, signal)} after the stop\n`);
           }
           resolve();
         });
