@@ -14,9 +14,18 @@
 // plots are redrawn: FD, KID and SWD against training minutes and against
 // kimg, one curve per configuration, with the floor of real images.
 //
+// The minutes axis is the idle machine's: each point's kimg divided by the
+// configuration's training throughput, measured once for all configurations
+// side by side on a quiet machine (--calibrate, A B C … C B A, before the
+// first segment of a new configuration). A run's own clock counts every
+// minute another process took from it (2 threads on 2 cores slow 3× under one
+// competing process), so the study can go on while the machine is shared,
+// and its curves stay comparable. The run's own clock is kept in the record.
+//
 //   node dist/bench/quality-study.js --study DIR [--configs fm-p1,fm-p0.5,fm-p0.25] [--segment-minutes 5]
-//        [--until-minutes 60] [--hours H] [--samples 500] [--sample-steps 18] [--threads 2] [--list]
-import { existsSync, mkdirSync, readFileSync, readdirSync } from 'node:fs';
+//        [--until-minutes 60] [--hours H] [--samples 500] [--sample-steps 18] [--threads 2]
+//        [--calibrate] [--calibrate-minutes 1.5] [--list]
+import { existsSync, mkdirSync, readFileSync, readdirSync, rmSync } from 'node:fs';
 import { loadavg } from 'node:os';
 import { join, resolve } from 'node:path';
 import { fileURLToPath } from 'node:url';
@@ -77,7 +86,7 @@ export const CONFIGS: StudyConfig[] = [
 
 interface Point {
   at: string;
-  /** Training wall-clock so far (the run's own clock: training only, not evaluation). */
+  /** Training wall-clock so far (the run's own clock: training only, not evaluation; slowed by other processes). */
   minutes: number;
   kimg: number;
   metrics: Record<string, number>;
@@ -95,6 +104,16 @@ interface Floor {
   samples: number;
   metrics: Record<string, number>;
 }
+/** A configuration's training speed on the quiet machine: the minutes axis divides kimg by it. */
+interface Calibration {
+  at: string;
+  /** Median images/s over the measured ticks of every calibration turn (the first tick, warm-up, left out). */
+  imagesPerSec: number;
+  /** Each turn's median images/s, in the order measured. */
+  turns: number[];
+  /** Load average (1, 5, 15 min) before each turn. */
+  loads: number[][];
+}
 interface Study {
   format: 'patch-diffusion/quality-study@1';
   created: string;
@@ -102,7 +121,18 @@ interface Study {
   machines: string[];
   configs: Record<string, ConfigRecord>;
   floors: Record<string, Floor>;
+  calibration?: Record<string, Calibration>;
 }
+
+/** Minutes the point's training takes on the quiet machine (kimg ÷ calibrated throughput); the run's own clock without one. */
+function idleMinutes(study: Study, id: string, p: Pick<Point, 'kimg' | 'minutes'>): number {
+  const cal = study.calibration?.[id];
+  return cal ? (p.kimg * 1000) / cal.imagesPerSec / 60 : p.minutes;
+}
+const trainedMinutes = (study: Study, id: string): number => {
+  const last = study.configs[id]?.points.at(-1);
+  return last ? idleMinutes(study, id, last) : 0;
+};
 
 function readStudy(dir: string, settings: Study['settings']): Study {
   const file = join(dir, 'study.json');
@@ -150,6 +180,34 @@ async function segmentChild(c: SegmentCfg): Promise<SegmentResult> {
   const loop = JSON.parse(metadata.loop!) as { elapsedSec: number; curNimg: number };
   return { runDir: result.runDir, snapshot: result.lastSnapshot, minutes: loop.elapsedSec / 60, kimg: loop.curNimg / 1000 };
 }
+
+interface CalibrateCfg {
+  mode: 'calibrate';
+  config: StudyConfig;
+  runsDir: string;
+  minutes: number;
+  threads: number;
+}
+
+/** Trains a throw-away run of the configuration for `minutes` and returns the images/s of its 1-kimg ticks after the first. */
+async function calibrateChild(c: CalibrateCfg): Promise<number[]> {
+  const result = await train({
+    data: c.config.data, arch: 'small', outdir: c.runsDir, desc: `calibrate-${c.config.id}`, duration: 1000, tick: 1,
+    snap: 1_000_000, dump: 1_000_000, gridSeeds: 16, ...c.config.train, threads: c.threads, device: 'cpu', maxMinutes: c.minutes, quiet: true,
+  });
+  if (!result) throw new Error(`${c.config.id}: the calibration run did not start`);
+  const ticks = readFileSync(join(result.runDir, 'stats.jsonl'), 'utf8').trim().split('\n').map((l) => JSON.parse(l) as Record<string, number>);
+  rmSync(result.runDir, { recursive: true, force: true });
+  // The first tick holds the warm-up and the first snapshot's grid; the last one is cut short by the stop.
+  const rates = ticks.slice(1, -1).map((t) => t['Timing/images_per_sec']!);
+  if (rates.length < 2) throw new Error(`${c.config.id}: only ${rates.length} whole ticks in ${c.minutes} calibration minutes; raise --calibrate-minutes`);
+  return rates;
+}
+
+const median = (xs: readonly number[]): number => {
+  const s = [...xs].sort((a, b) => a - b);
+  return s.length % 2 ? s[(s.length - 1) / 2]! : (s[s.length / 2 - 1]! + s[s.length / 2]!) / 2;
+};
 
 interface MeasureCfg {
   mode: 'measure';
@@ -213,7 +271,7 @@ async function drawPlots(dir: string, study: Study): Promise<string[]> {
         const series: Series[] = configs.map((c, k) => ({
           label: c.id,
           color: PALETTE[k % PALETTE.length],
-          x: study.configs[c.id]!.points.map((p) => p[axis]),
+          x: study.configs[c.id]!.points.map((p) => (axis === 'minutes' ? idleMinutes(study, c.id, p) : p.kimg)),
           y: study.configs[c.id]!.points.map((p) => p.metrics[metric] ?? NaN),
         }));
         const floor = study.floors[data]?.metrics[metric];
@@ -224,7 +282,7 @@ async function drawPlots(dir: string, study: Study): Promise<string[]> {
         const file = join(dir, `${data}-${metric}-vs-${axis}.png`);
         await writeLinePlot(file, series, {
           title: `${data}: ${metric} of ${study.settings.samples} samples (EMA) vs ${axis === 'minutes' ? 'training minutes' : 'kimg'}`,
-          xLabel: axis === 'minutes' ? 'training wall-clock (minutes)' : 'kimg (patch samples, the official counter)',
+          xLabel: axis === 'minutes' ? 'training minutes on the quiet machine (kimg ÷ measured images/s)' : 'kimg (patch samples, the official counter)',
           yLabel: metric,
           logY: metric.startsWith('kid'),
         });
@@ -235,15 +293,17 @@ async function drawPlots(dir: string, study: Study): Promise<string[]> {
   return written;
 }
 
-/** Minutes at which a configuration's curve first reaches `target` (linear between measurements), or null. */
-function minutesToReach(points: Point[], metric: string, target: number): number | null {
+/** Quiet-machine minutes at which a configuration's curve first reaches `target` (linear between measurements), or null. */
+function minutesToReach(study: Study, id: string, metric: string, target: number): number | null {
+  const points = study.configs[id]!.points;
+  const at = (p: Point) => idleMinutes(study, id, p);
   for (let i = 0; i < points.length; i++) {
     const v = points[i]!.metrics[metric];
     if (v === undefined || !(v <= target)) continue;
-    if (i === 0) return points[0]!.minutes;
+    if (i === 0) return at(points[0]!);
     const a = points[i - 1]!, b = points[i]!;
     const va = a.metrics[metric]!;
-    return a.minutes + ((va - target) / (va - v)) * (b.minutes - a.minutes);
+    return at(a) + ((va - target) / (va - v)) * (at(b) - at(a));
   }
   return null;
 }
@@ -251,14 +311,16 @@ function minutesToReach(points: Point[], metric: string, target: number): number
 function summary(study: Study): string {
   const lines: string[] = [];
   const ids = CONFIGS.filter((c) => study.configs[c.id]?.points.length);
-  lines.push('config          minutes    kimg   FD(best)  FD(last)  KID(last)  SWD(last)  NN-pixel(med)  NN-feat(med)  close-copies');
+  lines.push('minutes: on the quiet machine (kimg ÷ the calibrated images/s); own clock: the run\'s wall-clock, slowed by whatever else ran');
+  lines.push('config          minutes  own clock    kimg   img/s   FD(best)  FD(last)  KID(last)  SWD(last)  NN-pixel(med)  NN-feat(med)  close-copies');
   for (const c of ids) {
     const pts = study.configs[c.id]!.points;
     const last = pts.at(-1)!;
     const best = Math.min(...pts.map((p) => p.metrics['fd-classifier'] ?? Infinity));
     const m = last.memorisation;
     lines.push(
-      `${c.id.padEnd(14)} ${fx(last.minutes, 1).padStart(8)} ${fx(last.kimg, 1).padStart(7)} ${fx(best).padStart(9)} ${fx(last.metrics['fd-classifier']).padStart(9)} ` +
+      `${c.id.padEnd(14)} ${fx(idleMinutes(study, c.id, last), 1).padStart(8)} ${fx(last.minutes, 1).padStart(10)} ${fx(last.kimg, 1).padStart(7)} ` +
+        `${fx(study.calibration?.[c.id]?.imagesPerSec, 1).padStart(7)} ${fx(best).padStart(9)} ${fx(last.metrics['fd-classifier']).padStart(9)} ` +
         `${fx(last.metrics['kid-classifier'], 4).padStart(10)} ${fx(last.metrics['swd'], 2).padStart(10)} ${fx(m?.pixels.samples.median, 4).padStart(14)} ` +
         `${fx(m?.features?.samples.median, 3).padStart(13)} ${fx(m ? m.pixels.samples.closeShare * 100 : NaN, 1).padStart(12)}%`,
     );
@@ -267,9 +329,9 @@ function summary(study: Study): string {
   const base = study.configs['fm-p1']?.points ?? [];
   if (base.length) {
     const target = Math.min(...base.map((p) => p.metrics['fd-classifier'] ?? Infinity));
-    lines.push(`\nminutes to reach FD ${fx(target)} (the best FD of fm-p1 in its ${fx(base.at(-1)!.minutes, 1)} minutes):`);
+    lines.push(`\nminutes to reach FD ${fx(target)} (the best FD of fm-p1 in its ${fx(trainedMinutes(study, 'fm-p1'), 1)} minutes):`);
     for (const c of ids.filter((c) => c.data === 'fashion-mnist-5k'))
-      lines.push(`  ${c.id.padEnd(14)} ${fx(minutesToReach(study.configs[c.id]!.points, 'fd-classifier', target), 1)}`);
+      lines.push(`  ${c.id.padEnd(14)} ${fx(minutesToReach(study, c.id, 'fd-classifier', target), 1)}`);
   }
   for (const [data, f] of Object.entries(study.floors))
     lines.push(`floor (${f.source}, ${f.samples} real images): ${Object.entries(f.metrics).map(([k, v]) => `${k} ${fx(v, 4)}`).join(', ')}`);
@@ -287,6 +349,8 @@ const SPEC: Record<string, OptionSpec> = {
   samples: { type: 'int', default: 500, help: 'samples per measurement (seeds 0..N−1)' },
   sampleSteps: { type: 'int', default: 18, help: 'Heun steps per sample' },
   threads: { type: 'int', default: 2, help: 'libtorch threads of the training and sampling children' },
+  calibrate: { type: 'boolean', default: false, help: 'measure the selected configurations\' images/s again (run it on a quiet machine)' },
+  calibrateMinutes: { type: 'number', default: 1.5, help: 'minutes per configuration and turn of the calibration (two turns each)' },
   list: { type: 'boolean', default: false, help: 'list the configurations and exit' },
 };
 
@@ -319,15 +383,36 @@ async function parent(): Promise<void> {
     console.log(`floor of ${c.data}: ${JSON.stringify(f.metrics)}`);
   }
 
+  // The throughput of each configuration, side by side (A B C, then C B A) so a drifting machine affects all alike.
+  // A progressive run's speed changes along its schedule: one figure cannot convert it, so it keeps its own clock.
+  for (const c of selected.filter((c) => c.train.progressive)) console.log(`${c.id}: progressive schedule, not calibrated: its minutes are its own clock (run it on a quiet machine)`);
+  const uncalibrated = selected.filter((c) => !c.train.progressive && (opt.bool(o, 'calibrate') || !study.calibration?.[c.id]));
+  if (uncalibrated.length) {
+    console.log(`calibration: ${uncalibrated.map((c) => c.id).join(', ')}, ${opt.num(o, 'calibrateMinutes')} min per turn; the machine should be quiet now (load ${loadavg().map((l) => l.toFixed(2)).join(' ')})`);
+    const turns = new Map<string, { rates: number[]; medians: number[]; loads: number[][] }>();
+    for (const c of [...uncalibrated, ...[...uncalibrated].reverse()]) {
+      const t = turns.get(c.id) ?? { rates: [], medians: [], loads: [] };
+      t.loads.push(loadavg());
+      const rates = await runChild<number[]>(SCRIPT, { mode: 'calibrate', config: c, runsDir: join(dir, 'calibration'), minutes: opt.num(o, 'calibrateMinutes'), threads: settings.threads } satisfies CalibrateCfg, { prefix: `    | ${c.id}: ` });
+      t.rates.push(...rates);
+      t.medians.push(median(rates));
+      turns.set(c.id, t);
+      console.log(`  ${c.id}: ${fx(median(rates), 1)} images/s (${rates.length} ticks)`);
+    }
+    study.calibration ??= {};
+    for (const [id, t] of turns) study.calibration[id] = { at: nowIso(), imagesPerSec: median(t.rates), turns: t.medians, loads: t.loads };
+    saveStudy(dir, study);
+  }
+
   for (;;) {
     // The configuration with the least training so far goes next (ties: the listed order).
-    const open = selected.filter((c) => (study.configs[c.id]?.points.at(-1)?.minutes ?? 0) < until);
+    const open = selected.filter((c) => trainedMinutes(study, c.id) < until);
     if (!open.length) break;
     if (performance.now() > deadline) {
       console.log('--hours reached; the study can be continued with the same command');
       break;
     }
-    const c = open.reduce((a, b) => ((study.configs[b.id]?.points.at(-1)?.minutes ?? 0) < (study.configs[a.id]?.points.at(-1)?.minutes ?? 0) ? b : a));
+    const c = open.reduce((a, b) => (trainedMinutes(study, b.id) < trainedMinutes(study, a.id) ? b : a));
     const rec = (study.configs[c.id] ??= { id: c.id, runDir: null, points: [] });
     if (rec.runDir && !existsSync(rec.runDir))
       throw new UsageError(`${c.id}: its run directory ${rec.runDir} is gone (the study record alone cannot continue it); start a new --study, or delete configs.${c.id} from ${join(dir, 'study.json')}`);
@@ -339,7 +424,7 @@ async function parent(): Promise<void> {
     } satisfies MeasureCfg, { prefix: `    | ${c.id}: ` });
     rec.points.push({ at: nowIso(), minutes: seg.minutes, kimg: seg.kimg, metrics: m.metrics, memorisation: m.memorisation!, samplingSec: m.samplingSec, load: loadavg() });
     saveStudy(dir, study);
-    console.log(`${c.id}: ${fx(seg.minutes, 1)} min, ${fx(seg.kimg, 1)} kimg: ${Object.entries(m.metrics).map(([k, v]) => `${k} ${fx(v, 4)}`).join(', ')}`);
+    console.log(`${c.id}: ${fx(trainedMinutes(study, c.id), 1)} min (own clock ${fx(seg.minutes, 1)}), ${fx(seg.kimg, 1)} kimg: ${Object.entries(m.metrics).map(([k, v]) => `${k} ${fx(v, 4)}`).join(', ')}`);
     await drawPlots(dir, study);
     writeFileAtomic(join(dir, 'summary.txt'), [new TextEncoder().encode(summary(study) + '\n')]);
   }
@@ -347,6 +432,10 @@ async function parent(): Promise<void> {
   console.log(`\nplots: ${(await drawPlots(dir, study)).join('\n       ')}`);
 }
 
-const child = childConfig<SegmentCfg | MeasureCfg>();
-if (child) runAsChild<SegmentCfg | MeasureCfg, SegmentResult | MeasureResult>(child, (c) => (c.mode === 'segment' ? segmentChild(c) : measureChild(c)));
+type ChildCfg = SegmentCfg | MeasureCfg | CalibrateCfg;
+const child = childConfig<ChildCfg>();
+if (child)
+  runAsChild<ChildCfg, SegmentResult | MeasureResult | number[]>(child, (c) =>
+    c.mode === 'segment' ? segmentChild(c) : c.mode === 'measure' ? measureChild(c) : calibrateChild(c),
+  );
 else benchMain('quality-study', parent);
