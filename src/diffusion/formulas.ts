@@ -1,5 +1,5 @@
 // Closed-form pieces of the sampler and of the coordinate channels that need
-// no tensors: the EDM time steps and the coordinate of a pixel. Plain
+// no tensors: the EDM time steps, the coordinate of a pixel, and what a sampler is asked to draw. Plain
 // JavaScript, so the browser's sampler (src/web) computes exactly what Node does.
 
 export interface TimeStepOptions {
@@ -7,6 +7,24 @@ export interface TimeStepOptions {
   sigmaMin?: number;
   sigmaMax?: number;
   rho?: number;
+}
+
+/** What a sampler is asked to draw, in the CLI as in the browser: seeds, image shape, canvas and class. */
+export interface CanvasOptions {
+  seeds: readonly number[];
+  /** Image channels (3 for RGB, 4 for latents). */
+  channels: number;
+  /** Training resolution: the coordinate grid is normalised over it. */
+  resolution: number;
+  /** Canvas side (default the resolution); larger extrapolates the coordinates (outpainting). */
+  imageSize?: number;
+  xStart?: number;
+  yStart?: number;
+  /** label_dim of a conditional net; each seed draws a random class unless classIndex is set. */
+  labelDim?: number;
+  classIndex?: number | null;
+  /** Classifier-free guidance strength (null/1: none). */
+  cfg?: number | null;
 }
 
 export const SAMPLER_DEFAULTS = {

@@ -10,7 +10,7 @@ import { scope } from '../tensor/scope.js';
 import type { Device, Tensor } from '../tensor/tensor.js';
 import type { ImageBatch } from '../io/images.js';
 import type { Denoiser } from './loss.js';
-import { edmTimeSteps, SAMPLER_DEFAULTS, type TimeStepOptions } from './formulas.js';
+import { edmTimeSteps, SAMPLER_DEFAULTS, type CanvasOptions, type TimeStepOptions } from './formulas.js';
 import { churnNoiseAt, runSteps, samplerDenoiser, type ChurnNoiseSource, type ChurnOptions } from './sampler-shared.js';
 export type { ChurnNoiseSource, ChurnOptions } from './sampler-shared.js';
 import { ablationSample, type AblationOptions } from './ablation-sampler.js';
@@ -135,20 +135,7 @@ export class SeedGenerators {
   }
 }
 
-export interface GenerateOptions extends TimeStepOptions, ChurnOptions {
-  seeds: readonly number[];
-  /** Image channels (3 for RGB, 4 for latents). */
-  channels: number;
-  /** Training resolution: the coordinate grid is normalised over it. */
-  resolution: number;
-  /** Canvas side; larger than `resolution` extrapolates the coordinates (outpainting). */
-  imageSize?: number;
-  xStart?: number;
-  yStart?: number;
-  /** label_dim of a conditional net; each seed draws a random class unless classIndex is set. */
-  labelDim?: number;
-  classIndex?: number | null;
-  cfg?: number | null;
+export interface GenerateOptions extends TimeStepOptions, ChurnOptions, CanvasOptions {
   device?: Device;
   onStep?: (step: number, total: number) => void;
   /** The network's supported σ range: the sampler's σ range is clamped to it, as generate.py does. */

@@ -118,17 +118,10 @@ export function renameLegacyAttention(tensors: Map<string, Tensor>, file: string
 
 /** diffusers' AutoencoderKL.__init__ defaults: what a config.json that omits a key means. */
 const DIFFUSERS_INIT_DEFAULTS: AutoencoderKLConfig & { downBlockTypes: string[]; upBlockTypes: string[]; actFn: string } = {
-  inChannels: 3,
-  outChannels: 3,
+  ...AUTOENCODER_KL_DEFAULTS,
+  // Where the class defaults differ from the SD VAE's configuration.
   blockOutChannels: [64],
   layersPerBlock: 1,
-  latentChannels: 4,
-  normNumGroups: 32,
-  scalingFactor: 0.18215,
-  shiftFactor: 0,
-  useQuantConv: true,
-  usePostQuantConv: true,
-  midBlockAddAttention: true,
   downBlockTypes: ['DownEncoderBlock2D'],
   upBlockTypes: ['UpDecoderBlock2D'],
   actFn: 'silu',

@@ -6,7 +6,7 @@
 // the operation order follow the Node sampler, so for the same D the images
 // are the same; D from ONNX differs from libtorch's by ~1e-6, well inside
 // one quantisation level.
-import { coordinateValues, edmTimeSteps } from '../diffusion/formulas.js';
+import { coordinateValues, edmTimeSteps, type CanvasOptions } from '../diffusion/formulas.js';
 import { TorchGenerator } from './torch-generator.js';
 
 /** D(x; σ) of a batch: x float32 [N·C·H·W], σ per image, the grid [N·2·H·W] or null, one-hot labels [N·L] or null. */
@@ -18,24 +18,11 @@ export type WebDenoiser = (
   shape: readonly [number, number, number, number],
 ) => Promise<Float32Array>;
 
-export interface WebSampleOptions {
-  seeds: readonly number[];
-  channels: number;
-  /** Training resolution: the coordinate grid is normalised over it. */
-  resolution: number;
-  /** Canvas side (default the resolution; larger extends the grid). */
-  imageSize?: number;
-  xStart?: number;
-  yStart?: number;
+export interface WebSampleOptions extends CanvasOptions {
   /** The network takes coordinate channels (Patch Diffusion). */
   coordinates: boolean;
   /** Feed zeros there (a network trained with --mask-pos). */
   maskPos?: boolean;
-  labelDim?: number;
-  /** A fixed class (else each seed draws one, as generate does). */
-  classIndex?: number | null;
-  /** Classifier-free guidance strength (null/1: none). */
-  cfg?: number | null;
   numSteps?: number;
   sigmaMin?: number;
   sigmaMax?: number;
