@@ -153,6 +153,8 @@ interface SegmentCfg {
   runsDir: string;
   runDir: string | null;
   minutes: number;
+  /** Train this many kimg more (a calibrated configuration: the segment is a fixed amount of work, whatever the load). */
+  segmentKimg: number | null;
   threads: number;
 }
 interface SegmentResult {
@@ -162,22 +164,34 @@ interface SegmentResult {
   kimg: number;
 }
 
-/** Trains one configuration for `minutes` more (a new run, or its run resumed exactly). */
+/** The run's own clock and counter, from the last training state in its directory. */
+function runCounters(runDir: string): { elapsedSec: number; curNimg: number } {
+  const states = readdirSync(runDir).filter((f) => /^training-state-\d{6}\.safetensors$/.test(f)).sort();
+  if (!states.length) throw new Error(`${runDir}: no training state`);
+  const { tensors, metadata } = readSafetensors(join(runDir, states.at(-1)!));
+  for (const t of tensors.values()) t.dispose();
+  return JSON.parse(metadata.loop!) as { elapsedSec: number; curNimg: number };
+}
+
+/**
+ * Trains one configuration further (a new run, or its run resumed exactly): `segmentKimg` more when calibrated
+ * (the duration only ends the loop: the stochastic patch schedule does not depend on it), else for `minutes` of its clock.
+ */
 async function segmentChild(c: SegmentCfg): Promise<SegmentResult> {
-  const common = { threads: c.threads, device: 'cpu', maxMinutes: c.minutes, quiet: true } as const;
+  const startKimg = c.runDir ? runCounters(c.runDir).curNimg / 1000 : 0;
+  // A progressive run keeps its configured duration: its schedule is laid out over it.
+  const duration = c.segmentKimg !== null ? (startKimg + c.segmentKimg) / 1000 : ((c.config.train.duration as number | undefined) ?? 1000);
+  // With a kimg target the clock is only a safety stop (a machine 5× slower than calibrated still ends the segment).
+  const common = { threads: c.threads, device: 'cpu', maxMinutes: c.segmentKimg !== null ? 5 * c.minutes : c.minutes, quiet: true, duration } as const;
   const result = c.runDir
     ? await train({ resume: c.runDir, ...common })
     : await train({
-        data: c.config.data, arch: 'small', outdir: c.runsDir, desc: c.config.id, duration: 1000,
+        data: c.config.data, arch: 'small', outdir: c.runsDir, desc: c.config.id,
         // Snapshots only when a segment stops (and the loop's first): each segment is measured once.
         snap: 1_000_000, dump: 1_000_000, gridSeeds: 16, ...c.config.train, ...common,
       });
   if (!result?.lastSnapshot) throw new Error(`${c.config.id}: the segment wrote no snapshot`);
-  const states = readdirSync(result.runDir).filter((f) => /^training-state-\d{6}\.safetensors$/.test(f)).sort();
-  // The run's own clock and counter, from the state the segment ended with.
-  const { tensors, metadata } = readSafetensors(join(result.runDir, states.at(-1)!));
-  for (const t of tensors.values()) t.dispose();
-  const loop = JSON.parse(metadata.loop!) as { elapsedSec: number; curNimg: number };
+  const loop = runCounters(result.runDir);
   return { runDir: result.runDir, snapshot: result.lastSnapshot, minutes: loop.elapsedSec / 60, kimg: loop.curNimg / 1000 };
 }
 
@@ -343,7 +357,7 @@ function summary(study: Study): string {
 const SPEC: Record<string, OptionSpec> = {
   study: { type: 'string', help: 'the study folder (created; an existing one is continued)' },
   configs: { type: 'string', default: 'fm-p1,fm-p0.5,fm-p0.25', help: `configurations to advance, in turn (--list shows all ${CONFIGS.length})` },
-  segmentMinutes: { type: 'number', default: 5, help: 'training minutes per configuration between measurements' },
+  segmentMinutes: { type: 'number', default: 5, help: 'training minutes per configuration between measurements (quiet-machine minutes: kimg from the calibration)' },
   untilMinutes: { type: 'number', default: 60, help: 'stop advancing a configuration once it has trained this long' },
   hours: { type: 'number', default: 1000, help: 'stop after this many hours of this command (the study stays resumable)' },
   samples: { type: 'int', default: 500, help: 'samples per measurement (seeds 0..N−1)' },
@@ -416,7 +430,11 @@ async function parent(): Promise<void> {
     const rec = (study.configs[c.id] ??= { id: c.id, runDir: null, points: [] });
     if (rec.runDir && !existsSync(rec.runDir))
       throw new UsageError(`${c.id}: its run directory ${rec.runDir} is gone (the study record alone cannot continue it); start a new --study, or delete configs.${c.id} from ${join(dir, 'study.json')}`);
-    const seg = await runChild<SegmentResult>(SCRIPT, { mode: 'segment', config: c, runsDir: join(dir, 'runs'), runDir: rec.runDir, minutes: settings.segmentMinutes, threads: settings.threads } satisfies SegmentCfg, { prefix: `    | ${c.id}: ` });
+    const cal = study.calibration?.[c.id];
+    const segmentKimg = cal ? (settings.segmentMinutes * 60 * cal.imagesPerSec) / 1000 : null;
+    const seg = await runChild<SegmentResult>(SCRIPT, {
+      mode: 'segment', config: c, runsDir: join(dir, 'runs'), runDir: rec.runDir, minutes: settings.segmentMinutes, segmentKimg, threads: settings.threads,
+    } satisfies SegmentCfg, { prefix: `    | ${c.id}: ` });
     rec.runDir = seg.runDir;
     saveStudy(dir, study);
     const m = await runChild<MeasureResult>(SCRIPT, {
