@@ -6,7 +6,7 @@ import { subset, withChannels, withoutLabels, type ImageDataset } from './datase
 import { loadEmoji } from './emoji.js';
 import { loadFashionMnist } from './fashion-mnist.js';
 import { readImages, type SkippedFile } from './images.js';
-import type { ProgressOptions } from './progress.js';
+import type { ItemProgressOptions } from '../util/progress.js';
 import { resizeDataset } from './resize.js';
 
 export const BUILTIN_DATASETS = {
@@ -24,7 +24,7 @@ export function isBuiltinName(spec: string): spec is BuiltinName {
   return Object.hasOwn(BUILTIN_DATASETS, spec);
 }
 
-export interface LoadDatasetOptions extends ProgressOptions {
+export interface LoadDatasetOptions extends ItemProgressOptions {
   /** Output side. Default: the source's own (fashion-mnist 32, emoji 64, files: their common size). */
   resolution?: number | undefined;
   /** 1 or 3. Default: the source's own (files: 3 if any image is colour). */

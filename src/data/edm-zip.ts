@@ -9,7 +9,7 @@ import { randomBytes } from 'node:crypto';
 import { chwToHwc, oneHotClass, type ImageDataset } from './dataset.js';
 import { DatasetError, describeError } from './errors.js';
 import { encodePngRaw } from './png.js';
-import { startProgress, type ProgressOptions } from './progress.js';
+import { startProgress, type ItemProgressOptions } from '../util/progress.js';
 import { StoredZipWriter } from './zip-writer.js';
 
 /** EDM's file name for image `index`: "00012/img00012345.png". */
@@ -46,7 +46,7 @@ export function datasetJson(ds: ImageDataset): string {
   return JSON.stringify({ labels: rows });
 }
 
-export interface WriteEdmZipOptions extends ProgressOptions {
+export interface WriteEdmZipOptions extends ItemProgressOptions {
   /**
    * Licence/attribution text; defaults to the dataset's own `notice`. When
    * present it is stored as NOTICE inside the zip and written beside it as

@@ -20,7 +20,7 @@ import * as path from 'node:path';
 import type { ImageDataset } from './dataset.js';
 import { DatasetError } from './errors.js';
 import { readImages, type SkippedFile } from './images.js';
-import type { ProgressOptions } from './progress.js';
+import type { ItemProgressOptions } from '../util/progress.js';
 
 export const EMOJI_PACKAGE = 'emoji-datasource-google';
 /** Pinned so the dataset (and any FID reference made from it) never changes under us. */
@@ -91,7 +91,7 @@ export function ensureEmoji(options: { cacheDir?: string | undefined; install?: 
   return imgDir;
 }
 
-export interface EmojiOptions extends ProgressOptions {
+export interface EmojiOptions extends ItemProgressOptions {
   /** Output side (default 64, the stored size: no resampling). */
   resolution?: number | undefined;
   /** Include skin-tone variants (default true: 3,786 images; false: ~1,900). */

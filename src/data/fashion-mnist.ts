@@ -14,7 +14,7 @@ import * as zlib from 'node:zlib';
 import { ArrayDataset, oneHot, subset, type ImageDataset } from './dataset.js';
 import { DatasetError, describeError } from './errors.js';
 import { padImages, resizeDataset } from './resize.js';
-import type { ProgressOptions } from './progress.js';
+import type { ItemProgressOptions } from '../util/progress.js';
 
 export const FASHION_MNIST_DIR = '/usr/share/datasets/fashion-mnist';
 export const FASHION_MNIST_PACKAGE = 'dataset-fashion-mnist';
@@ -158,7 +158,7 @@ export async function readFashionMnistSplit(dir: string, split: 'train' | 'test'
   return { images, labels };
 }
 
-export interface FashionMnistOptions extends ProgressOptions {
+export interface FashionMnistOptions extends ItemProgressOptions {
   /** Default 'train' (60,000); 'test' is 10,000; 'all' is train then test. */
   split?: FashionMnistSplit | undefined;
   /**

@@ -20,7 +20,7 @@ import { ArrayDataset, checkResolution, convertImageChannels, hwcToChw, type Ima
 import { DatasetError, describeError } from './errors.js';
 import { openFileSource, type FileSource } from './file-source.js';
 import { decodeSimplePng } from './png.js';
-import { startProgress, type ProgressOptions } from './progress.js';
+import { startProgress, type ItemProgressOptions } from '../util/progress.js';
 import * as path from 'node:path';
 
 export const IMAGE_EXTENSIONS: readonly string[] = ['.png', '.jpg', '.jpeg'];
@@ -39,7 +39,7 @@ export interface SkippedFile {
   readonly reason: string;
 }
 
-export interface ReadImagesOptions extends ProgressOptions {
+export interface ReadImagesOptions extends ItemProgressOptions {
   /**
    * Output side in pixels. Omitted: every image's centred square must already
    * have one common side, which becomes the resolution (no resizing).

@@ -11,7 +11,7 @@ export * from './resize.js';
 export * from './fashion-mnist.js';
 export * from './emoji.js';
 export * from './builtin.js';
-export type { ProgressCallback, ProgressOptions } from './progress.js';
+export type { ProgressCallback, ItemProgressOptions as ProgressOptions } from '../util/progress.js';
 export * from './png.js';
 export * from './zip-writer.js';
 export * from './zip-reader.js';

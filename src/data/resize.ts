@@ -2,7 +2,7 @@
 // one size (Fashion-MNIST 28×28) but wanted at another.
 import sharp from 'sharp';
 import { ArrayDataset, checkResolution, chwToHwc, collectLabels, hwcToChw, type ImageDataset } from './dataset.js';
-import { startProgress, type ProgressOptions } from './progress.js';
+import { startProgress, type ItemProgressOptions } from '../util/progress.js';
 
 /**
  * Pad square CHW images of side `from` to side `to` with `value`, centred
@@ -23,7 +23,7 @@ export function padImages(pixels: Uint8Array, count: number, channels: number, f
 }
 
 /** Resize every image with Lanczos (sharp lanczos3). Same size returns `ds` unchanged. */
-export async function resizeDataset(ds: ImageDataset, resolution: number, options: ProgressOptions & { concurrency?: number } = {}): Promise<ImageDataset> {
+export async function resizeDataset(ds: ImageDataset, resolution: number, options: ItemProgressOptions & { concurrency?: number } = {}): Promise<ImageDataset> {
   checkResolution(resolution);
   if (resolution === ds.resolution) return ds;
   const size = ds.channels * resolution * resolution;

@@ -1,5 +1,6 @@
-// Progress for long work: a bar with rate and ETA on a terminal, and plain
-// periodic lines elsewhere (CI logs, files), so output stays readable.
+// Progress for long work: a bar with rate and ETA on a terminal (nothing in
+// CI logs, pipes and tests, so they never get control characters), and for
+// programs a callback with the count done.
 import cliProgress from 'cli-progress';
 
 export interface Progress {
@@ -14,11 +15,13 @@ export interface ProgressOptions {
   /** Extra field names shown after the bar, e.g. loss. */
   fields?: string[];
   stream?: NodeJS.WriteStream;
+  /** Draw the bar even when the stream is not a terminal (default: only on a terminal, and never under CI). */
+  force?: boolean;
 }
 
 export function createProgress(o: ProgressOptions): Progress {
   const stream = o.stream ?? process.stderr;
-  if (!stream.isTTY || process.env.CI) return silentProgress();
+  if (!o.force && (!stream.isTTY || process.env.CI)) return silentProgress();
   const extra = (o.fields ?? []).map((f) => ` | ${f} {${f}}`).join('');
   const bar = new cliProgress.SingleBar(
     {
@@ -34,12 +37,15 @@ export function createProgress(o: ProgressOptions): Progress {
   const start = Date.now();
   const initial = Object.fromEntries((o.fields ?? []).map((f) => [f, '-']));
   bar.start(o.total, 0, { rate: '-', ...initial });
+  let stopped = false;
   return {
     update(done, fields = {}) {
       const secs = (Date.now() - start) / 1000;
       bar.update(Math.min(done, o.total), { rate: secs > 0 ? (done / secs).toFixed(1) : '-', ...fields });
     },
     stop() {
+      if (stopped) return;
+      stopped = true;
       bar.stop();
     },
   };
@@ -47,4 +53,38 @@ export function createProgress(o: ProgressOptions): Progress {
 
 function silentProgress(): Progress {
   return { update() {}, stop() {} };
+}
+
+// ---- counted items (files read, images written): a callback for programs, the bar for people ----
+
+export type ProgressCallback = (done: number, total: number) => void;
+
+export interface ItemProgressOptions {
+  onProgress?: ProgressCallback | undefined;
+  /** Draw a bar on stderr: default when stderr is a terminal and the job is large; true forces it, false hides it. */
+  progressBar?: boolean | undefined;
+}
+
+export interface ItemProgress {
+  tick(n?: number): void;
+  stop(): void;
+}
+
+/** Below this many items a bar is just flicker. */
+const BAR_THRESHOLD = 200;
+
+export function startProgress(label: string, total: number, options: ItemProgressOptions = {}): ItemProgress {
+  const bar =
+    options.progressBar === false || (options.progressBar === undefined && total < BAR_THRESHOLD)
+      ? silentProgress()
+      : createProgress({ total, label, unit: 'items', force: options.progressBar === true });
+  let done = 0;
+  return {
+    tick(n = 1) {
+      done += n;
+      bar.update(done);
+      options.onProgress?.(done, total);
+    },
+    stop: () => bar.stop(),
+  };
 }
