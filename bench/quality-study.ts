@@ -40,7 +40,7 @@ import { datasetImages } from '../src/metrics/images.js';
 import { readSafetensors } from '../src/io/safetensors.js';
 import { train } from '../src/train/train.js';
 import { resolveDevice, setNumThreads } from '../src/tensor/index.js';
-import { benchMain, childConfig, formatMachine, fx, machineInfo, nowIso, opt, parseOptions, positiveInt, runAsChild, runChild, UsageError, type OptionSpec } from './common.js';
+import { benchMain, childConfig, formatMachine, fx, machineInfo, median, nowIso, opt, parseOptions, positiveInt, runAsChild, runChild, UsageError, type OptionSpec } from './common.js';
 import { memorisation, type MemorisationReport } from './nearest-neighbours.js';
 import { evaluateSamples, type EvalCfg } from './sample-quality.js';
 
@@ -164,6 +164,11 @@ interface SegmentResult {
   kimg: number;
 }
 
+/** A new run of the configuration: the `small` network, snapshots only when the process stops (and the loop's first). */
+function newRunOptions(config: StudyConfig, runsDir: string, desc: string) {
+  return { data: config.data, arch: 'small', outdir: runsDir, desc, snap: 1_000_000, dump: 1_000_000, gridSeeds: 16, ...config.train } as const;
+}
+
 /** The run's own clock and counter, from the last training state in its directory. */
 function runCounters(runDir: string): { elapsedSec: number; curNimg: number } {
   const states = readdirSync(runDir).filter((f) => /^training-state-\d{6}\.safetensors$/.test(f)).sort();
@@ -185,11 +190,8 @@ async function segmentChild(c: SegmentCfg): Promise<SegmentResult> {
   const common = { threads: c.threads, device: 'cpu', maxMinutes: c.segmentKimg !== null ? 5 * c.minutes : c.minutes, quiet: true, duration } as const;
   const result = c.runDir
     ? await train({ resume: c.runDir, ...common })
-    : await train({
-        data: c.config.data, arch: 'small', outdir: c.runsDir, desc: c.config.id,
-        // Snapshots only when a segment stops (and the loop's first): each segment is measured once.
-        snap: 1_000_000, dump: 1_000_000, gridSeeds: 16, ...c.config.train, ...common,
-      });
+    : // Each segment is measured once, at its stop.
+      await train({ ...newRunOptions(c.config, c.runsDir, c.config.id), ...common });
   if (!result?.lastSnapshot) throw new Error(`${c.config.id}: the segment wrote no snapshot`);
   const loop = runCounters(result.runDir);
   return { runDir: result.runDir, snapshot: result.lastSnapshot, minutes: loop.elapsedSec / 60, kimg: loop.curNimg / 1000 };
@@ -206,8 +208,7 @@ interface CalibrateCfg {
 /** Trains a throw-away run of the configuration for `minutes` and returns the images/s of its 1-kimg ticks after the first. */
 async function calibrateChild(c: CalibrateCfg): Promise<number[]> {
   const result = await train({
-    data: c.config.data, arch: 'small', outdir: c.runsDir, desc: `calibrate-${c.config.id}`, duration: 1000, tick: 1,
-    snap: 1_000_000, dump: 1_000_000, gridSeeds: 16, ...c.config.train, threads: c.threads, device: 'cpu', maxMinutes: c.minutes, quiet: true,
+    ...newRunOptions(c.config, c.runsDir, `calibrate-${c.config.id}`), duration: 1000, tick: 1, threads: c.threads, device: 'cpu', maxMinutes: c.minutes, quiet: true,
   });
   if (!result) throw new Error(`${c.config.id}: the calibration run did not start`);
   const ticks = readFileSync(join(result.runDir, 'stats.jsonl'), 'utf8').trim().split('\n').map((l) => JSON.parse(l) as Record<string, number>);
@@ -217,11 +218,6 @@ async function calibrateChild(c: CalibrateCfg): Promise<number[]> {
   if (rates.length < 2) throw new Error(`${c.config.id}: only ${rates.length} whole ticks in ${c.minutes} calibration minutes; raise --calibrate-minutes`);
   return rates;
 }
-
-const median = (xs: readonly number[]): number => {
-  const s = [...xs].sort((a, b) => a - b);
-  return s.length % 2 ? s[(s.length - 1) / 2]! : (s[s.length / 2 - 1]! + s[s.length / 2]!) / 2;
-};
 
 interface MeasureCfg {
   mode: 'measure';
