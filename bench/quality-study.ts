@@ -42,108 +42,19 @@ import { train } from '../src/train/train.js';
 import { resolveDevice, setNumThreads } from '../src/tensor/index.js';
 import { benchMain, childConfig, formatMachine, fx, machineInfo, median, nowIso, opt, parseOptions, positiveInt, runAsChild, runChild, UsageError, type OptionSpec } from './common.js';
 import { memorisation, type MemorisationReport } from './nearest-neighbours.js';
-import { evaluateSamples, type EvalCfg } from './sample-quality.js';
+import { evaluateSamples } from './sample-quality.js';
+import { CONFIGS, type StudyConfig } from './quality-study-configs.js';
+import {
+  calibrationId, calibrationOf, idleMinutes, metricAt, minutesToReach, readStudy, saveStudy, scheduleDone, trainedMinutes, type Ownership, type Study,
+} from './quality-study-record.js';
 
 const SCRIPT = fileURLToPath(import.meta.url);
 
-// ---- the configurations ---------------------------------------------------------------------------
-
-interface StudyConfig {
-  id: string;
-  what: string;
-  data: string;
-  /** Reference set of the metrics and the held-out set of the memorisation check. */
-  ref: string;
-  heldOut: string;
-  metrics: EvalCfg['metrics'];
-  /** Training options (the rest: the `small` network's defaults, batch 32). */
-  train: Record<string, unknown>;
-}
-
-const FM = { data: 'fashion-mnist-5k', ref: 'fashion-mnist', heldOut: 'fashion-mnist-test', metrics: ['fd-classifier', 'kid-classifier', 'swd'] } as const;
-const EMOJI = { data: 'emoji', ref: 'emoji', heldOut: 'emoji', metrics: ['swd'] } as const;
-const fm = (id: string, what: string, train: Record<string, unknown>): StudyConfig => ({ id, what, ...FM, metrics: [...FM.metrics], train });
-
-/** In priority order: the main comparison first, then seeds, sensitivity, ablations, the colour set. */
-export const CONFIGS: StudyConfig[] = [
-  fm('fm-p1', 'full images (real_p 1, plain EDM)', { realP: 1, seed: 0 }),
-  fm('fm-p0.5', 'Patch Diffusion, real_p 0.5 (the paper)', { realP: 0.5, seed: 0 }),
-  fm('fm-p0.25', 'Patch Diffusion, real_p 0.25', { realP: 0.25, seed: 0 }),
-  fm('fm-p1-s1', 'full images, seed 1', { realP: 1, seed: 1 }),
-  fm('fm-p0.5-s1', 'real_p 0.5, seed 1', { realP: 0.5, seed: 1 }),
-  fm('fm-p0.25-s1', 'real_p 0.25, seed 1', { realP: 0.25, seed: 1 }),
-  fm('fm-p0.1', 'real_p 0.1', { realP: 0.1, seed: 0 }),
-  fm('fm-p0.75', 'real_p 0.75', { realP: 0.75, seed: 0 }),
-  fm('fm-p0.5-nopos', 'real_p 0.5, coordinate channels zeroed (train and sample)', { realP: 0.5, seed: 0, maskPos: true }),
-  // The progressive schedule walks through the patch sizes over `duration`: 400 kimg is about an hour here.
-  fm('fm-p0.5-prog', 'real_p 0.5, progressive schedule over 400 kimg', { realP: 0.5, seed: 0, progressive: true, duration: 0.4 }),
-  { id: 'emoji-p1', what: 'emoji 64×64 RGB, full images', ...EMOJI, metrics: [...EMOJI.metrics], train: { realP: 1, seed: 0 } },
-  { id: 'emoji-p0.5', what: 'emoji 64×64 RGB, real_p 0.5', ...EMOJI, metrics: [...EMOJI.metrics], train: { realP: 0.5, seed: 0 } },
-  { id: 'emoji-p0.25', what: 'emoji 64×64 RGB, real_p 0.25', ...EMOJI, metrics: [...EMOJI.metrics], train: { realP: 0.25, seed: 0 } },
-];
-
-// ---- the record ---------------------------------------------------------------------------------------
-
-interface Point {
-  at: string;
-  /** Training wall-clock so far (the run's own clock: training only, not evaluation; slowed by other processes). */
-  minutes: number;
-  kimg: number;
-  metrics: Record<string, number>;
-  memorisation: MemorisationReport;
-  samplingSec: number;
-  load: number[];
-}
-interface ConfigRecord {
-  id: string;
-  runDir: string | null;
-  points: Point[];
-}
-interface Floor {
-  source: string;
-  samples: number;
-  metrics: Record<string, number>;
-}
-/** A configuration's training speed on the quiet machine: the minutes axis divides kimg by it. */
-interface Calibration {
-  at: string;
-  /** Median images/s over the measured ticks of every calibration turn (the first tick, warm-up, left out). */
-  imagesPerSec: number;
-  /** Each turn's median images/s, in the order measured. */
-  turns: number[];
-  /** Load average (1, 5, 15 min) before each turn. */
-  loads: number[][];
-}
-interface Study {
-  format: 'patch-diffusion/quality-study@1';
-  created: string;
-  settings: { samples: number; sampleSteps: number; segmentMinutes: number; threads: number };
-  machines: string[];
-  configs: Record<string, ConfigRecord>;
-  floors: Record<string, Floor>;
-  calibration?: Record<string, Calibration>;
-}
-
-/** Minutes the point's training takes on the quiet machine (kimg ÷ calibrated throughput); the run's own clock without one. */
-function idleMinutes(study: Study, id: string, p: Pick<Point, 'kimg' | 'minutes'>): number {
-  const cal = study.calibration?.[id];
-  return cal ? (p.kimg * 1000) / cal.imagesPerSec / 60 : p.minutes;
-}
-const trainedMinutes = (study: Study, id: string): number => {
-  const last = study.configs[id]?.points.at(-1);
-  return last ? idleMinutes(study, id, last) : 0;
-};
-
-function readStudy(dir: string, settings: Study['settings']): Study {
-  const file = join(dir, 'study.json');
-  if (!existsSync(file)) return { format: 'patch-diffusion/quality-study@1', created: nowIso(), settings, machines: [], configs: {}, floors: {} };
-  const s = JSON.parse(readFileSync(file, 'utf8')) as Study;
-  if (s.format !== 'patch-diffusion/quality-study@1') throw new UsageError(`${file} is not a quality-study record`);
-  for (const k of ['samples', 'sampleSteps'] as const)
-    if (s.settings[k] !== settings[k]) throw new UsageError(`${file} was measured with --${k === 'samples' ? 'samples' : 'sample-steps'} ${s.settings[k]}; continue with the same value (or a new --study)`);
-  return s;
-}
-const saveStudy = (dir: string, s: Study) => writeFileAtomic(join(dir, 'study.json'), [new TextEncoder().encode(JSON.stringify(s, null, 1) + '\n')]);
+/**
+ * The configuration a later calibration is measured beside: calibrated first, with turns 2% apart, and fast
+ * enough (1-kimg ticks of 5 s) to give many ticks in a short turn.
+ */
+const ANCHORS = ['fm-p0.25'];
 
 // ---- children -------------------------------------------------------------------------------------------
 
@@ -271,16 +182,40 @@ async function measureChild(c: MeasureCfg): Promise<MeasureResult> {
 
 const PALETTE = ['#1f77b4', '#d62728', '#2ca02c', '#9467bd', '#ff7f0e', '#8c564b', '#e377c2', '#7f7f7f', '#bcbd22', '#17becf'];
 
+/**
+ * The plots: one set per group, each small enough to read (a file-name suffix; the main comparison has none).
+ * The second seeds share the main plot with their first, in the same colour family.
+ */
+const PLOT_GROUPS: { suffix: string; what: string; ids: string[] }[] = [
+  { suffix: '', what: 'real_p 1, 0.5, 0.25 (two seeds)', ids: ['fm-p1', 'fm-p0.5', 'fm-p0.25', 'fm-p1-s1', 'fm-p0.5-s1', 'fm-p0.25-s1', 'emoji-p1', 'emoji-p0.5', 'emoji-p0.25'] },
+  { suffix: '-real-p', what: 'real_p sensitivity', ids: ['fm-p1', 'fm-p0.75', 'fm-p0.5', 'fm-p0.25', 'fm-p0.1'] },
+  { suffix: '-ablations', what: 'coordinates and schedule', ids: ['fm-p1', 'fm-p0.5', 'fm-p0.5-nopos', 'fm-p0.5-prog'] },
+];
+/** One colour per configuration in every plot; a second seed is a lighter shade of its first. */
+const COLOURS: Record<string, string> = {
+  'fm-p1': '#1f77b4', 'fm-p0.5': '#d62728', 'fm-p0.25': '#2ca02c', 'fm-p1-s1': '#6baed6', 'fm-p0.5-s1': '#fc9272', 'fm-p0.25-s1': '#a1d99b',
+  'fm-p0.75': '#9467bd', 'fm-p0.1': '#ff7f0e', 'fm-p0.5-nopos': '#8c564b', 'fm-p0.5-prog': '#e377c2',
+  'emoji-p1': '#1f77b4', 'emoji-p0.5': '#d62728', 'emoji-p0.25': '#2ca02c',
+};
+
 async function drawPlots(dir: string, study: Study): Promise<string[]> {
   const written: string[] = [];
-  const byData = new Map<string, StudyConfig[]>();
-  for (const c of CONFIGS) if (study.configs[c.id]?.points.length) byData.set(c.data, [...(byData.get(c.data) ?? []), c]);
-  for (const [data, configs] of byData) {
+  const groups: { name: string; what: string; data: string; configs: StudyConfig[] }[] = [];
+  for (const g of PLOT_GROUPS) {
+    const measured = g.ids.map((id) => CONFIGS.find((c) => c.id === id)!).filter((c) => study.configs[c.id]?.points.length);
+    // A group is drawn once it shows something the others do not.
+    for (const data of new Set(measured.map((c) => c.data))) {
+      const configs = measured.filter((c) => c.data === data);
+      if (g.suffix && configs.every((c) => PLOT_GROUPS[0]!.ids.includes(c.id))) continue;
+      groups.push({ name: `${data}${g.suffix}`, what: g.what, data, configs });
+    }
+  }
+  for (const { name, what, data, configs } of groups) {
     for (const metric of configs[0]!.metrics ?? []) {
       for (const axis of ['minutes', 'kimg'] as const) {
         const series: Series[] = configs.map((c, k) => ({
           label: c.id,
-          color: PALETTE[k % PALETTE.length],
+          color: COLOURS[c.id] ?? PALETTE[k % PALETTE.length],
           x: study.configs[c.id]!.points.map((p) => (axis === 'minutes' ? idleMinutes(study, c.id, p) : p.kimg)),
           y: study.configs[c.id]!.points.map((p) => p.metrics[metric] ?? NaN),
         }));
@@ -289,9 +224,9 @@ async function drawPlots(dir: string, study: Study): Promise<string[]> {
           const xs = series.flatMap((s) => s.x);
           series.push({ label: `real images (${study.floors[data]!.samples})`, color: '#000000', x: [Math.min(...xs), Math.max(...xs)], y: [floor, floor] });
         }
-        const file = join(dir, `${data}-${metric}-vs-${axis}.png`);
+        const file = join(dir, `${name}-${metric}-vs-${axis}.png`);
         await writeLinePlot(file, series, {
-          title: `${data}: ${metric} of ${study.settings.samples} samples (EMA) vs ${axis === 'minutes' ? 'training minutes' : 'kimg'}`,
+          title: `${data}, ${what}: ${metric} of ${study.settings.samples} samples (EMA) vs ${axis === 'minutes' ? 'training minutes' : 'kimg'}`,
           xLabel: axis === 'minutes' ? 'training minutes on the quiet machine (kimg ÷ measured images/s)' : 'kimg (patch samples, the official counter)',
           yLabel: metric,
           logY: metric.startsWith('kid'),
@@ -301,21 +236,6 @@ async function drawPlots(dir: string, study: Study): Promise<string[]> {
     }
   }
   return written;
-}
-
-/** Quiet-machine minutes at which a configuration's curve first reaches `target` (linear between measurements), or null. */
-function minutesToReach(study: Study, id: string, metric: string, target: number): number | null {
-  const points = study.configs[id]!.points;
-  const at = (p: Point) => idleMinutes(study, id, p);
-  for (let i = 0; i < points.length; i++) {
-    const v = points[i]!.metrics[metric];
-    if (v === undefined || !(v <= target)) continue;
-    if (i === 0) return at(points[0]!);
-    const a = points[i - 1]!, b = points[i]!;
-    const va = a.metrics[metric]!;
-    return at(a) + ((va - target) / (va - v)) * (at(b) - at(a));
-  }
-  return null;
 }
 
 function summary(study: Study): string {
@@ -330,7 +250,7 @@ function summary(study: Study): string {
     const m = last.memorisation;
     lines.push(
       `${c.id.padEnd(14)} ${fx(idleMinutes(study, c.id, last), 1).padStart(8)} ${fx(last.minutes, 1).padStart(10)} ${fx(last.kimg, 1).padStart(7)} ` +
-        `${fx(study.calibration?.[c.id]?.imagesPerSec, 1).padStart(7)} ${fx(best).padStart(9)} ${fx(last.metrics['fd-classifier']).padStart(9)} ` +
+        `${fx(calibrationOf(study, c.id)?.imagesPerSec, 1).padStart(7)} ${fx(best).padStart(9)} ${fx(last.metrics['fd-classifier']).padStart(9)} ` +
         `${fx(last.metrics['kid-classifier'], 4).padStart(10)} ${fx(last.metrics['swd'], 2).padStart(10)} ${fx(m?.pixels.samples.median, 4).padStart(14)} ` +
         `${fx(m?.features?.samples.median, 3).padStart(13)} ${fx(m ? m.pixels.samples.closeShare * 100 : NaN, 1).padStart(12)}%`,
     );
@@ -343,8 +263,18 @@ function summary(study: Study): string {
     for (const c of ids.filter((c) => c.data === 'fashion-mnist-5k'))
       lines.push(`  ${c.id.padEnd(14)} ${fx(minutesToReach(study, c.id, 'fd-classifier', target), 1)}`);
   }
+  // Every configuration at the same budgets: the ablations' comparison (equal wall-clock).
+  const metric = (c: StudyConfig) => (c.metrics?.includes('fd-classifier') ? 'fd-classifier' : (c.metrics?.[0] ?? 'swd'));
+  const longest = Math.max(...ids.map((c) => trainedMinutes(study, c.id)));
+  const budgets = [4, 8, 12, 16, 24, 32, 48, 64, 96, 128].filter((m) => m <= longest);
+  if (budgets.length) {
+    lines.push(`\nat equal quiet-machine minutes (linear between measurements; FD, or SWD without a classifier):`);
+    lines.push(`config         metric        ${budgets.map((m) => `${m} min`.padStart(8)).join('')}`);
+    for (const c of ids)
+      lines.push(`${c.id.padEnd(14)} ${metric(c).padEnd(13)} ${budgets.map((m) => fx(metricAt(study, c.id, metric(c), m), 1).padStart(8)).join('')}`);
+  }
   for (const [data, f] of Object.entries(study.floors))
-    lines.push(`floor (${f.source}, ${f.samples} real images): ${Object.entries(f.metrics).map(([k, v]) => `${k} ${fx(v, 4)}`).join(', ')}`);
+    lines.push(`floor of ${data} (${f.source}, ${f.samples} real images): ${Object.entries(f.metrics).map(([k, v]) => `${k} ${fx(v, 4)}`).join(', ')}`);
   return lines.join('\n');
 }
 
@@ -380,6 +310,7 @@ async function parent(): Promise<void> {
   const until = opt.num(o, 'untilMinutes');
   const deadline = performance.now() + opt.num(o, 'hours') * 3600_000;
   const study = readStudy(dir, settings);
+  const own: Ownership = { configs: new Set(ids), calibrations: new Set() };
   const machine = formatMachine(machineInfo());
   if (!study.machines.includes(machine)) study.machines.push(machine);
   console.log(`quality-study in ${dir}\n${machine}\nconfigurations: ${ids.join(', ')}; ${settings.segmentMinutes} min segments until ${until} min each; ${settings.samples} samples × ${settings.sampleSteps} steps per measurement\n`);
@@ -389,18 +320,26 @@ async function parent(): Promise<void> {
     if (study.floors[c.data]) continue;
     const f = await runChild<MeasureResult>(SCRIPT, { mode: 'measure', config: c, snapshot: null, samples: settings.samples, steps: settings.sampleSteps, threads: settings.threads } satisfies MeasureCfg);
     study.floors[c.data] = { source: c.heldOut, samples: settings.samples, metrics: f.metrics };
-    saveStudy(dir, study);
+    saveStudy(dir, study, own);
     console.log(`floor of ${c.data}: ${JSON.stringify(f.metrics)}`);
   }
 
   // The throughput of each configuration, side by side (A B C, then C B A) so a drifting machine affects all alike.
   // A progressive run's speed changes along its schedule: one figure cannot convert it, so it keeps its own clock.
   for (const c of selected.filter((c) => c.train.progressive)) console.log(`${c.id}: progressive schedule, not calibrated: its minutes are its own clock (run it on a quiet machine)`);
-  const uncalibrated = selected.filter((c) => !c.train.progressive && (opt.bool(o, 'calibrate') || !study.calibration?.[c.id]));
+  const toCalibrate = [...new Set(selected.filter((c) => !c.train.progressive).map((c) => calibrationId(c.id)))];
+  const uncalibrated = CONFIGS.filter((c) => toCalibrate.includes(c.id) && (opt.bool(o, 'calibrate') || !study.calibration?.[c.id]));
+  // This machine's speed drifts by a quarter over hours, so a configuration calibrated after the others is
+  // measured beside anchors calibrated before, and its figure is scaled by how the anchors' speed differs now.
+  const anchors = opt.bool(o, 'calibrate') ? [] : ANCHORS.filter((id) => study.calibration?.[id] && !uncalibrated.some((c) => c.id === id));
   if (uncalibrated.length) {
-    console.log(`calibration: ${uncalibrated.map((c) => c.id).join(', ')}, ${opt.num(o, 'calibrateMinutes')} min per turn; the machine should be quiet now (load ${loadavg().map((l) => l.toFixed(2)).join(' ')})`);
+    const measured = [...uncalibrated, ...anchors.map((id) => CONFIGS.find((c) => c.id === id)!)];
+    console.log(
+      `calibration: ${uncalibrated.map((c) => c.id).join(', ')}${anchors.length ? ` beside the anchors ${anchors.join(', ')}` : ''}, ` +
+        `${opt.num(o, 'calibrateMinutes')} min per turn; the machine should be quiet now (load ${loadavg().map((l) => l.toFixed(2)).join(' ')})`,
+    );
     const turns = new Map<string, { rates: number[]; medians: number[]; loads: number[][] }>();
-    for (const c of [...uncalibrated, ...[...uncalibrated].reverse()]) {
+    for (const c of [...measured, ...[...measured].reverse()]) {
       const t = turns.get(c.id) ?? { rates: [], medians: [], loads: [] };
       t.loads.push(loadavg());
       const rates = await runChild<number[]>(SCRIPT, { mode: 'calibrate', config: c, runsDir: join(dir, 'calibration'), minutes: opt.num(o, 'calibrateMinutes'), threads: settings.threads } satisfies CalibrateCfg, { prefix: `    | ${c.id}: ` });
@@ -410,13 +349,21 @@ async function parent(): Promise<void> {
       console.log(`  ${c.id}: ${fx(median(rates), 1)} images/s (${rates.length} ticks)`);
     }
     study.calibration ??= {};
-    for (const [id, t] of turns) study.calibration[id] = { at: nowIso(), imagesPerSec: median(t.rates), turns: t.medians, loads: t.loads };
-    saveStudy(dir, study);
+    const anchorsNow = Object.fromEntries(anchors.map((id) => [id, median(turns.get(id)!.rates)]));
+    // The geometric mean of the anchors' then/now ratios: 1 without anchors.
+    const scale = Math.exp(anchors.reduce((sum, id) => sum + Math.log(study.calibration![id]!.imagesPerSec / anchorsNow[id]!), 0) / Math.max(anchors.length, 1));
+    if (anchors.length) console.log(`  the anchors ran ${fx(1 / scale, 3)}× their calibrated speed: the new figures are scaled by ${fx(scale, 3)}`);
+    for (const c of uncalibrated) {
+      const t = turns.get(c.id)!;
+      study.calibration[c.id] = { at: nowIso(), imagesPerSec: median(t.rates) * scale, turns: t.medians, loads: t.loads, ...(anchors.length ? { scaledBy: scale, anchorsNow } : {}) };
+      own.calibrations.add(c.id);
+    }
+    saveStudy(dir, study, own);
   }
 
   for (;;) {
     // The configuration with the least training so far goes next (ties: the listed order).
-    const open = selected.filter((c) => trainedMinutes(study, c.id) < until);
+    const open = selected.filter((c) => trainedMinutes(study, c.id) < until && !scheduleDone(study, c));
     if (!open.length) break;
     if (performance.now() > deadline) {
       console.log('--hours reached; the study can be continued with the same command');
@@ -426,18 +373,18 @@ async function parent(): Promise<void> {
     const rec = (study.configs[c.id] ??= { id: c.id, runDir: null, points: [] });
     if (rec.runDir && !existsSync(rec.runDir))
       throw new UsageError(`${c.id}: its run directory ${rec.runDir} is gone (the study record alone cannot continue it); start a new --study, or delete configs.${c.id} from ${join(dir, 'study.json')}`);
-    const cal = study.calibration?.[c.id];
+    const cal = calibrationOf(study, c.id);
     const segmentKimg = cal ? (settings.segmentMinutes * 60 * cal.imagesPerSec) / 1000 : null;
     const seg = await runChild<SegmentResult>(SCRIPT, {
       mode: 'segment', config: c, runsDir: join(dir, 'runs'), runDir: rec.runDir, minutes: settings.segmentMinutes, segmentKimg, threads: settings.threads,
     } satisfies SegmentCfg, { prefix: `    | ${c.id}: ` });
     rec.runDir = seg.runDir;
-    saveStudy(dir, study);
+    saveStudy(dir, study, own);
     const m = await runChild<MeasureResult>(SCRIPT, {
       mode: 'measure', config: c, snapshot: seg.snapshot, samples: settings.samples, steps: settings.sampleSteps, threads: settings.threads, gridPath: join(dir, `${c.id}-latest.png`),
     } satisfies MeasureCfg, { prefix: `    | ${c.id}: ` });
     rec.points.push({ at: nowIso(), minutes: seg.minutes, kimg: seg.kimg, metrics: m.metrics, memorisation: m.memorisation!, samplingSec: m.samplingSec, load: loadavg() });
-    saveStudy(dir, study);
+    saveStudy(dir, study, own);
     console.log(`${c.id}: ${fx(trainedMinutes(study, c.id), 1)} min (own clock ${fx(seg.minutes, 1)}), ${fx(seg.kimg, 1)} kimg: ${Object.entries(m.metrics).map(([k, v]) => `${k} ${fx(v, 4)}`).join(', ')}`);
     await drawPlots(dir, study);
     writeFileAtomic(join(dir, 'summary.txt'), [new TextEncoder().encode(summary(study) + '\n')]);

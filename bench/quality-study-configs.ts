@@ -1,0 +1,40 @@
+// The quality study's configurations: what each trains, on which data, measured how.
+// bench/quality-study.ts advances them; `--list` prints them.
+import type { EvalCfg } from './sample-quality.js';
+
+export interface StudyConfig {
+  id: string;
+  what: string;
+  data: string;
+  /** Reference set of the metrics and the held-out set of the memorisation check. */
+  ref: string;
+  heldOut: string;
+  metrics: EvalCfg['metrics'];
+  /** Training options (the rest: the `small` network's defaults, batch 32). */
+  train: Record<string, unknown>;
+  /** A configuration doing the same work per image (another seed, zeroed coordinates): its calibration is this one's. */
+  sameWorkAs?: string;
+}
+
+const FM = { data: 'fashion-mnist-5k', ref: 'fashion-mnist', heldOut: 'fashion-mnist-test', metrics: ['fd-classifier', 'kid-classifier', 'swd'] } as const;
+const EMOJI = { data: 'emoji', ref: 'emoji', heldOut: 'emoji', metrics: ['swd'] } as const;
+const fm = (id: string, what: string, train: Record<string, unknown>, sameWorkAs?: string): StudyConfig => ({ id, what, ...FM, metrics: [...FM.metrics], train, sameWorkAs });
+
+/** In priority order: the main comparison first, then seeds, sensitivity, ablations, the colour set. */
+export const CONFIGS: StudyConfig[] = [
+  fm('fm-p1', 'full images (real_p 1, plain EDM)', { realP: 1, seed: 0 }),
+  fm('fm-p0.5', 'Patch Diffusion, real_p 0.5 (the paper)', { realP: 0.5, seed: 0 }),
+  fm('fm-p0.25', 'Patch Diffusion, real_p 0.25', { realP: 0.25, seed: 0 }),
+  fm('fm-p1-s1', 'full images, seed 1', { realP: 1, seed: 1 }, 'fm-p1'),
+  fm('fm-p0.5-s1', 'real_p 0.5, seed 1', { realP: 0.5, seed: 1 }, 'fm-p0.5'),
+  fm('fm-p0.25-s1', 'real_p 0.25, seed 1', { realP: 0.25, seed: 1 }, 'fm-p0.25'),
+  fm('fm-p0.1', 'real_p 0.1', { realP: 0.1, seed: 0 }),
+  fm('fm-p0.75', 'real_p 0.75', { realP: 0.75, seed: 0 }),
+  fm('fm-p0.5-nopos', 'real_p 0.5, coordinate channels zeroed (train and sample)', { realP: 0.5, seed: 0, maskPos: true }, 'fm-p0.5'),
+  // The progressive schedule walks through the patch sizes over `duration` (R/4 for the first 20%, R/2 to 50%,
+  // then R): 80 kimg takes about 16 minutes here, the budget the ablations are compared at.
+  fm('fm-p0.5-prog', 'real_p 0.5, progressive schedule over 80 kimg', { realP: 0.5, seed: 0, progressive: true, duration: 0.08 }),
+  { id: 'emoji-p1', what: 'emoji 64×64 RGB, full images', ...EMOJI, metrics: [...EMOJI.metrics], train: { realP: 1, seed: 0 } },
+  { id: 'emoji-p0.5', what: 'emoji 64×64 RGB, real_p 0.5', ...EMOJI, metrics: [...EMOJI.metrics], train: { realP: 0.5, seed: 0 } },
+  { id: 'emoji-p0.25', what: 'emoji 64×64 RGB, real_p 0.25', ...EMOJI, metrics: [...EMOJI.metrics], train: { realP: 0.25, seed: 0 } },
+];
