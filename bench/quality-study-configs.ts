@@ -6,6 +6,8 @@ export interface StudyConfig {
   id: string;
   what: string;
   data: string;
+  /** The data set's side in pixels (the patch sizes are R/4, R/2 and R). */
+  resolution: number;
   /** Reference set of the metrics and the held-out set of the memorisation check. */
   ref: string;
   heldOut: string;
@@ -16,8 +18,8 @@ export interface StudyConfig {
   sameWorkAs?: string;
 }
 
-const FM = { data: 'fashion-mnist-5k', ref: 'fashion-mnist', heldOut: 'fashion-mnist-test', metrics: ['fd-classifier', 'kid-classifier', 'swd'] } as const;
-const EMOJI = { data: 'emoji', ref: 'emoji', heldOut: 'emoji', metrics: ['swd'] } as const;
+const FM = { data: 'fashion-mnist-5k', resolution: 32, ref: 'fashion-mnist', heldOut: 'fashion-mnist-test', metrics: ['fd-classifier', 'kid-classifier', 'swd'] } as const;
+const EMOJI = { data: 'emoji', resolution: 64, ref: 'emoji', heldOut: 'emoji', metrics: ['swd'] } as const;
 const fm = (id: string, what: string, train: Record<string, unknown>, sameWorkAs?: string): StudyConfig => ({ id, what, ...FM, metrics: [...FM.metrics], train, sameWorkAs });
 
 /** In priority order: the main comparison first, then seeds, sensitivity, ablations, the colour set. */
@@ -32,7 +34,8 @@ export const CONFIGS: StudyConfig[] = [
   fm('fm-p0.75', 'real_p 0.75', { realP: 0.75, seed: 0 }),
   fm('fm-p0.5-nopos', 'real_p 0.5, coordinate channels zeroed (train and sample)', { realP: 0.5, seed: 0, maskPos: true }, 'fm-p0.5'),
   // The progressive schedule walks through the patch sizes over `duration` (R/4 for the first 20%, R/2 to 50%,
-  // then R): 80 kimg takes about 16 minutes here, the budget the ablations are compared at.
+  // then R): 80 kimg takes about 16 minutes here, the budget the ablations are compared at. Its segments run on
+  // its own clock (a kimg target would change the schedule); its calibration is one per patch size.
   fm('fm-p0.5-prog', 'real_p 0.5, progressive schedule over 80 kimg', { realP: 0.5, seed: 0, progressive: true, duration: 0.08 }),
   { id: 'emoji-p1', what: 'emoji 64×64 RGB, full images', ...EMOJI, metrics: [...EMOJI.metrics], train: { realP: 1, seed: 0 } },
   { id: 'emoji-p0.5', what: 'emoji 64×64 RGB, real_p 0.5', ...EMOJI, metrics: [...EMOJI.metrics], train: { realP: 0.5, seed: 0 } },

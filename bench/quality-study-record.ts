@@ -3,6 +3,7 @@
 // advancing different configurations can share one record.
 import { existsSync, mkdirSync, readFileSync, rmSync, statSync } from 'node:fs';
 import { join } from 'node:path';
+import { PatchSchedule } from '../src/diffusion/patches.js';
 import { writeFileAtomic } from '../src/io/atomic.js';
 import { nowIso, UsageError } from './common.js';
 import type { MemorisationReport } from './nearest-neighbours.js';
@@ -39,6 +40,8 @@ export interface Calibration {
   loads: number[][];
   /** Calibrated after the others: the factor the measured figure was scaled by, and the anchors' speed measured beside it. */
   scaledBy?: number;
+  /** A progressive configuration's images/s at each patch size (its speed changes along the schedule). */
+  stageImagesPerSec?: Record<string, number>;
   anchorsNow?: Record<string, number>;
 }
 export interface Study {
@@ -54,7 +57,29 @@ export interface Study {
 /** Minutes the point's training takes on the quiet machine (kimg ÷ calibrated throughput); the run's own clock without one. */
 export function idleMinutes(study: Study, id: string, p: Pick<Point, 'kimg' | 'minutes'>): number {
   const cal = calibrationOf(study, id);
-  return cal ? (p.kimg * 1000) / cal.imagesPerSec / 60 : p.minutes;
+  if (!cal) return p.minutes;
+  const config = CONFIGS.find((c) => c.id === id);
+  return cal.stageImagesPerSec && config?.train.progressive ? progressiveMinutes(config, cal.stageImagesPerSec, p.kimg) : (p.kimg * 1000) / cal.imagesPerSec / 60;
+}
+
+/** The patch-size schedule of a progressive configuration (the training's own). */
+export const progressiveSchedule = (c: StudyConfig) => new PatchSchedule({ resolution: c.resolution, realP: c.train.realP as number, progressive: true });
+
+/**
+ * Quiet-machine minutes of a progressive run's first `kimg`: each kimg at the speed of the patch size the
+ * schedule holds there (it changes size only at whole kimg: f = floor(cur_nimg / 1000) / total_kimg).
+ */
+export function progressiveMinutes(c: StudyConfig, stageImagesPerSec: Record<string, number>, kimg: number): number {
+  const schedule = progressiveSchedule(c);
+  const totalNimg = (c.train.duration as number) * 1e6;
+  let sec = 0;
+  for (let k = 0; k < kimg; k++) {
+    const size = schedule.progressiveSize(k * 1000, totalNimg);
+    const rate = stageImagesPerSec[size];
+    if (!rate) throw new Error(`${c.id}: no calibrated speed at patch size ${size}`);
+    sec += (Math.min(1, kimg - k) * 1000) / rate;
+  }
+  return sec / 60;
 }
 /** A configuration with a fixed length (the progressive schedule's) that has trained all of it. */
 export function scheduleDone(study: Study, c: StudyConfig): boolean {

@@ -2,25 +2,28 @@
 // for several configurations trained side by side, until the curves settle.
 //
 // The study lives in one folder (--study DIR) and can be stopped and
-// continued at any time, by this session or a later one: study.json holds
-// every configuration's run directory, its training minutes so far and the
-// quality measured after each segment. Each round trains every selected
-// configuration for --segment-minutes of wall-clock (a child process that
-// resumes the run exactly and stops it with --max-minutes), then samples
-// --samples images from its EMA snapshot and measures FD / KID (Fashion-MNIST
-// classifier features) and SWD against the reference set, plus the nearest-
-// training-image distances (memorisation). Configurations take turns, so a
-// slow or busy machine affects all of them alike. After every segment the
-// plots are redrawn: FD, KID and SWD against training minutes and against
-// kimg, one curve per configuration, with the floor of real images.
+// continued at any time, by this session or a later one: study.json
+// (quality-study-record.ts) holds every configuration's run directory and the
+// quality measured after each segment. Each round trains one selected
+// configuration, the least trained, for --segment-minutes (a child process
+// that resumes the run exactly), then samples --samples images from its EMA
+// snapshot and measures FD / KID (Fashion-MNIST classifier features) and SWD
+// against the reference set, plus the nearest-training-image distances
+// (memorisation). After every segment the plots are redrawn: FD, KID and SWD
+// against training minutes and against kimg, one curve per configuration,
+// with the floor of real images. Two commands advancing different
+// configurations (say at --threads 1 each) can share one folder.
 //
-// The minutes axis is the idle machine's: each point's kimg divided by the
-// configuration's training throughput, measured once for all configurations
-// side by side on a quiet machine (--calibrate, A B C … C B A, before the
-// first segment of a new configuration). A run's own clock counts every
-// minute another process took from it (2 threads on 2 cores slow 3× under one
-// competing process), so the study can go on while the machine is shared,
-// and its curves stay comparable. The run's own clock is kept in the record.
+// The minutes axis is the quiet machine's: each point's kimg divided by the
+// configuration's training throughput, measured side by side on a quiet
+// machine (--calibrate, A B C … C B A, before the first segment of a new
+// configuration; a later one beside an anchor calibrated before, to take out
+// the machine's drift). A segment is a fixed number of kimg. A run's own
+// clock counts every minute another process took from it (2 threads on 2
+// cores slow 3× under one competing process), so the study can go on while
+// the machine is shared, and its curves stay comparable. A progressive
+// schedule's speed changes with its patch size: it is calibrated per size,
+// and its segments run on its own clock. The own clock is kept in the record.
 //
 //   node dist/bench/quality-study.js --study DIR [--configs fm-p1,fm-p0.5,fm-p0.25] [--segment-minutes 5]
 //        [--until-minutes 60] [--hours H] [--samples 500] [--sample-steps 18] [--threads 2]
@@ -45,7 +48,8 @@ import { memorisation, type MemorisationReport } from './nearest-neighbours.js';
 import { evaluateSamples } from './sample-quality.js';
 import { CONFIGS, type StudyConfig } from './quality-study-configs.js';
 import {
-  calibrationId, calibrationOf, idleMinutes, metricAt, minutesToReach, readStudy, saveStudy, scheduleDone, trainedMinutes, type Ownership, type Study,
+  calibrationId, calibrationOf, idleMinutes, metricAt, minutesToReach, readStudy, saveStudy, scheduleDone, trainedMinutes,
+  progressiveMinutes, progressiveSchedule, type Calibration, type Ownership, type Study,
 } from './quality-study-record.js';
 
 const SCRIPT = fileURLToPath(import.meta.url);
@@ -55,6 +59,11 @@ const SCRIPT = fileURLToPath(import.meta.url);
  * enough (1-kimg ticks of 5 s) to give many ticks in a short turn.
  */
 const ANCHORS = ['fm-p0.25'];
+/**
+ * A progressive configuration's calibration lays its schedule over this many kimg: R/4 and R/2 take the first
+ * minute here, and R the rest of the turn.
+ */
+const PROGRESSIVE_CALIBRATION_KIMG = 20;
 
 // ---- children -------------------------------------------------------------------------------------------
 
@@ -116,18 +125,37 @@ interface CalibrateCfg {
   threads: number;
 }
 
-/** Trains a throw-away run of the configuration for `minutes` and returns the images/s of its 1-kimg ticks after the first. */
-async function calibrateChild(c: CalibrateCfg): Promise<number[]> {
+/** One 1-kimg tick of a calibration run: its speed, and the patch size it trained (a progressive run's). */
+interface CalibrationTick {
+  imagesPerSec: number;
+  patchSize: number | null;
+}
+
+/**
+ * Trains a throw-away run of the configuration for `minutes` and returns its 1-kimg ticks after the first. A
+ * progressive configuration lays its schedule over PROGRESSIVE_CALIBRATION_KIMG, so every patch size gets
+ * ticks; a tick that spans a change of size is left out.
+ */
+async function calibrateChild(c: CalibrateCfg): Promise<CalibrationTick[]> {
+  const progressive = c.config.train.progressive === true;
+  const duration = progressive ? PROGRESSIVE_CALIBRATION_KIMG / 1000 : 1000;
   const result = await train({
-    ...newRunOptions(c.config, c.runsDir, `calibrate-${c.config.id}`), duration: 1000, tick: 1, threads: c.threads, device: 'cpu', maxMinutes: c.minutes, quiet: true,
+    ...newRunOptions(c.config, c.runsDir, `calibrate-${c.config.id}`), duration, tick: 1, threads: c.threads, device: 'cpu', maxMinutes: c.minutes, quiet: true,
   });
   if (!result) throw new Error(`${c.config.id}: the calibration run did not start`);
-  const ticks = readFileSync(join(result.runDir, 'stats.jsonl'), 'utf8').trim().split('\n').map((l) => JSON.parse(l) as Record<string, number>);
+  const stats = readFileSync(join(result.runDir, 'stats.jsonl'), 'utf8').trim().split('\n').map((l) => JSON.parse(l) as Record<string, number>);
   rmSync(result.runDir, { recursive: true, force: true });
+  const schedule = progressive ? progressiveSchedule(c.config) : null;
+  const sizeAt = (kimg: number) => schedule!.progressiveSize(Math.floor(kimg * 1000), duration * 1e6);
   // The first tick holds the warm-up and the first snapshot's grid; the last one is cut short by the stop.
-  const rates = ticks.slice(1, -1).map((t) => t['Timing/images_per_sec']!);
-  if (rates.length < 2) throw new Error(`${c.config.id}: only ${rates.length} whole ticks in ${c.minutes} calibration minutes; raise --calibrate-minutes`);
-  return rates;
+  const ticks = stats.slice(1, -1).flatMap((t, i): CalibrationTick[] => {
+    if (!schedule) return [{ imagesPerSec: t['Timing/images_per_sec']!, patchSize: null }];
+    const from = stats[i]!['Progress/kimg']!, to = t['Progress/kimg']!;
+    const size = sizeAt(from);
+    return sizeAt(to - 0.001) === size ? [{ imagesPerSec: t['Timing/images_per_sec']!, patchSize: size }] : [];
+  });
+  if (ticks.length < 2) throw new Error(`${c.config.id}: only ${ticks.length} whole ticks in ${c.minutes} calibration minutes; raise --calibrate-minutes`);
+  return ticks;
 }
 
 interface MeasureCfg {
@@ -278,6 +306,58 @@ function summary(study: Study): string {
   return lines.join('\n');
 }
 
+// ---- calibration ---------------------------------------------------------------------------------------
+
+/**
+ * Measures the configurations' training speed side by side (A B C, then C B A, so a drifting machine affects all
+ * alike) and stores it. This machine's speed drifts by a quarter over hours, so configurations calibrated after
+ * the others are measured beside anchors calibrated before, and their figures are scaled by how the anchors'
+ * speed differs now. A progressive configuration gets one figure per patch size.
+ */
+async function calibrate(dir: string, study: Study, own: Ownership, configs: StudyConfig[], anchors: string[], minutes: number, threads: number): Promise<void> {
+  const measured = [...configs, ...anchors.map((id) => CONFIGS.find((c) => c.id === id)!)];
+  console.log(
+    `calibration: ${configs.map((c) => c.id).join(', ')}${anchors.length ? ` beside the anchors ${anchors.join(', ')}` : ''}, ` +
+      `${minutes} min per turn; the machine should be quiet now (load ${loadavg().map((l) => l.toFixed(2)).join(' ')})`,
+  );
+  const turns = new Map<string, { ticks: CalibrationTick[]; medians: number[]; loads: number[][] }>();
+  for (const c of [...measured, ...[...measured].reverse()]) {
+    const t = turns.get(c.id) ?? { ticks: [], medians: [], loads: [] };
+    t.loads.push(loadavg());
+    const ticks = await runChild<CalibrationTick[]>(SCRIPT, { mode: 'calibrate', config: c, runsDir: join(dir, 'calibration'), minutes, threads } satisfies CalibrateCfg, { prefix: `    | ${c.id}: ` });
+    const rate = median(ticks.map((x) => x.imagesPerSec));
+    t.ticks.push(...ticks);
+    t.medians.push(rate);
+    turns.set(c.id, t);
+    console.log(`  ${c.id}: ${fx(rate, 1)} images/s (${ticks.length} ticks)`);
+  }
+  const rateOf = (ticks: CalibrationTick[]) => median(ticks.map((x) => x.imagesPerSec));
+  const anchorsNow = Object.fromEntries(anchors.map((id) => [id, rateOf(turns.get(id)!.ticks)]));
+  // The geometric mean of the anchors' then/now ratios: 1 without anchors.
+  const scale = Math.exp(anchors.reduce((sum, id) => sum + Math.log(study.calibration![id]!.imagesPerSec / anchorsNow[id]!), 0) / Math.max(anchors.length, 1));
+  if (anchors.length) console.log(`  the anchors ran ${fx(1 / scale, 3)}× their calibrated speed: the new figures are scaled by ${fx(scale, 3)}`);
+  study.calibration ??= {};
+  for (const c of configs) {
+    const t = turns.get(c.id)!;
+    const record: Calibration = { at: nowIso(), imagesPerSec: rateOf(t.ticks) * scale, turns: t.medians, loads: t.loads, ...(anchors.length ? { scaledBy: scale, anchorsNow } : {}) };
+    if (c.train.progressive) {
+      const stages: Record<string, number> = {};
+      for (const size of progressiveSchedule(c).patchSizes) {
+        const at = t.ticks.filter((x) => x.patchSize === size);
+        if (!at.length) throw new Error(`${c.id}: the calibration has no whole tick at patch size ${size}; raise --calibrate-minutes`);
+        stages[size] = rateOf(at) * scale;
+      }
+      record.stageImagesPerSec = stages;
+      // For the summary: the mean speed over the whole schedule.
+      const kimg = (c.train.duration as number) * 1000;
+      record.imagesPerSec = (kimg * 1000) / (progressiveMinutes(c, stages, kimg) * 60);
+    }
+    study.calibration[c.id] = record;
+    own.calibrations.add(c.id);
+  }
+  saveStudy(dir, study, own);
+}
+
 // ---- parent ---------------------------------------------------------------------------------------------
 
 const SPEC: Record<string, OptionSpec> = {
@@ -324,42 +404,10 @@ async function parent(): Promise<void> {
     console.log(`floor of ${c.data}: ${JSON.stringify(f.metrics)}`);
   }
 
-  // The throughput of each configuration, side by side (A B C, then C B A) so a drifting machine affects all alike.
-  // A progressive run's speed changes along its schedule: one figure cannot convert it, so it keeps its own clock.
-  for (const c of selected.filter((c) => c.train.progressive)) console.log(`${c.id}: progressive schedule, not calibrated: its minutes are its own clock (run it on a quiet machine)`);
-  const toCalibrate = [...new Set(selected.filter((c) => !c.train.progressive).map((c) => calibrationId(c.id)))];
+  const toCalibrate = [...new Set(selected.map((c) => calibrationId(c.id)))];
   const uncalibrated = CONFIGS.filter((c) => toCalibrate.includes(c.id) && (opt.bool(o, 'calibrate') || !study.calibration?.[c.id]));
-  // This machine's speed drifts by a quarter over hours, so a configuration calibrated after the others is
-  // measured beside anchors calibrated before, and its figure is scaled by how the anchors' speed differs now.
   const anchors = opt.bool(o, 'calibrate') ? [] : ANCHORS.filter((id) => study.calibration?.[id] && !uncalibrated.some((c) => c.id === id));
-  if (uncalibrated.length) {
-    const measured = [...uncalibrated, ...anchors.map((id) => CONFIGS.find((c) => c.id === id)!)];
-    console.log(
-      `calibration: ${uncalibrated.map((c) => c.id).join(', ')}${anchors.length ? ` beside the anchors ${anchors.join(', ')}` : ''}, ` +
-        `${opt.num(o, 'calibrateMinutes')} min per turn; the machine should be quiet now (load ${loadavg().map((l) => l.toFixed(2)).join(' ')})`,
-    );
-    const turns = new Map<string, { rates: number[]; medians: number[]; loads: number[][] }>();
-    for (const c of [...measured, ...[...measured].reverse()]) {
-      const t = turns.get(c.id) ?? { rates: [], medians: [], loads: [] };
-      t.loads.push(loadavg());
-      const rates = await runChild<number[]>(SCRIPT, { mode: 'calibrate', config: c, runsDir: join(dir, 'calibration'), minutes: opt.num(o, 'calibrateMinutes'), threads: settings.threads } satisfies CalibrateCfg, { prefix: `    | ${c.id}: ` });
-      t.rates.push(...rates);
-      t.medians.push(median(rates));
-      turns.set(c.id, t);
-      console.log(`  ${c.id}: ${fx(median(rates), 1)} images/s (${rates.length} ticks)`);
-    }
-    study.calibration ??= {};
-    const anchorsNow = Object.fromEntries(anchors.map((id) => [id, median(turns.get(id)!.rates)]));
-    // The geometric mean of the anchors' then/now ratios: 1 without anchors.
-    const scale = Math.exp(anchors.reduce((sum, id) => sum + Math.log(study.calibration![id]!.imagesPerSec / anchorsNow[id]!), 0) / Math.max(anchors.length, 1));
-    if (anchors.length) console.log(`  the anchors ran ${fx(1 / scale, 3)}× their calibrated speed: the new figures are scaled by ${fx(scale, 3)}`);
-    for (const c of uncalibrated) {
-      const t = turns.get(c.id)!;
-      study.calibration[c.id] = { at: nowIso(), imagesPerSec: median(t.rates) * scale, turns: t.medians, loads: t.loads, ...(anchors.length ? { scaledBy: scale, anchorsNow } : {}) };
-      own.calibrations.add(c.id);
-    }
-    saveStudy(dir, study, own);
-  }
+  if (uncalibrated.length) await calibrate(dir, study, own, uncalibrated, anchors, opt.num(o, 'calibrateMinutes'), settings.threads);
 
   for (;;) {
     // The configuration with the least training so far goes next (ties: the listed order).
@@ -374,7 +422,8 @@ async function parent(): Promise<void> {
     if (rec.runDir && !existsSync(rec.runDir))
       throw new UsageError(`${c.id}: its run directory ${rec.runDir} is gone (the study record alone cannot continue it); start a new --study, or delete configs.${c.id} from ${join(dir, 'study.json')}`);
     const cal = calibrationOf(study, c.id);
-    const segmentKimg = cal ? (settings.segmentMinutes * 60 * cal.imagesPerSec) / 1000 : null;
+    // A progressive run trains on its own clock: a kimg target would change the duration its schedule is laid over.
+    const segmentKimg = cal && !c.train.progressive ? (settings.segmentMinutes * 60 * cal.imagesPerSec) / 1000 : null;
     const seg = await runChild<SegmentResult>(SCRIPT, {
       mode: 'segment', config: c, runsDir: join(dir, 'runs'), runDir: rec.runDir, minutes: settings.segmentMinutes, segmentKimg, threads: settings.threads,
     } satisfies SegmentCfg, { prefix: `    | ${c.id}: ` });
@@ -396,7 +445,7 @@ async function parent(): Promise<void> {
 type ChildCfg = SegmentCfg | MeasureCfg | CalibrateCfg;
 const child = childConfig<ChildCfg>();
 if (child)
-  runAsChild<ChildCfg, SegmentResult | MeasureResult | number[]>(child, (c) =>
+  runAsChild<ChildCfg, SegmentResult | MeasureResult | CalibrationTick[]>(child, (c) =>
     c.mode === 'segment' ? segmentChild(c) : c.mode === 'measure' ? measureChild(c) : calibrateChild(c),
   );
 else benchMain('quality-study', parent);

@@ -38,6 +38,16 @@ test('quiet-machine minutes: kimg over the calibrated rate, a second seed on its
   assert.equal(trainedMinutes(s, 'fm-p0.25'), 0);
 });
 
+test('a progressive run\'s minutes: each kimg at the speed of the patch size its schedule holds there', () => {
+  const s = study();
+  s.calibration!['fm-p0.5-prog'] = { at: '', imagesPerSec: 0, turns: [], loads: [], stageImagesPerSec: { 8: 300, 16: 150, 32: 50 } };
+  // Over 80 kimg at real_p 0.5: 8×8 while floor(kimg) / 80 ≤ 0.2 (17 kimg), 16×16 while ≤ 0.5 (24 kimg), then 32×32.
+  const at = (kimg: number) => idleMinutes(s, 'fm-p0.5-prog', { kimg, minutes: 99 });
+  assert.ok(Math.abs(at(80) - (17_000 / 300 + 24_000 / 150 + 39_000 / 50) / 60) < 1e-9);
+  assert.ok(Math.abs(at(10.5) - 10_500 / 300 / 60) < 1e-9);
+  assert.ok(Math.abs(at(20) - (17_000 / 300 + 3_000 / 150) / 60) < 1e-9);
+});
+
 test('a metric at a budget is linear between measurements and absent outside them; the time to reach a level likewise', () => {
   const s = study();
   // Points at 1, 3 and 5 minutes: FD 300, 200, 150.
