@@ -32,7 +32,7 @@ import { ARCHS, resolveTrainOptions, type Arch, type ResolvedTrainOptions } from
 import { PRECISIONS, type Precision } from '../src/nn/precision.js';
 import { trainingStep } from '../src/train/step.js';
 import {
-  blasThreads, cpuCacheStats, cudaMemoryStats, describeEngine, getNumThreads, noGrad, resolveDevice, scope, setNumThreads, synchronize, type Device,
+  blasThreads, cpuCacheStats, cudaMemoryStats, describeEngine, getNumThreads, noGrad, resolveDevice, setNumThreads, synchronize, type Device,
 } from '../src/tensor/index.js';
 import { engineInfo } from '../src/tensor/runtime.js';
 import {

@@ -23,19 +23,12 @@ import { join } from 'node:path';
 import { fileURLToPath } from 'node:url';
 import { performance } from 'node:perf_hooks';
 import { loadDataset } from '../src/data/index.js';
-import { loadFashionMnist } from '../src/data/fashion-mnist.js';
-import { hwcToChw, subsetIndices } from '../src/data/dataset.js';
 import { countParameters } from '../src/networks/config.js';
-import { generateImages, seedBatches, toUint8 } from '../src/diffusion/sampler.js';
-import { loadSnapshotNetwork } from '../src/generate/load-network.js';
-import { writeImageGrid } from '../src/io/images.js';
-import { computeMetrics, formatReport, type MetricsReport } from '../src/metrics/evaluate.js';
-import { datasetImages, type ImageArray } from '../src/metrics/images.js';
 import { buildComponents, networkConfigFor } from '../src/train/components.js';
 import { ARCHS, resolveTrainOptions, type Arch } from '../src/train/options.js';
 import { createRunDir, RunLog, writeJson } from '../src/train/run-dir.js';
 import { trainingLoop } from '../src/train/training-loop.js';
-import { getNumThreads, noGrad, resolveDevice, setNumThreads } from '../src/tensor/index.js';
+import { getNumThreads, resolveDevice, setNumThreads } from '../src/tensor/index.js';
 import {
   benchMain, childConfig, childEnv, formatMachine, formatTable, fx, machineInfo, mean, nowIso, opt, parseOptions, peakRssMb, positiveInt,
   prepareOutdir, runAsChild, runChild, UsageError, writeJsonRecord, type OptionSpec,

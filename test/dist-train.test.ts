@@ -20,7 +20,7 @@ import { resolveTrainOptions, type TrainOptionsInput } from '../src/train/option
 import { accumulateGradients, applyGradients } from '../src/train/step.js';
 import { readTrainingState, saveTrainingState } from '../src/train/checkpoint.js';
 import { engineInfo, useThreads } from '../src/tensor/index.js';
-import { assertSameTensors, cleanup, durationForSteps, listRunFiles, makeTempDir, safetensorsBytes, tinyTrainFlags, tinyTrainRequest, writeShapeImages } from './helpers/train-fixtures.js';
+import { assertSameTensors, cleanup, durationForSteps, listRunFiles, makeTempDir, tinyTrainFlags, tinyTrainRequest, writeShapeImages } from './helpers/train-fixtures.js';
 import { CLI, runCli, startCli, type CliResult } from './helpers/dist-run.js';
 
 let tmp: string;

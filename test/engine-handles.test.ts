@@ -56,7 +56,7 @@ describe('tensor handles', () => {
   it('a kept tensor survives the GC while referenced, then is freed by it', () => {
     const before = liveTensors();
     let kept: Tensor | null = scope(() => {
-      const t = keep(ones([3]).mul(5));
+      keep(ones([3]).mul(5)); // no reference kept outside the scope
       ones([3]); // garbage the scope frees
       return null;
     }) ?? null;

@@ -5,7 +5,7 @@
 // float32; channels-last gives the NCHW result to float32 rounding.
 import { test, describe } from 'node:test';
 import assert from 'node:assert/strict';
-import { existsSync, readFileSync } from 'node:fs';
+import { existsSync } from 'node:fs';
 import { join } from 'node:path';
 import { readSafetensors } from '../src/io/safetensors.js';
 import { createNetwork, parseNetworkConfig } from '../src/networks/config.js';

@@ -145,7 +145,7 @@ describe('malformed files are rejected with an error naming the file', () => {
       ['inside the first tensor', 8 + headerLen + 5],
       ['one byte short', bytes.length - 1],
     ];
-    for (const [what, at] of cuts) rejects(bytes.subarray(0, at), `truncated-${at}.safetensors`, /safetensors/);
+    for (const [what, at] of cuts) rejects(bytes.subarray(0, at), `truncated-${what.replaceAll(' ', '-')}.safetensors`, /safetensors/);
     rejects(bytes.subarray(0, 5), 'short.safetensors', /8-byte/);
     rejects(bytes.subarray(0, 8 + headerLen - 1), 'cut-header.safetensors', /truncated/);
     rejects(bytes.subarray(0, bytes.length - 1), 'cut-data.safetensors', /truncated|bytes/);

@@ -13,7 +13,7 @@
 // reflect padding, 2× upsampling with the sym6 wavelet, a bilinear affine
 // resampling, and 2× downsampling with the same filter.
 import { scope } from '../tensor/scope.js';
-import { cat, stack, tensor, where, zerosLike } from '../tensor/creation.js';
+import { stack, tensor, where, zerosLike } from '../tensor/creation.js';
 import { affineGrid, conv2d, gridSample, pad } from '../tensor/functional.js';
 import type { Generator } from '../tensor/random.js';
 import type { Device, Tensor } from '../tensor/tensor.js';

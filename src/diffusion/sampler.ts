@@ -4,7 +4,7 @@
 // network call, optional classifier-free guidance, and per-seed randomness so
 // an image depends only on its seed.
 import { noGrad } from '../tensor/autograd.js';
-import { cat, scalar, stack, tensor, zeros } from '../tensor/creation.js';
+import { stack, tensor } from '../tensor/creation.js';
 import { Generator } from '../tensor/random.js';
 import { scope } from '../tensor/scope.js';
 import type { Device, Tensor } from '../tensor/tensor.js';

@@ -79,7 +79,6 @@ export interface UnpickleResult {
   end: number;
 }
 
-const MARK = Symbol('mark');
 const MAX_PROTOCOL = 5;
 const MAX_STACK = 10_000_000;
 
