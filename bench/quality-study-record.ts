@@ -168,16 +168,18 @@ export function minutesToReach(study: Study, id: string, metric: string, target:
   return null;
 }
 
-/** A metric at `minutes` on the quiet machine, linear between the measurements around it; null outside them. */
+/**
+ * A metric at `minutes` on the quiet machine, linear between the measurements around it; null outside them.
+ * A measurement within 2% of the budget stands for it: a segment ends at the first whole step past its kimg.
+ */
 export function metricAt(study: Study, id: string, metric: string, minutes: number): number | null {
   const points = study.configs[id]!.points.filter((p) => p.metrics[metric] !== undefined);
-  for (let i = 0; i < points.length; i++) {
-    const b = points[i]!, tb = idleMinutes(study, id, b);
-    if (tb < minutes) continue;
-    if (tb === minutes) return b.metrics[metric]!;
-    if (i === 0) return null;
+  const near = points.find((p) => Math.abs(idleMinutes(study, id, p) - minutes) <= 0.02 * minutes);
+  if (near) return near.metrics[metric]!;
+  for (let i = 1; i < points.length; i++) {
     const a = points[i - 1]!, ta = idleMinutes(study, id, a);
-    return a.metrics[metric]! + ((minutes - ta) / (tb - ta)) * (b.metrics[metric]! - a.metrics[metric]!);
+    const b = points[i]!, tb = idleMinutes(study, id, b);
+    if (ta < minutes && minutes < tb) return a.metrics[metric]! + ((minutes - ta) / (tb - ta)) * (b.metrics[metric]! - a.metrics[metric]!);
   }
   return null;
 }

@@ -215,9 +215,9 @@ const PALETTE = ['#1f77b4', '#d62728', '#2ca02c', '#9467bd', '#ff7f0e', '#8c564b
  * The second seeds share the main plot with their first, in the same colour family.
  */
 const PLOT_GROUPS: { suffix: string; what: string; ids: string[] }[] = [
-  { suffix: '', what: 'real_p 1, 0.5, 0.25 (two seeds)', ids: ['fm-p1', 'fm-p0.5', 'fm-p0.25', 'fm-p1-s1', 'fm-p0.5-s1', 'fm-p0.25-s1', 'emoji-p1', 'emoji-p0.5', 'emoji-p0.25'] },
+  { suffix: '', what: 'real_p 1, 0.5, 0.25', ids: ['fm-p1', 'fm-p0.5', 'fm-p0.25', 'fm-p1-s1', 'fm-p0.5-s1', 'fm-p0.25-s1', 'emoji-p1', 'emoji-p0.5', 'emoji-p0.25'] },
   { suffix: '-real-p', what: 'real_p sensitivity', ids: ['fm-p1', 'fm-p0.75', 'fm-p0.5', 'fm-p0.25', 'fm-p0.1'] },
-  { suffix: '-ablations', what: 'coordinates and schedule', ids: ['fm-p1', 'fm-p0.5', 'fm-p0.5-nopos', 'fm-p0.5-prog'] },
+  { suffix: '-ablations', what: 'coordinates, schedule', ids: ['fm-p1', 'fm-p0.5', 'fm-p0.5-nopos', 'fm-p0.5-prog'] },
 ];
 /** One colour per configuration in every plot; a second seed is a lighter shade of its first. */
 const COLOURS: Record<string, string> = {
@@ -254,7 +254,7 @@ async function drawPlots(dir: string, study: Study): Promise<string[]> {
         }
         const file = join(dir, `${name}-${metric}-vs-${axis}.png`);
         await writeLinePlot(file, series, {
-          title: `${data}, ${what}: ${metric} of ${study.settings.samples} samples (EMA) vs ${axis === 'minutes' ? 'training minutes' : 'kimg'}`,
+          title: `${data}, ${what}: ${metric} (${study.settings.samples} samples, EMA)`,
           xLabel: axis === 'minutes' ? 'training minutes on the quiet machine (kimg ÷ measured images/s)' : 'kimg (patch samples, the official counter)',
           yLabel: metric,
           logY: metric.startsWith('kid'),
@@ -438,7 +438,10 @@ async function parent(): Promise<void> {
     await drawPlots(dir, study);
     writeFileAtomic(join(dir, 'summary.txt'), [new TextEncoder().encode(summary(study) + '\n')]);
   }
-  console.log('\n' + summary(study));
+  // The record may hold other commands' newer points: the summary and plots are redrawn from all of it.
+  const text = summary(study);
+  writeFileAtomic(join(dir, 'summary.txt'), [new TextEncoder().encode(text + '\n')]);
+  console.log('\n' + text);
   console.log(`\nplots: ${(await drawPlots(dir, study)).join('\n       ')}`);
 }
 

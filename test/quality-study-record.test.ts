@@ -57,6 +57,10 @@ test('a metric at a budget is linear between measurements and absent outside the
   assert.equal(metricAt(s, 'fm-p1', 'fd-classifier', 0.5), null);
   assert.equal(metricAt(s, 'fm-p1', 'fd-classifier', 6), null);
   assert.equal(metricAt(s, 'fm-p1', 'kid-classifier', 3), null);
+  // A measurement within 2% of the budget stands for it (fm-p1-s1's only point is at 2 minutes).
+  assert.equal(metricAt(s, 'fm-p1-s1', 'fd-classifier', 1.97), 250);
+  assert.equal(metricAt(s, 'fm-p1-s1', 'fd-classifier', 1.9), null);
+  assert.equal(metricAt(s, 'fm-p1', 'fd-classifier', 5.05), 150);
   assert.equal(minutesToReach(s, 'fm-p1', 'fd-classifier', 225), 2.5);
   assert.equal(minutesToReach(s, 'fm-p1', 'fd-classifier', 400), 1, 'reached at the first measurement');
   assert.equal(minutesToReach(s, 'fm-p1', 'fd-classifier', 100), null);
