@@ -41,3 +41,6 @@ export const CONFIGS: StudyConfig[] = [
   { id: 'emoji-p0.5', what: 'emoji 64×64 RGB, real_p 0.5', ...EMOJI, metrics: [...EMOJI.metrics], train: { realP: 0.5, seed: 0 } },
   { id: 'emoji-p0.25', what: 'emoji 64×64 RGB, real_p 0.25', ...EMOJI, metrics: [...EMOJI.metrics], train: { realP: 0.25, seed: 0 } },
 ];
+
+/** The configuration named `id`, or undefined. */
+export const configById = (id: string): StudyConfig | undefined => CONFIGS.find((c) => c.id === id);

@@ -7,7 +7,7 @@ import { PatchSchedule } from '../src/diffusion/patches.js';
 import { writeFileAtomic } from '../src/io/atomic.js';
 import { nowIso, UsageError } from './common.js';
 import type { MemorisationReport } from './nearest-neighbours.js';
-import { CONFIGS, type StudyConfig } from './quality-study-configs.js';
+import { configById, type StudyConfig } from './quality-study-configs.js';
 
 export interface Point {
   at: string;
@@ -58,7 +58,7 @@ export interface Study {
 export function idleMinutes(study: Study, id: string, p: Pick<Point, 'kimg' | 'minutes'>): number {
   const cal = calibrationOf(study, id);
   if (!cal) return p.minutes;
-  const config = CONFIGS.find((c) => c.id === id);
+  const config = configById(id);
   return cal.stageImagesPerSec && config?.train.progressive ? progressiveMinutes(config, cal.stageImagesPerSec, p.kimg) : (p.kimg * 1000) / cal.imagesPerSec / 60;
 }
 
@@ -88,7 +88,7 @@ export function scheduleDone(study: Study, c: StudyConfig): boolean {
   return duration !== undefined && last !== undefined && last.kimg >= duration * 1000;
 }
 /** The configuration's calibrated throughput (its own, or that of the configuration doing the same work). */
-export const calibrationId = (id: string): string => CONFIGS.find((c) => c.id === id)?.sameWorkAs ?? id;
+export const calibrationId = (id: string): string => configById(id)?.sameWorkAs ?? id;
 export const calibrationOf = (study: Study, id: string): Calibration | undefined => study.calibration?.[calibrationId(id)];
 export const trainedMinutes = (study: Study, id: string): number => {
   const last = study.configs[id]?.points.at(-1);

@@ -46,7 +46,7 @@ import { resolveDevice, setNumThreads } from '../src/tensor/index.js';
 import { benchMain, childConfig, formatMachine, fx, machineInfo, median, nowIso, opt, parseOptions, positiveInt, runAsChild, runChild, UsageError, type OptionSpec } from './common.js';
 import { memorisation, type MemorisationReport } from './nearest-neighbours.js';
 import { evaluateSamples } from './sample-quality.js';
-import { CONFIGS, type StudyConfig } from './quality-study-configs.js';
+import { CONFIGS, configById, type StudyConfig } from './quality-study-configs.js';
 import {
   calibrationId, calibrationOf, idleMinutes, metricAt, minutesToReach, readStudy, saveStudy, scheduleDone, trainedMinutes,
   progressiveMinutes, progressiveSchedule, type Calibration, type Ownership, type Study,
@@ -230,7 +230,7 @@ async function drawPlots(dir: string, study: Study): Promise<string[]> {
   const written: string[] = [];
   const groups: { name: string; what: string; data: string; configs: StudyConfig[] }[] = [];
   for (const g of PLOT_GROUPS) {
-    const measured = g.ids.map((id) => CONFIGS.find((c) => c.id === id)!).filter((c) => study.configs[c.id]?.points.length);
+    const measured = g.ids.map((id) => configById(id)!).filter((c) => study.configs[c.id]?.points.length);
     // A group is drawn once it shows something the others do not.
     for (const data of new Set(measured.map((c) => c.data))) {
       const configs = measured.filter((c) => c.data === data);
@@ -315,23 +315,23 @@ function summary(study: Study): string {
  * speed differs now. A progressive configuration gets one figure per patch size.
  */
 async function calibrate(dir: string, study: Study, own: Ownership, configs: StudyConfig[], anchors: string[], minutes: number, threads: number): Promise<void> {
-  const measured = [...configs, ...anchors.map((id) => CONFIGS.find((c) => c.id === id)!)];
+  const measured = [...configs, ...anchors.map((id) => configById(id)!)];
   console.log(
     `calibration: ${configs.map((c) => c.id).join(', ')}${anchors.length ? ` beside the anchors ${anchors.join(', ')}` : ''}, ` +
       `${minutes} min per turn; the machine should be quiet now (load ${loadavg().map((l) => l.toFixed(2)).join(' ')})`,
   );
+  const rateOf = (ticks: CalibrationTick[]) => median(ticks.map((x) => x.imagesPerSec));
   const turns = new Map<string, { ticks: CalibrationTick[]; medians: number[]; loads: number[][] }>();
   for (const c of [...measured, ...[...measured].reverse()]) {
     const t = turns.get(c.id) ?? { ticks: [], medians: [], loads: [] };
     t.loads.push(loadavg());
     const ticks = await runChild<CalibrationTick[]>(SCRIPT, { mode: 'calibrate', config: c, runsDir: join(dir, 'calibration'), minutes, threads } satisfies CalibrateCfg, { prefix: `    | ${c.id}: ` });
-    const rate = median(ticks.map((x) => x.imagesPerSec));
+    const rate = rateOf(ticks);
     t.ticks.push(...ticks);
     t.medians.push(rate);
     turns.set(c.id, t);
     console.log(`  ${c.id}: ${fx(rate, 1)} images/s (${ticks.length} ticks)`);
   }
-  const rateOf = (ticks: CalibrationTick[]) => median(ticks.map((x) => x.imagesPerSec));
   const anchorsNow = Object.fromEntries(anchors.map((id) => [id, rateOf(turns.get(id)!.ticks)]));
   // The geometric mean of the anchors' then/now ratios: 1 without anchors.
   const scale = Math.exp(anchors.reduce((sum, id) => sum + Math.log(study.calibration![id]!.imagesPerSec / anchorsNow[id]!), 0) / Math.max(anchors.length, 1));
@@ -385,7 +385,7 @@ async function parent(): Promise<void> {
   const dir = resolve(dirArg);
   mkdirSync(join(dir, 'runs'), { recursive: true });
   const ids = opt.str(o, 'configs').split(',').filter(Boolean);
-  const selected = ids.map((id) => CONFIGS.find((c) => c.id === id) ?? (() => { throw new UsageError(`unknown configuration '${id}' (see --list)`); })());
+  const selected = ids.map((id) => configById(id) ?? (() => { throw new UsageError(`unknown configuration '${id}' (see --list)`); })());
   const settings = { samples: opt.num(o, 'samples'), sampleSteps: positiveInt(opt.num(o, 'sampleSteps'), '--sample-steps'), segmentMinutes: opt.num(o, 'segmentMinutes'), threads: positiveInt(opt.num(o, 'threads'), '--threads') };
   const until = opt.num(o, 'untilMinutes');
   const deadline = performance.now() + opt.num(o, 'hours') * 3600_000;
