@@ -16,10 +16,12 @@ export interface StudyConfig {
   train: Record<string, unknown>;
   /** A configuration doing the same work per image (another seed, zeroed coordinates): its calibration is this one's. */
   sameWorkAs?: string;
+  /** The calibration's tick: small enough that a 1.5-minute turn holds several whole ticks at this set's full-image speed. */
+  calibrationTickKimg: number;
 }
 
-const FM = { data: 'fashion-mnist-5k', resolution: 32, ref: 'fashion-mnist', heldOut: 'fashion-mnist-test', metrics: ['fd-classifier', 'kid-classifier', 'swd'] } as const;
-const EMOJI = { data: 'emoji', resolution: 64, ref: 'emoji', heldOut: 'emoji', metrics: ['swd'] } as const;
+const FM = { data: 'fashion-mnist-5k', resolution: 32, ref: 'fashion-mnist', heldOut: 'fashion-mnist-test', metrics: ['fd-classifier', 'kid-classifier', 'swd'], calibrationTickKimg: 1 } as const;
+const EMOJI = { data: 'emoji', resolution: 64, ref: 'emoji', heldOut: 'emoji', metrics: ['swd'], calibrationTickKimg: 0.125 } as const;
 const fm = (id: string, what: string, train: Record<string, unknown>, sameWorkAs?: string): StudyConfig => ({ id, what, ...FM, metrics: [...FM.metrics], train, sameWorkAs });
 
 /** In priority order: the main comparison first, then seeds, sensitivity, ablations, the colour set. */

@@ -125,14 +125,14 @@ interface CalibrateCfg {
   threads: number;
 }
 
-/** One 1-kimg tick of a calibration run: its speed, and the patch size it trained (a progressive run's). */
+/** One tick of a calibration run (1 kimg at 32×32): its speed, and the patch size it trained (a progressive run's). */
 interface CalibrationTick {
   imagesPerSec: number;
   patchSize: number | null;
 }
 
 /**
- * Trains a throw-away run of the configuration for `minutes` and returns its 1-kimg ticks after the first. A
+ * Trains a throw-away run of the configuration for `minutes` and returns its ticks after the first. A
  * progressive configuration lays its schedule over PROGRESSIVE_CALIBRATION_KIMG, so every patch size gets
  * ticks; a tick that spans a change of size is left out.
  */
@@ -140,7 +140,7 @@ async function calibrateChild(c: CalibrateCfg): Promise<CalibrationTick[]> {
   const progressive = c.config.train.progressive === true;
   const duration = progressive ? PROGRESSIVE_CALIBRATION_KIMG / 1000 : 1000;
   const result = await train({
-    ...newRunOptions(c.config, c.runsDir, `calibrate-${c.config.id}`), duration, tick: 1, threads: c.threads, device: 'cpu', maxMinutes: c.minutes, quiet: true,
+    ...newRunOptions(c.config, c.runsDir, `calibrate-${c.config.id}`), duration, tick: c.config.calibrationTickKimg, threads: c.threads, device: 'cpu', maxMinutes: c.minutes, quiet: true,
   });
   if (!result) throw new Error(`${c.config.id}: the calibration run did not start`);
   const stats = readFileSync(join(result.runDir, 'stats.jsonl'), 'utf8').trim().split('\n').map((l) => JSON.parse(l) as Record<string, number>);
@@ -276,11 +276,13 @@ function summary(study: Study): string {
     const last = pts.at(-1)!;
     const best = Math.min(...pts.map((p) => p.metrics['fd-classifier'] ?? Infinity));
     const m = last.memorisation;
+    // A set without a held-out part (emoji) gives no threshold for "close": only its distances are shown.
+    const closeCopies = c.heldOut === c.data ? 'n/a' : `${fx(m ? m.pixels.samples.closeShare * 100 : NaN, 1)}%`;
     lines.push(
       `${c.id.padEnd(14)} ${fx(idleMinutes(study, c.id, last), 1).padStart(8)} ${fx(last.minutes, 1).padStart(10)} ${fx(last.kimg, 1).padStart(7)} ` +
         `${fx(calibrationOf(study, c.id)?.imagesPerSec, 1).padStart(7)} ${fx(best).padStart(9)} ${fx(last.metrics['fd-classifier']).padStart(9)} ` +
         `${fx(last.metrics['kid-classifier'], 4).padStart(10)} ${fx(last.metrics['swd'], 2).padStart(10)} ${fx(m?.pixels.samples.median, 4).padStart(14)} ` +
-        `${fx(m?.features?.samples.median, 3).padStart(13)} ${fx(m ? m.pixels.samples.closeShare * 100 : NaN, 1).padStart(12)}%`,
+        `${fx(m?.features?.samples.median, 3).padStart(13)} ${closeCopies.padStart(13)}`,
     );
   }
   // Time to reach the best FD the full-image run reached within its budget.
