@@ -21,8 +21,12 @@
 #   sample      sampling from it, images/s
 #   peer-fp32, peer-bf16   bench/peer.js, official vs ours on the same GPU (ours
 #               bf16 against the official --fp16 in the second)
-# Everything goes to $OUT: one .txt per step, steps.tsv (step, status, seconds),
-# summary.md, the JSON records and the training run's log. A failed step does
+#   emoji-p1, emoji-p0.5   the quality study's 64×64 colour set (bench/quality-study-configs.ts's
+#               settings) on the GPU, full images against real_p 0.5, with what the budget has left
+#               split evenly: SWD every 16 kimg, stats.jsonl, log and the last sample grid of each
+# Everything goes to $OUT/results.tar.gz (one .txt per step, steps.tsv (step, status, seconds),
+# summary.md, the JSON records and the training runs' logs); summary.md, steps.tsv and the
+# console log beside it. A failed step does
 # not stop the later ones; a step is skipped when the budget cannot fit it.
 #
 # Without a GPU (a rehearsal on a CPU machine) the same steps run on the CPU,
@@ -38,22 +42,27 @@ cd "$(dirname "$0")/.."
 REPO=$PWD
 : "${OUT:?set OUT to the folder for the results}"
 mkdir -p "$OUT"
+# The device tool brings back at most 8 files from $OUT: the steps write under $RES, and finish() packs
+# it into $OUT/results.tar.gz beside summary.md, steps.tsv and the console log.
+RES=${PD_GPU_CHECK_RESULTS:-/tmp/pd-gpu-results}
+rm -rf "$RES" && mkdir -p "$RES"
+LOG="$OUT/gpu-check.log"
 BUDGET=${PD_GPU_CHECK_BUDGET:-540}
 T0=$(date +%s)
 W=/tmp/pd-device
-exec > >(tee -a "$OUT/gpu-check.log") 2>&1
+exec > >(tee -a "$LOG") 2>&1
 echo "gpu-check: $(date -u +%FT%TZ) on $(hostname); budget ${BUDGET} s; repo $REPO"
-printf 'step\tstatus\tseconds\n' > "$OUT/steps.tsv"
+printf 'step\tstatus\tseconds\n' > "$RES/steps.tsv"
 
 elapsed() { echo $(($(date +%s) - T0)); }
 wanted() { [ -z "${PD_GPU_CHECK_STEPS:-}" ] || [[ " $PD_GPU_CHECK_STEPS " == *" $1 "* ]]; }
-# step NAME MIN_SECONDS CMD...: runs CMD with its output in $OUT/NAME.txt, bounded by the time left.
+# step NAME MIN_SECONDS CMD...: runs CMD with its output in $RES/NAME.txt, bounded by the time left.
 step() {
   local name=$1 need=$2; shift 2
   if ! wanted "$name"; then return 0; fi
   local left=$((BUDGET - $(elapsed)))
   if [ "$left" -lt "$need" ]; then
-    printf '%s\tskipped (%s s left, needs %s)\t0\n' "$name" "$left" "$need" >> "$OUT/steps.tsv"
+    printf '%s\tskipped (%s s left, needs %s)\t0\n' "$name" "$left" "$need" >> "$RES/steps.tsv"
     echo "== $name: skipped, $left s left"
     return 1
   fi
@@ -61,17 +70,17 @@ step() {
   local s; s=$(date +%s)
   local rc
   if declare -F "$1" >/dev/null; then
-    "$@" > "$OUT/$name.txt" 2>&1  # a function of this script (short: toolchain, unpack, torch, build), in this shell
+    "$@" > "$RES/$name.txt" 2>&1  # a function of this script (short: toolchain, unpack, torch, build), in this shell
     rc=$?
   else
-    timeout --kill-after=10 "$left" "$@" > "$OUT/$name.txt" 2>&1
+    timeout --kill-after=10 "$left" "$@" > "$RES/$name.txt" 2>&1
     rc=$?
   fi
   local status=ok
   [ $rc -eq 0 ] || status="failed (exit $rc)"
   [ $rc -eq 124 ] && status="timed out"
-  printf '%s\t%s\t%s\n' "$name" "$status" "$(($(date +%s) - s))" >> "$OUT/steps.tsv"
-  tail -n 4 "$OUT/$name.txt" | sed "s/^/   $name: /"
+  printf '%s\t%s\t%s\n' "$name" "$status" "$(($(date +%s) - s))" >> "$RES/steps.tsv"
+  tail -n 4 "$RES/$name.txt" | sed "s/^/   $name: /"
   return $rc
 }
 
@@ -82,17 +91,18 @@ finish() {
     echo "device: $DEVICE_NAME; commit $(cat "$W/pd/COMMIT" 2>/dev/null || git rev-parse HEAD 2>/dev/null); $(elapsed) s in all"
     echo
     echo '| step | status | s |'; echo '|---|---|---|'
-    tail -n +2 "$OUT/steps.tsv" | awk -F'\t' '{print "| " $1 " | " $2 " | " $3 " |"}'
-    for f in toolchain torch info; do [ -f "$OUT/$f.txt" ] && { echo; echo "## $f"; echo '```'; grep -v '^\s*$' "$OUT/$f.txt" | head -40; echo '```'; }; done
+    tail -n +2 "$RES/steps.tsv" | awk -F'\t' '{print "| " $1 " | " $2 " | " $3 " |"}'
+    for f in toolchain torch info; do [ -f "$RES/$f.txt" ] && { echo; echo "## $f"; echo '```'; grep -v '^\s*$' "$RES/$f.txt" | head -40; echo '```'; }; done
     for f in tests-cuda tests-engine resume; do
-      [ -f "$OUT/$f.txt" ] || continue
+      [ -f "$RES/$f.txt" ] || continue
       echo; echo "## $f"; echo '```'
-      grep -E '^# (tests|pass|fail|skipped)|^not ok|relative error|^# Subtest' "$OUT/$f.txt" | head -60
+      grep -E '^# (tests|pass|fail|skipped)|^not ok|relative error|^# Subtest' "$RES/$f.txt" | head -60
       echo '```'
     done
-    for f in train sample peer-fp32 peer-bf16; do [ -f "$OUT/$f.txt" ] && { echo; echo "## $f"; echo '```'; tail -n 40 "$OUT/$f.txt"; echo '```'; }; done
-  } > "$OUT/summary.md"
-  echo "gpu-check: done in $(elapsed) s; $OUT/summary.md"
+    for f in train sample peer-fp32 peer-bf16 emoji-p1 emoji-p0.5; do [ -f "$RES/$f.txt" ] && { echo; echo "## $f"; echo '```'; tail -n 40 "$RES/$f.txt"; echo '```'; }; done
+  } > "$RES/summary.md"
+  cp "$RES/summary.md" "$RES/steps.tsv" "$OUT/" && tar -C "$RES" -czf "$OUT/results.tar.gz" .
+  echo "gpu-check: done in $(elapsed) s; $OUT/summary.md, everything in $OUT/results.tar.gz"
 }
 DEVICE_NAME="unknown"
 trap finish EXIT
@@ -113,9 +123,16 @@ toolchain() {
 step toolchain 5 toolchain || { echo "toolchain incomplete: stopping"; exit 1; }
 
 # ---- the carried Node and pack -----------------------------------------------------------
+# A second command on the same warm machine keeps what the first unpacked and built (same pack: same checksum).
+PACK_SUM=$(cat .device/node.xz .device/pack.tar.xz 2>/dev/null | sha1sum | cut -c1-40)
 unpack() {
-  rm -rf "$W" && mkdir -p "$W/bin"
   [ -f .device/node.xz ] && [ -f .device/pack.tar.xz ] || { echo "no .device/node.xz or .device/pack.tar.xz: run scripts/pack-for-device.sh and carry .device"; return 1; }
+  if [ "$(cat "$W/pack.sha1" 2>/dev/null)" = "$PACK_SUM" ] && [ -x "$W/bin/node" ]; then
+    echo "already unpacked by an earlier command on this machine (pack $PACK_SUM)"
+    rm -rf node_modules dist && ln -s "$W/pd/node_modules" node_modules && cp -r "$W/pd/dist" dist
+    return 0
+  fi
+  rm -rf "$W" && mkdir -p "$W/bin"
   if command -v xz >/dev/null 2>&1; then
     xz -dc .device/node.xz > "$W/bin/node" && xz -dc .device/pack.tar.xz | tar -x -C "$W"
   else  # Python's lzma, where xz is not installed
@@ -131,6 +148,7 @@ PY
   # The repository's node_modules and dist are the pack's (dist copied: Node resolves symlinks, and the addon is found from dist's real path).
   rm -rf node_modules dist && ln -s "$W/pd/node_modules" node_modules && cp -r "$W/pd/dist" dist
   du -sh "$W/pd"/* | sed 's/^/  /'
+  echo "$PACK_SUM" > "$W/pack.sha1"
 }
 step unpack 20 unpack || { echo "cannot unpack: stopping"; exit 1; }
 export PATH="$W/bin:$PATH"
@@ -153,8 +171,8 @@ PY
 }
 step torch 30 torch_info
 DEVICE=cpu
-if grep -q '^cuda available: True' "$OUT/torch.txt" 2>/dev/null; then DEVICE=cuda; fi
-DEVICE_NAME=$(sed -n 's/^cuda available: True; devices: \[\(.*\)\]/\1/p' "$OUT/torch.txt" 2>/dev/null | tr -d "'" )
+if grep -q '^cuda available: True' "$RES/torch.txt" 2>/dev/null; then DEVICE=cuda; fi
+DEVICE_NAME=$(sed -n 's/^cuda available: True; devices: \[\(.*\)\]/\1/p' "$RES/torch.txt" 2>/dev/null | tr -d "'" )
 [ -n "$DEVICE_NAME" ] || DEVICE_NAME="no GPU (a CPU rehearsal)"
 echo "device for the runs: $DEVICE ($DEVICE_NAME)"
 
@@ -162,13 +180,16 @@ echo "device for the runs: $DEVICE ($DEVICE_NAME)"
 build() {
   local describe; describe=$(node scripts/find-libtorch.cjs describe) || return 1
   echo "$describe"
+  if [ -f build/Release/torch_addon.node ] && [ "$(cat "$W/build.stamp" 2>/dev/null)" = "$PACK_SUM $describe" ]; then
+    echo "already built by an earlier command on this machine"; return 0
+  fi
   # A wheel without the CUDA runtime's headers (no nvidia-cuda-crt): the carried CUDA 13.0 ones, if this is CUDA 13.
-  if [[ "$describe" == *"basic CUDA support only"* ]] && grep -q 'CUDA 13\.' "$OUT/torch.txt" && [ -d "$W/pd/cuda13/include" ]; then
+  if [[ "$describe" == *"basic CUDA support only"* ]] && grep -q 'CUDA 13\.' "$RES/torch.txt" && [ -d "$W/pd/cuda13/include" ]; then
     export CUDA_HOME="$W/pd/cuda13"
     echo "using the carried CUDA 13.0 runtime headers: $(node scripts/find-libtorch.cjs describe)"
   fi
   npm_config_nodedir="$W/pd/nodedir" node scripts/build-native.cjs && ls -la build/Release/torch_addon.node &&
-    readelf -d build/Release/torch_addon.node | grep -E 'NEEDED|RUNPATH'
+    { readelf -d build/Release/torch_addon.node 2>/dev/null | grep -E 'NEEDED|RUNPATH' || true; } && echo "$PACK_SUM $describe" > "$W/build.stamp"
 }
 step build 60 build || { echo "the addon did not build: stopping"; exit 1; }
 step info 10 node dist/src/cli/main.js info
@@ -189,15 +210,37 @@ RUNS="$W/runs"
 step train 60 node dist/src/cli/main.js train --data "$DATA" --outdir "$RUNS" "${TRAIN[@]}" --snap 1000 --dump 1000 --grid-seeds 4 --grid-steps 2 --device "$DEVICE" --seed 0
 RUN=$(ls -d "$RUNS"/*/ 2>/dev/null | head -1)
 if [ -n "$RUN" ]; then
-  mkdir -p "$OUT/run" && cp "$RUN"/*.txt "$RUN"/*.json "$RUN"/*.jsonl "$OUT/run/" 2>/dev/null
+  mkdir -p "$RES/run" && cp "$RUN"/*.txt "$RUN"/*.json "$RUN"/*.jsonl "$RES/run/" 2>/dev/null
   step sample 30 node dist/src/cli/main.js generate --network "$RUN" --outdir "$W/samples" "${SAMPLE[@]}" --device "$DEVICE"
 fi
 
 # ---- official vs ours on the same device -------------------------------------------------
 if [ -d "$W/pd/official" ]; then
-  if [ "$DEVICE" = cuda ]; then PEER=(${PD_PEER_ARGS:---arch ddpmpp --channels 3 --batch 64 --quick}); else PEER=(${PD_PEER_ARGS:---quick --rounds 1 --sample-batch 4 --sample-steps 4 --patch-sizes 8}); fi
+  if [ "$DEVICE" = cuda ]; then PEER=(${PD_PEER_ARGS:---arch ddpmpp --channels 3 --batch 64 --quick --block 5 --warmup 3 --sample-batch 256}); else PEER=(${PD_PEER_ARGS:---quick --rounds 1 --sample-batch 4 --sample-steps 4 --patch-sizes 8}); fi
   PEER_COMMON=(node dist/bench/peer.js --official "$W/pd/official" --python "$PY" --device "$DEVICE" --official-format nchw "${PEER[@]}")
-  step peer-fp32 90 "${PEER_COMMON[@]}" --json "$OUT/peer-fp32.json"
-  step peer-bf16 90 "${PEER_COMMON[@]}" --precision bf16 --official-fp16 --json "$OUT/peer-bf16.json"
+  step peer-fp32 90 "${PEER_COMMON[@]}" --json "$RES/peer-fp32.json"
+  step peer-bf16 90 "${PEER_COMMON[@]}" --precision bf16 --official-fp16 --json "$RES/peer-bf16.json"
+fi
+# ---- the 64×64 colour set on the GPU, with what the budget has left ----------------------------
+# The quality study's emoji settings (`small`, batch 32, seed 0; SWD of 300 samples at 12 Heun steps against
+# the training set, every 16 kimg), full images against real_p 0.5 for equal wall-clock minutes. Timing/total_sec
+# in stats.jsonl includes the metric evaluations (Timing/metrics_sec each): subtract them for training minutes.
+EMOJI_ZIP="$W/pd/emoji.zip"
+if [ "$DEVICE" = cuda ] && [ -f "$EMOJI_ZIP" ]; then
+  per=$(( (BUDGET - $(elapsed) - 20) / 2 ))
+  minutes=$(awk -v s="$per" 'BEGIN { printf "%.2f", (s - 30) / 60 }')
+  echo "emoji runs: $per s each, --max-minutes $minutes"
+  for p in 1 0.5; do
+    [ "$per" -ge 75 ] || { printf '%s\tskipped (%s s each, needs 75)\t0\n' "emoji-p$p" "$per" >> "$RES/steps.tsv"; continue; }
+    step "emoji-p$p" 60 node dist/src/cli/main.js train --data "$EMOJI_ZIP" --arch small --batch 32 --real-p "$p" --seed 0 \
+      --outdir "$W/emoji-p$p" --duration 1000 --max-minutes "$minutes" --tick 16 --snap 1 --dump 1000000 \
+      --grid-seeds 16 --grid-steps 12 --metrics swd --metrics-samples 300 --device cuda
+    ERUN=$(ls -d "$W/emoji-p$p"/*/ 2>/dev/null | head -1)
+    if [ -n "$ERUN" ]; then
+      mkdir -p "$RES/emoji-p$p" && cp "$ERUN"/*.txt "$ERUN"/*.json "$ERUN"/*.jsonl "$RES/emoji-p$p/" 2>/dev/null
+      last_grid=$(ls "$ERUN"/samples-*.png 2>/dev/null | sort | tail -1)
+      [ -n "$last_grid" ] && cp "$last_grid" "$RES/emoji-p$p/last-grid.png"
+    fi
+  done
 fi
 exit 0
