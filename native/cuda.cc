@@ -130,10 +130,14 @@ PD_FN(cudaMemoryStats, {
 // libtorch's defaults are autotuner off, TF32 on for cuDNN; the official EDM
 // training loop sets cudnn.benchmark = True and TF32 off for both. These are
 // process-wide settings of ATen's context, harmless in a CPU build.
+// deterministic: cuDNN only picks deterministic algorithms (its fastest weight
+// gradients of 1×1 convolutions accumulate with atomics, so two runs differ
+// in the last bits: seen on an H200, 2026-12-04).
 PD_FN(cudaMathOptions, {
   at::globalContext().setBenchmarkCuDNN(B(0));
   at::globalContext().setAllowTF32CuDNN(B(1));
   at::globalContext().setAllowTF32CuBLAS(B(1));
+  at::globalContext().setDeterministicCuDNN(B(2));
   return env.Undefined();
 })
 

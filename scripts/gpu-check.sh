@@ -16,7 +16,7 @@
 #   tests-cuda  reference vectors, loss and sampler parity, seeded noise CPU = GPU,
 #               gradients GPU vs CPU, GPU memory figures (PD_TEST_DEVICE=cuda)
 #   tests-engine the engine tests (CPU tensors) on the CUDA build
-#   resume      train-resume.test.js on cuda with the cuDNN autotuner off
+#   resume      train-resume.test.js on cuda, PD_DETERMINISTIC=1 (deterministic cuDNN)
 #   train       a short training run (Fashion-MNIST 5k), kimg/s and step time
 #   sample      sampling from it, images/s
 #   peer-fp32, peer-bf16   bench/peer.js, official vs ours on the same GPU (ours
@@ -198,12 +198,12 @@ step info 10 node dist/src/cli/main.js info
 TEST_ENV=(env PD_TEST_DEVICE="$DEVICE")
 step tests-cuda 30 "${TEST_ENV[@]}" node --test --test-concurrency=1 dist/test/engine-device.test.js dist/test/networks-reference.test.js dist/test/diffusion-parity.test.js
 step tests-engine 30 node --test --test-concurrency=1 dist/test/engine-*.test.js
-step resume 30 "${TEST_ENV[@]}" PD_CUDNN_BENCHMARK=0 node --test --test-concurrency=1 dist/test/train-resume.test.js
+step resume 30 "${TEST_ENV[@]}" PD_DETERMINISTIC=1 node --test --test-concurrency=1 dist/test/train-resume.test.js
 
 # ---- a short training run and sampling from it -----------------------------------------------
 DATA="$W/pd/fashion-mnist-5k.zip"
 [ -f "$DATA" ] || DATA=fashion-mnist-5k
-if [ "$DEVICE" = cuda ]; then TRAIN=(--arch ddpmpp --batch 128 --duration 0.02 --tick 5); SAMPLE=(--seeds 0-511 --batch 256 --steps 18)
+if [ "$DEVICE" = cuda ]; then TRAIN=(--arch ddpmpp --batch 128 --duration 0.01 --tick 2); SAMPLE=(--seeds 0-511 --batch 256 --steps 18)
 else TRAIN=(--arch small --batch 16 --duration 0.002 --tick 1); SAMPLE=(--seeds 0-7 --batch 8 --steps 4); fi
 # The run directory stays on the device (snapshots and states are large); its logs come back.
 RUNS="$W/runs"

@@ -13,7 +13,7 @@ import { fileURLToPath } from 'node:url';
 import { readSafetensors } from '../src/io/safetensors.js';
 import { createNetwork, parseNetworkConfig } from '../src/networks/config.js';
 import {
-  Generator, cudaAvailable, cudaBuild, cudaDeviceCount, cudaDevices, cudaMemoryStats, engineInfo, resetCudaPeakMemory, resolveDevice, scope,
+  F, Generator, cudaAvailable, cudaBuild, cudaDeviceCount, cudaDevices, cudaMemoryStats, engineInfo, ones, resetCudaPeakMemory, resolveDevice, scope,
   synchronize, zeroGrad, type Tensor,
 } from '../src/tensor/index.js';
 import { collectiveBackends } from '../src/tensor/collectives.js';
@@ -63,6 +63,25 @@ test(`a seed draws the same numbers on ${TEST_DEVICE} as on the CPU`, () => {
     assert.deepEqual(dev.toArray(), cpu.toArray());
     const perm = new Generator(5).randperm(100, { device: TEST_DEVICE });
     assert.deepEqual(perm.toArray(), new Generator(5).randperm(100).toArray());
+  });
+});
+
+// On a GPU the mask comes from the device's generator, reseeded from ours (native/ops_nn.cc): still fixed by
+// the generator's state, not equal to the CPU's mask.
+test(`dropout on ${TEST_DEVICE}: the generator's state fixes the mask, the kept share is 1 − p, kept values are scaled by 1/(1 − p)`, () => {
+  scope(() => {
+    const p = 0.25;
+    const x = ones([16, 32, 16, 16], { device: TEST_DEVICE });
+    const g = new Generator(7);
+    const a = F.dropout(x, p, g).toArray() as number[];
+    const second = F.dropout(x, p, g).toArray() as number[];
+    const again = F.dropout(x, p, new Generator(7)).toArray() as number[];
+    assert.deepEqual(again, a, 'the same seed gave another mask');
+    assert.notDeepEqual(second, a, 'the next draw from the generator repeated the mask');
+    const kept = a.filter((v) => v !== 0);
+    assert.ok(kept.every((v) => Math.abs(v - 1 / (1 - p)) < 1e-6), 'a kept value is not 1/(1 − p)');
+    const share = kept.length / a.length; // 131072 draws: the share's standard deviation is 0.0012
+    assert.ok(Math.abs(share - (1 - p)) < 0.01, `kept share ${share}, expected ${1 - p}`);
   });
 });
 

@@ -77,13 +77,15 @@ export function resetCudaPeakMemory(device: Device): void {
 /**
  * cuDNN's autotuner and TF32 for float32 convolutions and matmuls, as the
  * official training loop sets them: autotuner on, TF32 off (PD_CUDNN_BENCHMARK=0
- * turns the autotuner off, for run-to-run identical kernels; PD_ALLOW_TF32=1
- * allows TF32, faster on Ampere and later, about 1e-3 relative error).
+ * turns the autotuner off; PD_ALLOW_TF32=1 allows TF32, faster on Ampere and
+ * later, about 1e-3 relative error). PD_DETERMINISTIC=1 makes runs and resumes
+ * bit-identical: deterministic cuDNN algorithms only, autotuner off.
  * resolveDevice applies it when it hands out a CUDA device.
  */
-export function applyCudaMathOptions(vars: NodeJS.ProcessEnv = process.env): { benchmark: boolean; tf32: boolean } {
-  const o = { benchmark: vars.PD_CUDNN_BENCHMARK !== '0', tf32: vars.PD_ALLOW_TF32 === '1' };
-  native.cudaMathOptions(o.benchmark, o.tf32);
+export function applyCudaMathOptions(vars: NodeJS.ProcessEnv = process.env): { benchmark: boolean; tf32: boolean; deterministic: boolean } {
+  const deterministic = vars.PD_DETERMINISTIC === '1';
+  const o = { benchmark: !deterministic && vars.PD_CUDNN_BENCHMARK !== '0', tf32: vars.PD_ALLOW_TF32 === '1', deterministic };
+  native.cudaMathOptions(o.benchmark, o.tf32, o.deterministic);
   return o;
 }
 /** 'cuda' when libtorch was built with CUDA and a GPU is visible, else 'cpu'. */
