@@ -266,11 +266,14 @@ async function drawPlots(dir: string, study: Study): Promise<string[]> {
   return written;
 }
 
+/** The width of the configuration column: the longest id. */
+const ID_WIDTH = Math.max(...CONFIGS.map((c) => c.id.length));
+
 function summary(study: Study): string {
   const lines: string[] = [];
   const ids = CONFIGS.filter((c) => study.configs[c.id]?.points.length);
   lines.push('minutes: on the quiet machine (kimg ÷ the calibrated images/s); own clock: the run\'s wall-clock, slowed by whatever else ran');
-  lines.push('config          minutes  own clock    kimg   img/s   FD(best)  FD(last)  KID(last)  SWD(last)  NN-pixel(med)  NN-feat(med)  close-copies');
+  lines.push(`${'config'.padEnd(ID_WIDTH)} minutes  own clock    kimg   img/s   FD(best)  FD(last)  KID(last)  SWD(last)  NN-pixel(med)  NN-feat(med)  close-copies`);
   for (const c of ids) {
     const pts = study.configs[c.id]!.points;
     const last = pts.at(-1)!;
@@ -279,7 +282,7 @@ function summary(study: Study): string {
     // A set without a held-out part (emoji) gives no threshold for "close": only its distances are shown.
     const closeCopies = c.heldOut === c.data ? 'n/a' : `${fx(m ? m.pixels.samples.closeShare * 100 : NaN, 1)}%`;
     lines.push(
-      `${c.id.padEnd(14)} ${fx(idleMinutes(study, c.id, last), 1).padStart(8)} ${fx(last.minutes, 1).padStart(10)} ${fx(last.kimg, 1).padStart(7)} ` +
+      `${c.id.padEnd(ID_WIDTH)} ${fx(idleMinutes(study, c.id, last), 1).padStart(8)} ${fx(last.minutes, 1).padStart(10)} ${fx(last.kimg, 1).padStart(7)} ` +
         `${fx(calibrationOf(study, c.id)?.imagesPerSec, 1).padStart(7)} ${fx(best).padStart(9)} ${fx(last.metrics['fd-classifier']).padStart(9)} ` +
         `${fx(last.metrics['kid-classifier'], 4).padStart(10)} ${fx(last.metrics['swd'], 2).padStart(10)} ${fx(m?.pixels.samples.median, 4).padStart(14)} ` +
         `${fx(m?.features?.samples.median, 3).padStart(13)} ${closeCopies.padStart(13)}`,
@@ -293,16 +296,16 @@ function summary(study: Study): string {
     const m = metric(base);
     const target = Math.min(...study.configs[base.id]!.points.map((p) => p.metrics[m] ?? Infinity));
     lines.push(`\nminutes to reach ${m} ${fx(target)} (the best of ${base.id} in its ${fx(trainedMinutes(study, base.id), 1)} minutes):`);
-    for (const c of ids.filter((c) => c.data === data)) lines.push(`  ${c.id.padEnd(14)} ${fx(minutesToReach(study, c.id, m, target), 1)}`);
+    for (const c of ids.filter((c) => c.data === data)) lines.push(`  ${c.id.padEnd(ID_WIDTH)} ${fx(minutesToReach(study, c.id, m, target), 1)}`);
   }
   // Every configuration at the same budgets: the ablations' comparison (equal wall-clock).
   const longest = Math.max(...ids.map((c) => trainedMinutes(study, c.id)));
   const budgets = [4, 8, 12, 16, 24, 32, 48, 64, 96, 128].filter((m) => m <= longest);
   if (budgets.length) {
     lines.push(`\nat equal quiet-machine minutes (linear between measurements; FD, or SWD without a classifier):`);
-    lines.push(`config         metric        ${budgets.map((m) => `${m} min`.padStart(8)).join('')}`);
+    lines.push(`${'config'.padEnd(ID_WIDTH)} ${'metric'.padEnd(13)} ${budgets.map((m) => `${m} min`.padStart(8)).join('')}`);
     for (const c of ids)
-      lines.push(`${c.id.padEnd(14)} ${metric(c).padEnd(13)} ${budgets.map((m) => fx(metricAt(study, c.id, metric(c), m), 1).padStart(8)).join('')}`);
+      lines.push(`${c.id.padEnd(ID_WIDTH)} ${metric(c).padEnd(13)} ${budgets.map((m) => fx(metricAt(study, c.id, metric(c), m), 1).padStart(8)).join('')}`);
   }
   for (const [data, f] of Object.entries(study.floors))
     lines.push(`floor of ${data} (${f.source}, ${f.samples} real images): ${Object.entries(f.metrics).map(([k, v]) => `${k} ${fx(v, 4)}`).join(', ')}`);
@@ -380,7 +383,7 @@ const SPEC: Record<string, OptionSpec> = {
 async function parent(): Promise<void> {
   const o = parseOptions(process.argv.slice(2), SPEC, 'node dist/bench/quality-study.js --study DIR [options]\n\nSample quality vs wall-clock, configurations in turn, resumable.');
   if (opt.bool(o, 'list')) {
-    for (const c of CONFIGS) console.log(`${c.id.padEnd(14)} ${c.what}  (${c.data}; ${JSON.stringify(c.train)})`);
+    for (const c of CONFIGS) console.log(`${c.id.padEnd(ID_WIDTH)} ${c.what}  (${c.data}; ${JSON.stringify(c.train)})`);
     return;
   }
   const dirArg = opt.strOpt(o, 'study');
