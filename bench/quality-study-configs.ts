@@ -44,6 +44,9 @@ export const CONFIGS: StudyConfig[] = [
   fm('fm-p0.5-prog155', 'real_p 0.5, progressive schedule over 155 kimg', { realP: 0.5, seed: 0, progressive: true, duration: 0.155 }, 'fm-p0.5-prog'),
   // fm-p0.75 again (same seed) on to 32 minutes: the first run's directory went with its machine.
   fm('fm-p0.75-long', 'real_p 0.75, rerun to the longer budget', { realP: 0.75, seed: 0 }, 'fm-p0.75'),
+  fm('fm-p0.5-prog155-s1', 'real_p 0.5, progressive schedule over 155 kimg, seed 1', { realP: 0.5, seed: 1, progressive: true, duration: 0.155 }, 'fm-p0.5-prog'),
+  // fm-p1-s1 again (same seed) to 32 minutes: full images measured on the same machine as the runs above.
+  fm('fm-p1-s1-long', 'full images, seed 1, rerun to the longer budget', { realP: 1, seed: 1 }, 'fm-p1'),
   fm('fm-p0.5-nopos-s1', 'real_p 0.5, coordinate channels zeroed, seed 1', { realP: 0.5, seed: 1, maskPos: true }, 'fm-p0.5'),
   { id: 'emoji-p1', what: 'emoji 64×64 RGB, full images', ...EMOJI, metrics: [...EMOJI.metrics], train: { realP: 1, seed: 0 } },
   { id: 'emoji-p0.5', what: 'emoji 64×64 RGB, real_p 0.5', ...EMOJI, metrics: [...EMOJI.metrics], train: { realP: 0.5, seed: 0 } },
