@@ -226,7 +226,7 @@ fi
 # the training set, every 16 kimg), full images against real_p 0.5 for equal wall-clock minutes. Timing/total_sec
 # in stats.jsonl includes the metric evaluations (Timing/metrics_sec each): subtract them for training minutes.
 EMOJI_ZIP="$W/pd/emoji.zip"
-if [ "$DEVICE" = cuda ] && [ -f "$EMOJI_ZIP" ]; then
+if [ "$DEVICE" = cuda ] && [ -f "$EMOJI_ZIP" ] && { wanted emoji-p1 || wanted emoji-p0.5; }; then
   per=$(( (BUDGET - $(elapsed) - 20) / 2 ))
   minutes=$(awk -v s="$per" 'BEGIN { printf "%.2f", (s - 30) / 60 }')
   echo "emoji runs: $per s each, --max-minutes $minutes"
