@@ -1,5 +1,7 @@
 import { test } from 'node:test';
 import assert from 'node:assert/strict';
+import { setFlagsFromString } from 'node:v8';
+import { runInNewContext } from 'node:vm';
 import { cat, Generator, liveTensors, tensor, zerosLike, type Tensor } from '../src/tensor/index.js';
 import type { Denoiser } from '../src/diffusion/loss.js';
 import { fullCoordinateGrid } from '../src/diffusion/patches.js';
@@ -238,7 +240,12 @@ test('seed batches as generate.py tensor_split', () => {
 
 test('no tensor leaks: the sampler frees every step, CFG and per-seed draws included', () => {
   const net: Denoiser = (x, sigma, xPos, labels) => x.mul(0.5).add(xPos!.narrow(1, 0, 1)).add(labels ? labels.sum(1).view(-1, 1, 1, 1) : 0).mul(sigma.div(sigma.add(1)));
+  // Earlier tests' garbage is collected first: a GC during the run would free it and hide a leak as a
+  // negative count (seen once in CI: -6).
+  setFlagsFromString('--expose-gc');
+  const gc = runInNewContext('gc') as () => void;
   const run = () => {
+    gc();
     const before = liveTensors();
     const r = generateImages(net, { channels: 3, resolution: 8, numSteps: 4, seeds: [1, 2], labelDim: 3, cfg: 1.3, sChurn: 10 });
     r.images.dispose();
