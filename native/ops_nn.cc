@@ -63,17 +63,18 @@ PD_FN(dropout, {
   if (p < 0 || p >= 1) throw ArgError{"dropout probability must be in [0, 1), got " + std::to_string(p)};
   if (p == 0) WRAP(x)
   at::Generator& g = argGenerator(info, 2);
+  at::Tensor keep = at::empty(x.sizes(), x.options());
   if (x.device().is_cpu()) {
-    at::Tensor keep = at::empty(x.sizes(), at::TensorOptions().dtype(x.scalar_type())).bernoulli_(1 - p, g);
-    WRAP(x * keep.div_(1 - p))
+    keep.bernoulli_(1 - p, g);
+  } else {
+    const int64_t seed = at::empty({1}, at::kLong).random_(g).item<int64_t>();
+    at::Generator device_gen = at::globalContext().defaultGenerator(x.device());
+    {
+      std::lock_guard<std::mutex> lock(device_gen.mutex());  // released before bernoulli_, which takes it too
+      device_gen.set_current_seed(static_cast<uint64_t>(seed));
+    }
+    keep.bernoulli_(1 - p, device_gen);
   }
-  const int64_t seed = at::empty({1}, at::kLong).random_(g).item<int64_t>();
-  at::Generator device_gen = at::globalContext().defaultGenerator(x.device());
-  {
-    std::lock_guard<std::mutex> lock(device_gen.mutex());  // released before bernoulli_, which takes it too
-    device_gen.set_current_seed(static_cast<uint64_t>(seed));
-  }
-  at::Tensor keep = at::empty(x.sizes(), x.options()).bernoulli_(1 - p, device_gen);
   WRAP(x * keep.div_(1 - p))
 })
 

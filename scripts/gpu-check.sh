@@ -129,26 +129,25 @@ unpack() {
   [ -f .device/node.xz ] && [ -f .device/pack.tar.xz ] || { echo "no .device/node.xz or .device/pack.tar.xz: run scripts/pack-for-device.sh and carry .device"; return 1; }
   if [ "$(cat "$W/pack.sha1" 2>/dev/null)" = "$PACK_SUM" ] && [ -x "$W/bin/node" ]; then
     echo "already unpacked by an earlier command on this machine (pack $PACK_SUM)"
-    rm -rf node_modules dist && ln -s "$W/pd/node_modules" node_modules && cp -r "$W/pd/dist" dist
-    return 0
-  fi
-  rm -rf "$W" && mkdir -p "$W/bin"
-  if command -v xz >/dev/null 2>&1; then
-    xz -dc .device/node.xz > "$W/bin/node" && xz -dc .device/pack.tar.xz | tar -x -C "$W"
-  else  # Python's lzma, where xz is not installed
-    "${PD_PYTHON:-python3}" - "$W" <<'PY'
+  else
+    rm -rf "$W" && mkdir -p "$W/bin"
+    if command -v xz >/dev/null 2>&1; then
+      xz -dc .device/node.xz > "$W/bin/node" && xz -dc .device/pack.tar.xz | tar -x -C "$W"
+    else  # Python's lzma, where xz is not installed
+      "${PD_PYTHON:-python3}" - "$W" <<'PY'
 import lzma, shutil, sys, tarfile
 w = sys.argv[1]
 with lzma.open('.device/node.xz') as src, open(f'{w}/bin/node', 'wb') as dst: shutil.copyfileobj(src, dst)
 with tarfile.open('.device/pack.tar.xz', 'r:xz') as t: t.extractall(w)
 PY
+    fi
+    chmod +x "$W/bin/node"
+    "$W/bin/node" --version || return 1
+    du -sh "$W/pd"/* | sed 's/^/  /'
+    echo "$PACK_SUM" > "$W/pack.sha1"
   fi
-  chmod +x "$W/bin/node"
-  "$W/bin/node" --version
   # The repository's node_modules and dist are the pack's (dist copied: Node resolves symlinks, and the addon is found from dist's real path).
   rm -rf node_modules dist && ln -s "$W/pd/node_modules" node_modules && cp -r "$W/pd/dist" dist
-  du -sh "$W/pd"/* | sed 's/^/  /'
-  echo "$PACK_SUM" > "$W/pack.sha1"
 }
 step unpack 20 unpack || { echo "cannot unpack: stopping"; exit 1; }
 export PATH="$W/bin:$PATH"

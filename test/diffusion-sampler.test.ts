@@ -1,10 +1,9 @@
 import { test } from 'node:test';
 import assert from 'node:assert/strict';
-import { setFlagsFromString } from 'node:v8';
-import { runInNewContext } from 'node:vm';
 import { cat, Generator, liveTensors, tensor, zerosLike, type Tensor } from '../src/tensor/index.js';
 import type { Denoiser } from '../src/diffusion/loss.js';
 import { fullCoordinateGrid } from '../src/diffusion/patches.js';
+import { gc } from './helpers/gc.js';
 import { churnGamma, edmSample, edmTimeSteps, generateImages, oneHot, seedBatches, SeedGenerators, toUint8 } from '../src/diffusion/sampler.js';
 
 const near = (a: number, b: number, rel: number, what: string) =>
@@ -242,8 +241,6 @@ test('no tensor leaks: the sampler frees every step, CFG and per-seed draws incl
   const net: Denoiser = (x, sigma, xPos, labels) => x.mul(0.5).add(xPos!.narrow(1, 0, 1)).add(labels ? labels.sum(1).view(-1, 1, 1, 1) : 0).mul(sigma.div(sigma.add(1)));
   // Earlier tests' garbage is collected first: a GC during the run would free it and hide a leak as a
   // negative count (seen once in CI: -6).
-  setFlagsFromString('--expose-gc');
-  const gc = runInNewContext('gc') as () => void;
   const run = () => {
     gc();
     const before = liveTensors();

@@ -4,12 +4,8 @@
 // a finaliser never frees a tensor that is not its own.
 import { describe, it } from 'node:test';
 import assert from 'node:assert/strict';
-import { setFlagsFromString } from 'node:v8';
-import { runInNewContext } from 'node:vm';
 import { Generator, keep, liveTensors, ones, scope, tensor, type Tensor } from '../src/tensor/index.js';
-
-setFlagsFromString('--expose-gc');
-const gc = runInNewContext('gc') as () => void;
+import { gc } from './helpers/gc.js';
 
 /** Makes garbage of `count` tensors without keeping a reference (GC-owned, outside any scope). */
 function makeGarbage(count: number): void {
