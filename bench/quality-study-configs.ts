@@ -48,6 +48,8 @@ export const CONFIGS: StudyConfig[] = [
   // fm-p1-s1 again (same seed) to 32 minutes: full images measured on the same machine as the runs above.
   fm('fm-p1-s1-long', 'full images, seed 1, rerun to the longer budget', { realP: 1, seed: 1 }, 'fm-p1'),
   fm('fm-p0.5-nopos-s1', 'real_p 0.5, coordinate channels zeroed, seed 1', { realP: 0.5, seed: 1, maskPos: true }, 'fm-p0.5'),
+  // The long budget (2026-12-04, later): real_p 0.5 beside fm-p1-s1-long (same seed) until the full-image curve flattens.
+  fm('fm-p0.5-s1-long', 'real_p 0.5, seed 1, rerun to the long budget', { realP: 0.5, seed: 1 }, 'fm-p0.5'),
   { id: 'emoji-p1', what: 'emoji 64×64 RGB, full images', ...EMOJI, metrics: [...EMOJI.metrics], train: { realP: 1, seed: 0 } },
   { id: 'emoji-p0.5', what: 'emoji 64×64 RGB, real_p 0.5', ...EMOJI, metrics: [...EMOJI.metrics], train: { realP: 0.5, seed: 0 } },
   { id: 'emoji-p0.25', what: 'emoji 64×64 RGB, real_p 0.25', ...EMOJI, metrics: [...EMOJI.metrics], train: { realP: 0.25, seed: 0 } },

@@ -215,7 +215,7 @@ const PALETTE = ['#1f77b4', '#d62728', '#2ca02c', '#9467bd', '#ff7f0e', '#8c564b
  * The second seeds share the main plot with their first, in the same colour family.
  */
 const PLOT_GROUPS: { suffix: string; what: string; ids: string[] }[] = [
-  { suffix: '', what: 'real_p 1, 0.5, 0.25', ids: ['fm-p1', 'fm-p0.5', 'fm-p0.25', 'fm-p1-s1', 'fm-p1-s1-long', 'fm-p0.5-s1', 'fm-p0.25-s1', 'emoji-p1', 'emoji-p0.5', 'emoji-p0.25'] },
+  { suffix: '', what: 'real_p 1, 0.5, 0.25', ids: ['fm-p1', 'fm-p0.5', 'fm-p0.25', 'fm-p1-s1', 'fm-p1-s1-long', 'fm-p0.5-s1', 'fm-p0.5-s1-long', 'fm-p0.25-s1', 'emoji-p1', 'emoji-p0.5', 'emoji-p0.25'] },
   { suffix: '-real-p', what: 'real_p sensitivity', ids: ['fm-p1', 'fm-p0.75', 'fm-p0.75-long', 'fm-p0.5', 'fm-p0.25', 'fm-p0.1'] },
   { suffix: '-ablations', what: 'coordinates, schedule', ids: ['fm-p1', 'fm-p1-s1-long', 'fm-p0.5', 'fm-p0.5-s1', 'fm-p0.5-nopos', 'fm-p0.5-nopos-s1', 'fm-p0.5-prog', 'fm-p0.5-prog155', 'fm-p0.5-prog155-s1'] },
 ];
@@ -223,7 +223,7 @@ const PLOT_GROUPS: { suffix: string; what: string; ids: string[] }[] = [
 const COLOURS: Record<string, string> = {
   'fm-p1': '#1f77b4', 'fm-p0.5': '#d62728', 'fm-p0.25': '#2ca02c', 'fm-p1-s1': '#6baed6', 'fm-p0.5-s1': '#fc9272', 'fm-p0.25-s1': '#a1d99b',
   'fm-p0.75': '#9467bd', 'fm-p0.1': '#ff7f0e', 'fm-p0.5-nopos': '#8c564b', 'fm-p0.5-prog': '#e377c2',
-  'fm-p0.75-long': '#c5b0d5', 'fm-p0.5-nopos-s1': '#c49c94', 'fm-p0.5-prog155': '#7b4173', 'fm-p0.5-prog155-s1': '#ce6dbd', 'fm-p1-s1-long': '#9ecae1',
+  'fm-p0.75-long': '#c5b0d5', 'fm-p0.5-nopos-s1': '#c49c94', 'fm-p0.5-prog155': '#7b4173', 'fm-p0.5-prog155-s1': '#ce6dbd', 'fm-p1-s1-long': '#9ecae1', 'fm-p0.5-s1-long': '#fdae6b',
   'emoji-p1': '#1f77b4', 'emoji-p0.5': '#d62728', 'emoji-p0.25': '#2ca02c',
 };
 
@@ -301,7 +301,7 @@ function summary(study: Study): string {
   }
   // Every configuration at the same budgets: the ablations' comparison (equal wall-clock).
   const longest = Math.max(...ids.map((c) => trainedMinutes(study, c.id)));
-  const budgets = [4, 8, 12, 16, 24, 32, 48, 64, 96, 128].filter((m) => m <= longest);
+  const budgets = [4, 8, 12, 16, 24, 32, 48, 64, 96, 128, 160, 192, 224].filter((m) => m <= longest);
   if (budgets.length) {
     lines.push(`\nat equal quiet-machine minutes (linear between measurements; FD, or SWD without a classifier):`);
     lines.push(`${'config'.padEnd(ID_WIDTH)} ${'metric'.padEnd(13)} ${budgets.map((m) => `${m} min`.padStart(8)).join('')}`);

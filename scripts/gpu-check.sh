@@ -22,8 +22,9 @@
 #   peer-fp32, peer-bf16   bench/peer.js, official vs ours on the same GPU (ours
 #               bf16 against the official --fp16 in the second)
 #   emoji-p1, emoji-p0.5   the quality study's 64×64 colour set (bench/quality-study-configs.ts's
-#               settings) on the GPU, full images against real_p 0.5, with what the budget has left
-#               split evenly: SWD every 16 kimg, stats.jsonl, log and the last sample grid of each
+#               settings) on the GPU, full images against real_p 0.5, side by side for what the
+#               budget has left: SWD every 32 kimg; stats.jsonl, log, last sample grid and last
+#               network snapshot of each
 # Everything goes to $OUT/results.tar.gz (one .txt per step, steps.tsv (step, status, seconds),
 # summary.md, the JSON records and the training runs' logs); summary.md, steps.tsv and the
 # console log beside it. A failed step does
@@ -222,23 +223,35 @@ if [ -d "$W/pd/official" ]; then
 fi
 # ---- the 64×64 colour set on the GPU, with what the budget has left ----------------------------
 # The quality study's emoji settings (`small`, batch 32, seed 0; SWD of 300 samples at 12 Heun steps against
-# the training set, every 16 kimg), full images against real_p 0.5 for equal wall-clock minutes. Timing/total_sec
-# in stats.jsonl includes the metric evaluations (Timing/metrics_sec each): subtract them for training minutes.
+# the training set, every 32 kimg), full images against real_p 0.5 for equal wall-clock minutes. Both run at
+# the same time: a `small` network at batch 32 leaves an H200 mostly idle (each step is bound by kernel
+# launches), so running them side by side doubles each one's minutes, and both see the same contention.
+# Timing/total_sec in stats.jsonl includes the metric evaluations (Timing/metrics_sec each): subtract them
+# for training minutes. The last network snapshot of each comes back, to measure here with more samples.
 EMOJI_ZIP="$W/pd/emoji.zip"
 if [ "$DEVICE" = cuda ] && [ -f "$EMOJI_ZIP" ] && { wanted emoji-p1 || wanted emoji-p0.5; }; then
-  per=$(( (BUDGET - $(elapsed) - 20) / 2 ))
-  minutes=$(awk -v s="$per" 'BEGIN { printf "%.2f", (s - 30) / 60 }')
-  echo "emoji runs: $per s each, --max-minutes $minutes"
+  per=$((BUDGET - $(elapsed) - 25))
+  minutes=$(awk -v s="$per" 'BEGIN { printf "%.2f", (s - 45) / 60 }')
+  echo "emoji runs, side by side: $per s, --max-minutes $minutes"
+  pids=()
   for p in 1 0.5; do
-    [ "$per" -ge 75 ] || { printf '%s\tskipped (%s s each, needs 75)\t0\n' "emoji-p$p" "$per" >> "$RES/steps.tsv"; continue; }
+    wanted "emoji-p$p" || continue
+    [ "$per" -ge 90 ] || { printf '%s\tskipped (%s s, needs 90)\t0\n' "emoji-p$p" "$per" >> "$RES/steps.tsv"; continue; }
     step "emoji-p$p" 60 node dist/src/cli/main.js train --data "$EMOJI_ZIP" --arch small --batch 32 --real-p "$p" --seed 0 \
-      --outdir "$W/emoji-p$p" --duration 1000 --max-minutes "$minutes" --tick 16 --snap 1 --dump 1000000 \
-      --grid-seeds 16 --grid-steps 12 --metrics swd --metrics-samples 300 --device cuda
+      --outdir "$W/emoji-p$p" --duration 1000 --max-minutes "$minutes" --tick 32 --snap 1 --dump 1000000 \
+      --grid-seeds 16 --grid-steps 12 --metrics swd --metrics-samples 300 --device cuda &
+    pids+=($!)
+  done
+  # The runs' own pids: a bare `wait` would also wait for the log's tee (a process substitution), forever.
+  [ ${#pids[@]} -eq 0 ] || wait "${pids[@]}"
+  for p in 1 0.5; do
     ERUN=$(ls -d "$W/emoji-p$p"/*/ 2>/dev/null | head -1)
     if [ -n "$ERUN" ]; then
       mkdir -p "$RES/emoji-p$p" && cp "$ERUN"/*.txt "$ERUN"/*.json "$ERUN"/*.jsonl "$RES/emoji-p$p/" 2>/dev/null
       last_grid=$(ls "$ERUN"/samples-*.png 2>/dev/null | sort | tail -1)
       [ -n "$last_grid" ] && cp "$last_grid" "$RES/emoji-p$p/last-grid.png"
+      last_snap=$(ls "$ERUN"/network-snapshot-*.safetensors 2>/dev/null | sort | tail -1)
+      [ -n "$last_snap" ] && cp "$last_snap" "$RES/emoji-p$p/"
     fi
   done
 fi
