@@ -27,7 +27,9 @@ export function linePlotSvg(series: Series[], o: { title: string; xLabel: string
   const fy = (v: number) => (o.logY ? Math.log10(Math.max(v, 1e-12)) : v);
   const xs = series.flatMap((s) => s.x), ys = series.flatMap((s) => s.y.map(fy)).filter(Number.isFinite);
   const [x0, x1] = [Math.min(...xs), Math.max(...xs)];
-  const [y0, y1] = [Math.min(...ys), Math.max(...ys)];
+  // A margin of 5% above and below: a line at the extremes (a floor, the lowest point) stays off the frame.
+  const [yMin, yMax] = [Math.min(...ys), Math.max(...ys)];
+  const [y0, y1] = [yMin - 0.05 * (yMax - yMin), yMax + 0.05 * (yMax - yMin)];
   const sx = (v: number) => L + ((v - x0) / (x1 - x0 || 1)) * (W - L - R);
   const sy = (v: number) => H - B - ((fy(v) - y0) / (y1 - y0 || 1)) * (H - T - B);
   const parts = [`<svg xmlns="http://www.w3.org/2000/svg" width="${W}" height="${H}" font-family="sans-serif" font-size="12">`,
