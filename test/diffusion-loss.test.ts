@@ -4,6 +4,7 @@ import { Generator, liveTensors, ones, scope, tensor, zerosLike, type Tensor } f
 import { lossWeight } from '../src/diffusion/edm.js';
 import { patchLoss, reducePatchLoss, type Denoiser } from '../src/diffusion/loss.js';
 import { patchCoordinates } from '../src/diffusion/patches.js';
+import { liveTensorsAfterGc } from './helpers/gc.js';
 
 const nearAll = (a: readonly number[], b: readonly number[], rel: number, what: string) => {
   assert.equal(a.length, b.length, `${what}: lengths`);
@@ -107,7 +108,7 @@ test('no tensor leaks: a loss evaluation inside scope() frees everything but wha
   const images = new Generator(2).randn([4, 3, 16, 16]);
   const net: Denoiser = (x, sigma) => x.mul(sigma.div(sigma.add(1)));
   const g = new Generator(0);
-  const before = liveTensors();
+  const before = liveTensorsAfterGc();
   const v = scope(() => reducePatchLoss(patchLoss({ net, images, patchSize: 8, generator: g }).loss, 4, 2).item());
   assert.ok(Number.isFinite(v));
   assert.equal(liveTensors(), before);

@@ -5,6 +5,7 @@ import { Generator, liveTensors, tensor, type Tensor } from '../src/tensor/index
 import { readSafetensors } from '../src/io/safetensors.js';
 import { coordinateValues, fullCoordinateGrid, pachify, patchCoordinates, PatchSchedule } from '../src/diffusion/patches.js';
 import { REFERENCE_DIR } from './helpers/reference.js';
+import { liveTensorsAfterGc } from './helpers/gc.js';
 
 const REF = REFERENCE_DIR + '/';
 
@@ -244,7 +245,7 @@ test('no tensor leaks outside a scope: pachify frees its index tensors', () => {
   const images = new Generator(1).randn([6, 3, 16, 16]);
   const g = new Generator(2);
   for (const s of [4, 16]) {
-    const before = liveTensors();
+    const before = liveTensorsAfterGc();
     const out = pachify(images, s, { generator: g });
     out.patches.dispose();
     out.xPos.dispose();

@@ -3,7 +3,7 @@ import assert from 'node:assert/strict';
 import { cat, Generator, liveTensors, tensor, zerosLike, type Tensor } from '../src/tensor/index.js';
 import type { Denoiser } from '../src/diffusion/loss.js';
 import { fullCoordinateGrid } from '../src/diffusion/patches.js';
-import { gc } from './helpers/gc.js';
+import { liveTensorsAfterGc } from './helpers/gc.js';
 import { churnGamma, edmSample, edmTimeSteps, generateImages, oneHot, seedBatches, SeedGenerators, toUint8 } from '../src/diffusion/sampler.js';
 
 const near = (a: number, b: number, rel: number, what: string) =>
@@ -242,8 +242,7 @@ test('no tensor leaks: the sampler frees every step, CFG and per-seed draws incl
   // Earlier tests' garbage is collected first: a GC during the run would free it and hide a leak as a
   // negative count (seen once in CI: -6).
   const run = () => {
-    gc();
-    const before = liveTensors();
+    const before = liveTensorsAfterGc();
     const r = generateImages(net, { channels: 3, resolution: 8, numSteps: 4, seeds: [1, 2], labelDim: 3, cfg: 1.3, sChurn: 10 });
     r.images.dispose();
     return liveTensors() - before;

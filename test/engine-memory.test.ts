@@ -9,10 +9,11 @@ import { describe, it } from 'node:test';
 import assert from 'node:assert/strict';
 import { F, Generator, cat, externalMemoryReported, keep, liveTensors, noGrad, ones, scope, tensor, zeroGrad, zeros, type Tensor } from '../src/tensor/index.js';
 import { Adam, emaUpdate } from '../src/optim/adam.js';
+import { liveTensorsAfterGc } from './helpers/gc.js';
 
 /** Asserts that `fn` leaves exactly `delta` more live tensors than before. */
 function liveDelta<T>(fn: () => T): { result: T; delta: number } {
-  const before = liveTensors();
+  const before = liveTensorsAfterGc();
   const result = fn();
   return { result, delta: liveTensors() - before };
 }
@@ -61,7 +62,7 @@ describe('scope', () => {
   it('nested scopes: an inner result belongs to the outer scope', () => {
     let inner!: Tensor;
     let innerGarbage!: Tensor;
-    const before = liveTensors();
+    const before = liveTensorsAfterGc();
     const outer = scope(() => {
       const base = ones([3]);
       inner = scope(() => {
@@ -81,7 +82,7 @@ describe('scope', () => {
   });
 
   it('an inner result returned by the outer scope too survives both', () => {
-    const before = liveTensors();
+    const before = liveTensorsAfterGc();
     const r = scope(() => scope(() => ones([2]).add(1)));
     assert.equal(liveTensors() - before, 1);
     assert.deepEqual(r.toArray(), [2, 2]);
@@ -89,7 +90,7 @@ describe('scope', () => {
   });
 
   it('an exception inside a scope frees its tensors and propagates', () => {
-    const before = liveTensors();
+    const before = liveTensorsAfterGc();
     const made: Tensor[] = [];
     assert.throws(
       () =>
@@ -128,13 +129,13 @@ describe('scope', () => {
   });
 
   it('rejects an async function (its tensors would escape) and frees what it made', () => {
-    const before = liveTensors();
+    const before = liveTensorsAfterGc();
     assert.throws(() => scope((async () => ones([1])) as unknown as () => Tensor), /synchronous/);
     assert.equal(liveTensors(), before);
   });
 
   it('keep() lets a tensor outlive its scope', () => {
-    const before = liveTensors();
+    const before = liveTensorsAfterGc();
     let kept!: Tensor;
     scope(() => {
       kept = keep(ones([4]));
@@ -161,7 +162,7 @@ describe('scope', () => {
         return loss.item();
       });
     for (let k = 0; k < 5; k++) step();
-    const before = liveTensors();
+    const before = liveTensorsAfterGc();
     let last = Infinity;
     for (let k = 0; k < 200; k++) last = step();
     assert.equal(liveTensors(), before, 'live tensors grew during training');
@@ -174,7 +175,7 @@ describe('scope', () => {
 
 describe('dispose', () => {
   it('is idempotent and counted once', () => {
-    const before = liveTensors();
+    const before = liveTensorsAfterGc();
     const t = ones([1000]);
     assert.equal(liveTensors(), before + 1);
     t.dispose();
@@ -228,7 +229,7 @@ describe('dispose', () => {
   });
 
   it('a gradient handle is a separate tensor that can be disposed on its own', () => {
-    const before = liveTensors();
+    const before = liveTensorsAfterGc();
     const p = ones([3]).requiresGrad_();
     scope(() => p.mul(2).sum().backward());
     assert.equal(liveTensors(), before + 1);

@@ -11,6 +11,7 @@ import { native } from '../src/tensor/native.js';
 import { decodeSafetensors, encodeSafetensors, inspectSafetensors, readSafetensors, writeSafetensors } from '../src/io/safetensors.js';
 import { writeFileAtomic } from '../src/io/atomic.js';
 import { REFERENCE_DIR } from './helpers/reference.js';
+import { liveTensorsAfterGc } from './helpers/gc.js';
 
 
 
@@ -118,7 +119,7 @@ describe('malformed files are rejected with an error naming the file', () => {
   const rejects = (bytes: Uint8Array, name: string, ...patterns: RegExp[]) => {
     const path = join(dir, name);
     writeFileSync(path, bytes);
-    const before = liveTensors();
+    const before = liveTensorsAfterGc();
     assert.throws(
       () => readSafetensors(path),
       (e: unknown) => {
@@ -258,7 +259,7 @@ describe('reference vectors', () => {
       const path = join(REFERENCE_DIR, name);
       const manifest = manifestOf(path);
       const raw = readFileSync(path);
-      const before = liveTensors();
+      const before = liveTensorsAfterGc();
       const inspected = inspectSafetensors(path);
       assert.ok(liveTensors() <= before, 'inspect creates no tensors');
       assert.deepEqual(inspected.metadata, manifest.metadata);

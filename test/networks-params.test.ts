@@ -6,6 +6,7 @@ import { test } from 'node:test';
 import assert from 'node:assert/strict';
 import { countParameters, createNetwork, presetConfig, type NetworkConfig } from '../src/networks/config.js';
 import { liveTensors } from '../src/tensor/index.js';
+import { liveTensorsAfterGc } from './helpers/gc.js';
 
 const ddpmpp = (res: number, extra: Partial<NetworkConfig> = {}) => presetConfig('ddpmpp', { imgResolution: res, overrides: extra });
 
@@ -45,7 +46,7 @@ test('NCSN++ [2,2,2] at 32×32 and 64×64 = 56,402,435 (DDPM++ + the derived NCS
 });
 
 test('ADM latent 32×32, in 6, out 4: 279,631,108 unconditional, 280,399,108 with 1000 classes', () => {
-  const before = liveTensors();
+  const before = liveTensorsAfterGc();
   const uncond = presetConfig('adm', { imgResolution: 32, imageChannels: 4 });
   assert.equal(uncond.img_channels, 6);
   assert.equal(uncond.out_channels, 4);

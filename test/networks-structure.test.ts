@@ -12,6 +12,7 @@ import { SongUNet } from '../src/networks/song-unet.js';
 import { DhariwalUNet } from '../src/networks/dhariwal-unet.js';
 import { Conv2d, GroupNorm, PositionalEmbedding, FourierEmbedding, interleavedSelfAttention, Linear, groupCount } from '../src/nn/layers.js';
 import { F, Generator, cat, full, liveTensors, noGrad, scope, tensor, zeros, type Tensor } from '../src/tensor/index.js';
+import { liveTensorsAfterGc } from './helpers/gc.js';
 
 const tiny = (over: Partial<NetworkConfig> = {}): NetworkConfig =>
   parseNetworkConfig({
@@ -82,7 +83,7 @@ describe('fully convolutional', () => {
     try {
       const x = zeros([1, 3, 8, 8]);
       const p = zeros([1, 2, 8, 8]);
-      const before = liveTensors();
+      const before = liveTensorsAfterGc();
       noGrad(() => scope(() => void net.forward(x, 0.7, p)));
       assert.equal(liveTensors(), before);
       x.dispose();
