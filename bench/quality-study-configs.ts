@@ -1,6 +1,6 @@
 // The quality study's configurations: what each trains, on which data, measured how.
 // bench/quality-study.ts advances them; `--list` prints them.
-import type { EvalCfg } from './sample-quality.js';
+import type { MetricName } from '../src/metrics/evaluate.js';
 
 export interface StudyConfig {
   id: string;
@@ -11,7 +11,7 @@ export interface StudyConfig {
   /** Reference set of the metrics and the held-out set of the memorisation check. */
   ref: string;
   heldOut: string;
-  metrics: EvalCfg['metrics'];
+  metrics: readonly MetricName[];
   /** Training options (the rest: the `small` network's defaults, batch 32). */
   train: Record<string, unknown>;
   /** A configuration doing the same work per image (another seed, zeroed coordinates): its calibration is this one's. */

@@ -166,6 +166,8 @@ interface MeasureCfg {
   steps: number;
   threads: number;
   gridPath?: string;
+  /** Inception-v3 weights: fid-inception joins the configuration's metrics. */
+  detector?: string;
 }
 interface MeasureResult {
   metrics: Record<string, number>;
@@ -181,7 +183,8 @@ async function measureChild(c: MeasureCfg): Promise<MeasureResult> {
   const e = await evaluateSamples(
     {
       mode: 'eval', label: c.config.id, snapshot: c.snapshot ?? undefined, real, samples: c.samples, steps: c.steps, batch: 64, ref: c.config.ref,
-      metricsSeed: 0, threads: c.threads, device, maskPos: c.config.train.maskPos === true, metrics: c.config.metrics, gridPath: c.gridPath,
+      metricsSeed: 0, threads: c.threads, device, maskPos: c.config.train.maskPos === true, gridPath: c.gridPath,
+      metrics: [...c.config.metrics, ...(c.detector ? (['fid-inception'] as const) : [])], ...(c.detector ? { detector: c.detector } : {}),
     },
     true,
   );
@@ -190,13 +193,14 @@ async function measureChild(c: MeasureCfg): Promise<MeasureResult> {
   if (r['fd-classifier'] !== undefined) metrics['fd-classifier'] = r['fd-classifier'];
   if (r['kid-classifier']) metrics['kid-classifier'] = r['kid-classifier'].mean;
   if (r.swd) metrics.swd = r.swd.mean;
+  if (r['fid-inception'] !== undefined) metrics['fid-inception'] = r['fid-inception'];
   let mem: MemorisationReport | null = null;
   if (c.snapshot && e.images) {
     // Against the training images; held-out real images give the distances of images that are not copies.
     const training = await loadDataset(c.config.data, { labels: false });
     const heldSrc = c.config.heldOut === 'fashion-mnist-test' ? await loadFashionMnist({ split: 'test', labels: false }) : await loadDataset(c.config.heldOut, { labels: false });
     const heldOut = datasetImages(heldSrc, subsetIndices(heldSrc.length, Math.min(c.samples, heldSrc.length), 1));
-    const classifier = c.config.metrics?.includes('fd-classifier') ? loadClassifier(undefined, { device }) : null;
+    const classifier = c.config.metrics.includes('fd-classifier') ? loadClassifier(undefined, { device }) : null;
     try {
       mem = memorisation(e.images, heldOut, training, { device, features: classifier });
     } finally {
@@ -240,7 +244,7 @@ async function drawPlots(dir: string, study: Study): Promise<string[]> {
     }
   }
   for (const { name, what, data, configs } of groups) {
-    for (const metric of configs[0]!.metrics ?? []) {
+    for (const metric of measuredMetrics(study, configs)) {
       for (const axis of ['minutes', 'kimg'] as const) {
         const series: Series[] = configs.map((c, k) => ({
           label: c.id,
@@ -267,6 +271,13 @@ async function drawPlots(dir: string, study: Study): Promise<string[]> {
   return written;
 }
 
+/** The metrics the configurations' points hold, in the configurations' order (fid-inception only where --detector ran). */
+function measuredMetrics(study: Study, configs: StudyConfig[]): string[] {
+  const names = new Set<string>();
+  for (const c of configs) for (const p of study.configs[c.id]?.points ?? []) for (const m of Object.keys(p.metrics)) names.add(m);
+  return [...names];
+}
+
 /** The width of the configuration column: the longest id. */
 const ID_WIDTH = Math.max(...CONFIGS.map((c) => c.id.length));
 
@@ -290,7 +301,9 @@ function summary(study: Study): string {
     );
   }
   // Per data set: the time each configuration needs to reach the best its full-image run reached within its budget.
-  const metric = (c: StudyConfig) => (c.metrics?.includes('fd-classifier') ? 'fd-classifier' : (c.metrics?.[0] ?? 'swd'));
+  // The headline metric: FD in the classifier's features, else FID where --detector measured it, else SWD.
+  const metric = (c: StudyConfig) =>
+    c.metrics.includes('fd-classifier') ? 'fd-classifier' : measuredMetrics(study, [c]).includes('fid-inception') ? 'fid-inception' : (c.metrics[0] ?? 'swd');
   for (const data of new Set(ids.map((c) => c.data))) {
     const base = ids.find((c) => c.data === data && c.train.realP === 1 && !c.sameWorkAs);
     if (!base) continue;
@@ -303,7 +316,7 @@ function summary(study: Study): string {
   const longest = Math.max(...ids.map((c) => trainedMinutes(study, c.id)));
   const budgets = [4, 8, 12, 16, 24, 32, 48, 64, 96, 128, 160, 192, 224].filter((m) => m <= longest);
   if (budgets.length) {
-    lines.push(`\nat equal quiet-machine minutes (linear between measurements; FD, or SWD without a classifier):`);
+    lines.push(`\nat equal quiet-machine minutes (linear between measurements; FD, else FID with --detector, else SWD):`);
     lines.push(`${'config'.padEnd(ID_WIDTH)} ${'metric'.padEnd(13)} ${budgets.map((m) => `${m} min`.padStart(8)).join('')}`);
     for (const c of ids)
       lines.push(`${c.id.padEnd(ID_WIDTH)} ${metric(c).padEnd(13)} ${budgets.map((m) => fx(metricAt(study, c.id, metric(c), m), 1).padStart(8)).join('')}`);
@@ -378,6 +391,7 @@ const SPEC: Record<string, OptionSpec> = {
   threads: { type: 'int', default: 2, help: 'libtorch threads of the training and sampling children' },
   calibrate: { type: 'boolean', default: false, help: 'measure the selected configurations\' images/s again (run it on a quiet machine)' },
   calibrateMinutes: { type: 'number', default: 1.5, help: 'minutes per configuration and turn of the calibration (two turns each)' },
+  detector: { type: 'string', help: 'Inception-v3 weights (pytorch-fid\'s .pth or a safetensors): every measurement of this command adds fid-inception' },
   list: { type: 'boolean', default: false, help: 'list the configurations and exit' },
 };
 
@@ -402,11 +416,15 @@ async function parent(): Promise<void> {
   if (!study.machines.includes(machine)) study.machines.push(machine);
   console.log(`quality-study in ${dir}\n${machine}\nconfigurations: ${ids.join(', ')}; ${settings.segmentMinutes} min segments until ${until} min each; ${settings.samples} samples × ${settings.sampleSteps} steps per measurement\n`);
 
-  // The floors: held-out real images against the reference, once per data set.
+  const detector = opt.strOpt(o, 'detector');
+  if (detector && !existsSync(detector)) throw new UsageError(`--detector ${detector}: no such file`);
+  const measuring = detector ? { detector: resolve(detector) } : {};
+  // The floors: held-out real images against the reference, once per data set (again for FID, once --detector is given).
   for (const c of selected) {
-    if (study.floors[c.data]) continue;
-    const f = await runChild<MeasureResult>(SCRIPT, { mode: 'measure', config: c, snapshot: null, samples: settings.samples, steps: settings.sampleSteps, threads: settings.threads } satisfies MeasureCfg);
-    study.floors[c.data] = { source: c.heldOut, samples: settings.samples, metrics: f.metrics };
+    const known = study.floors[c.data];
+    if (known && !(detector && known.metrics['fid-inception'] === undefined)) continue;
+    const f = await runChild<MeasureResult>(SCRIPT, { mode: 'measure', config: c, snapshot: null, samples: settings.samples, steps: settings.sampleSteps, threads: settings.threads, ...measuring } satisfies MeasureCfg);
+    study.floors[c.data] = { source: c.heldOut, samples: settings.samples, metrics: { ...known?.metrics, ...f.metrics } };
     saveStudy(dir, study, own);
     console.log(`floor of ${c.data}: ${JSON.stringify(f.metrics)}`);
   }
@@ -437,7 +455,7 @@ async function parent(): Promise<void> {
     rec.runDir = seg.runDir;
     saveStudy(dir, study, own);
     const m = await runChild<MeasureResult>(SCRIPT, {
-      mode: 'measure', config: c, snapshot: seg.snapshot, samples: settings.samples, steps: settings.sampleSteps, threads: settings.threads, gridPath: join(dir, `${c.id}-latest.png`),
+      mode: 'measure', config: c, snapshot: seg.snapshot, samples: settings.samples, steps: settings.sampleSteps, threads: settings.threads, gridPath: join(dir, `${c.id}-latest.png`), ...measuring,
     } satisfies MeasureCfg, { prefix: `    | ${c.id}: ` });
     rec.points.push({ at: nowIso(), minutes: seg.minutes, kimg: seg.kimg, metrics: m.metrics, memorisation: m.memorisation!, samplingSec: m.samplingSec, load: loadavg() });
     saveStudy(dir, study, own);

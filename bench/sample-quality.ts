@@ -1,7 +1,7 @@
 // Sample quality of a snapshot (or of real images, for the floor): N samples
 // from the EMA network on seeds 0..N−1 with the Heun sampler, quantised as the
 // written PNGs, then Fréchet distance and KID in the shipped Fashion-MNIST
-// classifier's features and SWD against a reference set. Shared by
+// classifier's features and SWD against a reference set (FID too, with Inception weights). Shared by
 // quality-budget.ts and quality-study.ts; each runs it in a child process.
 import { loadavg } from 'node:os';
 import { performance } from 'node:perf_hooks';
@@ -11,7 +11,7 @@ import { hwcToChw, subsetIndices } from '../src/data/dataset.js';
 import { generateImages, seedBatches, toUint8 } from '../src/diffusion/sampler.js';
 import { loadSnapshotNetwork } from '../src/generate/load-network.js';
 import { writeImageGrid } from '../src/io/images.js';
-import { computeMetrics, formatReport, type MetricsReport } from '../src/metrics/evaluate.js';
+import { computeMetrics, formatReport, type MetricName, type MetricsReport } from '../src/metrics/evaluate.js';
 import { datasetImages, type ImageArray } from '../src/metrics/images.js';
 import { noGrad, resolveDevice, setNumThreads, zerosLike } from '../src/tensor/index.js';
 import { peakRssMb } from './common.js';
@@ -34,8 +34,10 @@ export interface EvalCfg {
   device: string;
   /** Feed zeros in the coordinate channels (a network trained with --mask-pos). */
   maskPos?: boolean;
-  /** Which metrics (default all three). */
-  metrics?: readonly (typeof METRICS)[number][];
+  /** Which metrics (default the three of METRICS). */
+  metrics?: readonly MetricName[];
+  /** Inception-v3 weights, for fid-inception / kid-inception. */
+  detector?: string;
 }
 export interface EvalResult {
   label: string;
@@ -105,7 +107,7 @@ export async function evaluateSamples(cfg: EvalCfg, keepImages = false): Promise
 
   const reference = await loadDataset(cfg.ref, { labels: false, resolution: generated.height, channels: generated.channels as 1 | 3 });
   const report = await computeMetrics({
-    generated, reference, metrics: [...(cfg.metrics ?? METRICS)], seed: cfg.metricsSeed, device,
+    generated, reference, metrics: [...(cfg.metrics ?? METRICS)], seed: cfg.metricsSeed, device, ...(cfg.detector ? { detectorPath: cfg.detector } : {}),
     log: (line) => console.log(`${cfg.label}: ${line}`),
   });
   return {

@@ -122,3 +122,15 @@ test('the generate CLI writes the files and reports a corrupt snapshot on stderr
   assert.equal(seeds.status, 1);
   assert.match(seeds.stderr, /--seeds: range '5-2' runs backwards/);
 });
+
+test('metrics on a folder generate wrote: the overview grid is left out with a note, the samples measured', () => {
+  const main = fileURLToPath(new URL('../src/cli/main.js', import.meta.url));
+  const outdir = join(tmp, 'out-metrics');
+  const gen = spawnSync(process.execPath, [main, 'generate', '--network', runDir, '--outdir', outdir, '--seeds', '0-3', '--batch', '4', '--steps', '3', '--device', 'cpu', '--threads', '1'], { encoding: 'utf8', timeout: 60_000 });
+  assert.equal(gen.status, 0, gen.stderr);
+  assert.ok(existsSync(join(outdir, 'grid.png')));
+  const m = spawnSync(process.execPath, [main, 'metrics', '--images', outdir, '--ref', join(tmp, 'data'), '--metrics', 'swd', '--device', 'cpu', '--threads', '1'], { encoding: 'utf8', timeout: 60_000 });
+  assert.equal(m.status, 0, m.stderr);
+  assert.match(m.stderr, /leaving out .*out-metrics\/grid\.png: generate's overview grid/);
+  assert.match(m.stdout, /generated 4 images \(3×16×16\); reference \S+ \(24 images, dataset\)/);
+});

@@ -41,6 +41,8 @@ export interface LoadDatasetOptions extends ItemProgressOptions {
   onSkip?: ((skipped: SkippedFile) => void) | undefined;
   /** Allow installing a missing built-in (apt for Fashion-MNIST as root, npm for emoji). Default true. */
   install?: boolean | undefined;
+  /** Folders and zips: read only the images whose path (relative to the folder or zip) passes. */
+  filter?: ((relPath: string) => boolean) | undefined;
   /** Emoji: include skin-tone variants (default true). */
   skinTones?: boolean | undefined;
   /** Emoji: npm install prefix (default ~/.cache/patch-diffusion/emoji). */
@@ -87,6 +89,7 @@ export async function loadDataset(spec: string, options: LoadDatasetOptions = {}
       labels: useLabels,
       skipBad: options.skipBad,
       onSkip,
+      ...(options.filter ? { filter: options.filter } : {}),
       ...progress,
     }));
   }

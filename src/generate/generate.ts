@@ -17,6 +17,9 @@ import { createProgress } from '../util/progress.js';
 import { loadSnapshotNetwork } from './load-network.js';
 import { checkPrecisionSupport, type Precision } from '../nn/precision.js';
 
+/** The overview grid `generate` writes beside the samples (`metrics --images` on that folder leaves it out). */
+export const GRID_FILE = 'grid.png';
+
 export interface GenerateRequest {
   network: string;
   outdir: string;
@@ -142,7 +145,7 @@ export async function generate(r: GenerateRequest): Promise<GenerateSummary> {
       at += b.data.length;
     }
     if (dist) all = gatherInOrder(dist, r.seeds.length, myIndices!.flat(), all, size, 'the images for the grid');
-    gridPath = dist && !dist.isMain ? null : join(r.outdir, 'grid.png');
+    gridPath = dist && !dist.isMain ? null : join(r.outdir, GRID_FILE);
     if (gridPath) await writeImageGrid(gridPath, { data: all, count: r.seeds.length, height: side, width: side, channels: imageChannels as 1 | 3 });
   }
   // Every rank's files are written when the command returns.

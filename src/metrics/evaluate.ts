@@ -422,6 +422,9 @@ export async function computeMetrics(options: ComputeMetricsOptions): Promise<Me
         const r: SwdResult = swdFromDescriptors(swd, ref, options.swd ?? {});
         report.metrics.swd = { resolutions: r.resolutions, levels: r.levels, mean: r.mean, count: r.count };
         report.reference.swdCount = n;
+        // With SWD alone no feature statistics named the reference: the data set does.
+        if (!report.reference.name) report.reference.name = refDataset!.name;
+        if (!report.reference.count) report.reference.count = refDataset!.length;
       } finally {
         ref.dispose();
         swd.dispose();

@@ -1,6 +1,7 @@
 // `patch-diffusion metrics`: sample-quality figures of a folder/zip of
 // generated PNGs against a reference dataset (or cached statistics file).
-import { appendFileSync } from 'node:fs';
+import { appendFileSync, existsSync } from 'node:fs';
+import { join } from 'node:path';
 import { availableParallelism } from 'node:os';
 import { Command, Option } from 'commander';
 import { loadDataset } from '../../data/builtin.js';
@@ -12,12 +13,13 @@ import { computeMetrics, datasetFeatureStatistics, formatReport, METRIC_NAMES, t
 import { datasetImages } from '../../metrics/images.js';
 import { INCEPTION_PREPROCESSINGS, loadInception, type InceptionPreprocessing } from '../../metrics/inception.js';
 import { saveStatistics } from '../../metrics/frechet.js';
+import { GRID_FILE } from '../../generate/generate.js';
 
 /** `metrics --save-stats`: the detector's μ and Σ of a set of images, as EDM's `fid.py ref` or pytorch-fid's `--save-stats` write them. */
 async function saveImageStatistics(opts: MetricsCliOptions, device: Device, log: (line: string) => void): Promise<void> {
   if (!opts.detector) throw new Error('--save-stats needs --detector (the Inception-v3 weights whose statistics to write)');
   if (!/\.(npz|safetensors)$/i.test(opts.saveStats!)) throw new Error(`--save-stats ${opts.saveStats}: the file must end in .npz or .safetensors`);
-  const ds = await openDataset(opts.images, { labels: false });
+  const ds = await openGenerated(opts.images, log);
   const n = opts.num !== undefined ? Math.min(opts.num, ds.length) : ds.length;
   const net = loadInception(opts.detector, { device, ...(opts.detectorPreprocessing ? { preprocessing: opts.detectorPreprocessing } : {}) });
   try {
@@ -56,15 +58,26 @@ export function parseMetricList(list: string, haveDetector: boolean): MetricName
   return [...out];
 }
 
+/**
+ * The generated images: a folder `generate` wrote holds its overview grid beside the samples, which is no sample
+ * (and another size); it is left out, with a note.
+ */
+async function openGenerated(spec: string, log: (line: string) => void): Promise<ImageDataset> {
+  const grid = join(spec, GRID_FILE);
+  if (!existsSync(grid)) return openDataset(spec, { labels: false });
+  log(`leaving out ${grid}: generate's overview grid, not a sample`);
+  return openDataset(spec, { labels: false, filter: (rel) => rel !== GRID_FILE });
+}
+
 /** A dataset by name or path: built-ins, 'fashion-mnist-test', or a folder/zip of images. */
-async function openDataset(spec: string, options: { resolution?: number; channels?: 1 | 3; labels?: boolean }): Promise<ImageDataset> {
+async function openDataset(spec: string, options: { resolution?: number; channels?: 1 | 3; labels?: boolean; filter?: (relPath: string) => boolean }): Promise<ImageDataset> {
   if (spec === 'fashion-mnist-test') {
     // The test split is not a built-in of the data layer; load it here at the wanted geometry.
     let ds = await loadFashionMnist({ split: 'test', resolution: options.resolution === 28 ? 28 : 32, labels: false });
     if (options.resolution !== undefined && options.resolution !== ds.resolution) ds = await resizeDataset(ds, options.resolution);
     return options.channels ? withChannels(ds, options.channels) : ds;
   }
-  return loadDataset(spec, { labels: options.labels ?? false, resolution: options.resolution, channels: options.channels });
+  return loadDataset(spec, { labels: options.labels ?? false, resolution: options.resolution, channels: options.channels, filter: options.filter });
 }
 
 interface MetricsCliOptions {
@@ -133,7 +146,7 @@ export function metricsCommand(): Command {
       const metrics = parseMetricList(opts.metrics ?? (opts.detector ? 'fd,kid,swd,fid' : 'fd,kid,swd'), opts.detector !== undefined);
 
       log(`reading generated images from ${opts.images}`);
-      const gen = await openDataset(opts.images, { labels: false });
+      const gen = await openGenerated(opts.images, log);
       const n = opts.num !== undefined ? Math.min(opts.num, gen.length) : gen.length;
       if (opts.num !== undefined && opts.num > gen.length) log(`warning: --num ${opts.num} but only ${gen.length} images in ${opts.images}`);
       const generated = datasetImages(gen, Array.from({ length: n }, (_, i) => i));
