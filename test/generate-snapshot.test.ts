@@ -12,6 +12,7 @@ import sharp from 'sharp';
 import { train } from '../src/train/train.js';
 import { generate, parseSeedList } from '../src/generate/generate.js';
 import { resolveSnapshotPath } from '../src/generate/load-network.js';
+import { FASHION_MNIST_DIR } from '../src/data/fashion-mnist.js';
 import { cleanup, durationForSteps, makeTempDir, tinyTrainRequest, writeShapeImages } from './helpers/train-fixtures.js';
 
 let tmp: string;
@@ -133,4 +134,12 @@ test('metrics on a folder generate wrote: the overview grid is left out with a n
   assert.equal(m.status, 0, m.stderr);
   assert.match(m.stderr, /leaving out .*out-metrics\/grid\.png: generate's overview grid/);
   assert.match(m.stdout, /generated 4 images \(3×16×16\); reference \S+ \(24 images, dataset\)/);
+});
+
+test('metrics --num on a built-in data set (a baseline) takes a seeded subset, not its first files', { skip: existsSync(join(FASHION_MNIST_DIR, 'train-images-idx3-ubyte.gz')) ? false : 'Fashion-MNIST absent' }, () => {
+  const main = fileURLToPath(new URL('../src/cli/main.js', import.meta.url));
+  const m = spawnSync(process.execPath, [main, 'metrics', '--images', 'fashion-mnist-5k', '--num', '16', '--ref', 'fashion-mnist-5k', '--metrics', 'swd', '--seed', '3', '--device', 'cpu', '--threads', '1', '--no-cache'], { encoding: 'utf8', timeout: 60_000 });
+  assert.equal(m.status, 0, m.stderr);
+  assert.match(m.stderr, /a seeded subset \(seed 3\) of 16 of the 5000 images of fashion-mnist-5k/);
+  assert.match(m.stdout, /generated 16 images \(1×32×32\)/);
 });

@@ -4,9 +4,9 @@ import { appendFileSync, existsSync } from 'node:fs';
 import { join } from 'node:path';
 import { availableParallelism } from 'node:os';
 import { Command, Option } from 'commander';
-import { loadDataset } from '../../data/builtin.js';
+import { isBuiltinName, loadDataset } from '../../data/builtin.js';
 import { loadFashionMnist } from '../../data/fashion-mnist.js';
-import { withChannels, type ImageDataset } from '../../data/dataset.js';
+import { subsetIndices, withChannels, type ImageDataset } from '../../data/dataset.js';
 import { resizeDataset } from '../../data/resize.js';
 import { resolveDevice, setNumThreads, type Device } from '../../tensor/index.js';
 import { computeMetrics, datasetFeatureStatistics, formatReport, METRIC_NAMES, type MetricName } from '../../metrics/evaluate.js';
@@ -122,7 +122,7 @@ export function metricsCommand(): Command {
     .option('--detector <file>', 'FID Inception-v3 weights: pytorch-fid\'s pt_inception-2015-12-05-6726825d.pth as distributed, or safetensors with the same names (see src/metrics/inception.ts)')
     .addOption(new Option('--detector-preprocessing <p>', 'how images are resized and scaled for the detector: pytorch-fid (default for a .pth) or tf1 (EDM/torch-fidelity style; default for safetensors)').choices(INCEPTION_PREPROCESSINGS))
     .option('--classifier <file>', 'classifier weights (default: the shipped models/fashion-mnist-classifier.safetensors)')
-    .option('--num <n>', 'use the first N generated images (file order)', int('--num'))
+    .option('--num <n>', 'use the first N generated images (file order: seeds 0..N−1 of generate); of a built-in data set (a baseline), a seeded subset of N (--seed)', int('--num'))
     .option('--seed <s>', 'seed of KID subsets, SWD positions/directions and the SWD reference subset', int('--seed'), 0)
     .option('--out <file>', 'append the figures as one JSON line to this file')
     .option('--cache-dir <dir>', 'where reference statistics are cached (default ~/.cache/patch-diffusion/metrics)')
@@ -149,7 +149,12 @@ export function metricsCommand(): Command {
       const gen = await openGenerated(opts.images, log);
       const n = opts.num !== undefined ? Math.min(opts.num, gen.length) : gen.length;
       if (opts.num !== undefined && opts.num > gen.length) log(`warning: --num ${opts.num} but only ${gen.length} images in ${opts.images}`);
-      const generated = datasetImages(gen, Array.from({ length: n }, (_, i) => i));
+      // Generated files are in seed order, so the first N are seeds 0..N−1. A data set's file order is its own
+      // (emoji's first 500 are all faces): a baseline takes a seeded subset instead.
+      const baseline = isBuiltinName(opts.images) || opts.images === 'fashion-mnist-test';
+      const rows = baseline && n < gen.length ? subsetIndices(gen.length, n, opts.seed) : Array.from({ length: n }, (_, i) => i);
+      if (baseline && n < gen.length) log(`a seeded subset (seed ${opts.seed}) of ${n} of the ${gen.length} images of ${opts.images}`);
+      const generated = datasetImages(gen, rows);
 
       const statsFile = /\.(safetensors|npz)$/i.test(opts.ref);
       let reference: ImageDataset | string = opts.ref;
