@@ -122,13 +122,26 @@ export function saveStudy(dir: string, s: Study, own: Ownership): void {
     const merged: Study = {
       ...disk,
       machines: [...new Set([...disk.machines, ...s.machines])],
-      floors: { ...s.floors, ...disk.floors },
+      floors: mergeFloors(disk.floors, s.floors),
       configs: { ...disk.configs, ...Object.fromEntries([...own.configs].filter((id) => s.configs[id]).map((id) => [id, s.configs[id]!])) },
       calibration: { ...s.calibration, ...disk.calibration, ...Object.fromEntries([...own.calibrations].map((id) => [id, s.calibration![id]!])) },
     };
     writeFileAtomic(file, [new TextEncoder().encode(JSON.stringify(merged, null, 1) + '\n')]);
     Object.assign(s, merged);
   });
+}
+
+/**
+ * The floors of the file and of this command, per data set: the union of their metrics, this command's figure
+ * where both have one (a floor measured again with --detector adds fid-inception to the one on file).
+ */
+function mergeFloors(disk: Study['floors'], mine: Study['floors']): Study['floors'] {
+  const merged: Study['floors'] = { ...mine, ...disk };
+  for (const [data, f] of Object.entries(mine)) {
+    const d = disk[data];
+    if (d) merged[data] = { ...d, metrics: { ...d.metrics, ...f.metrics } };
+  }
+  return merged;
 }
 
 /** Runs `fn` holding the lock folder; one left by a killed command (older than a minute) is taken over. */

@@ -97,6 +97,23 @@ test('two study commands share one record: each writes its own configurations an
   assert.throws(() => readStudy(dir, { ...SETTINGS, samples: 200 }), /measured with --samples 500/);
 });
 
+test('a floor measured again with --detector adds fid-inception; a command holding the older floor keeps it', (t) => {
+  const dir = makeTempDir('quality-study-floors');
+  t.after(() => cleanup(dir));
+  const a = readStudy(dir, SETTINGS);
+  a.floors.emoji = { source: 'emoji', samples: 300, metrics: { swd: 15.7 } };
+  saveStudy(dir, a, { configs: new Set(), calibrations: new Set() });
+  const stale = readStudy(dir, SETTINGS);
+  const withFid = readStudy(dir, SETTINGS);
+  withFid.floors.emoji = { source: 'emoji', samples: 300, metrics: { swd: 15.7, 'fid-inception': 3.2 } };
+  saveStudy(dir, withFid, { configs: new Set(), calibrations: new Set() });
+  const read = () => (JSON.parse(readFileSync(join(dir, 'study.json'), 'utf8')) as Study).floors.emoji!.metrics;
+  assert.deepEqual(read(), { swd: 15.7, 'fid-inception': 3.2 });
+  saveStudy(dir, stale, { configs: new Set(), calibrations: new Set() });
+  assert.deepEqual(read(), { swd: 15.7, 'fid-inception': 3.2 }, 'the command that read the floor before FID was added did not drop it');
+  assert.equal(stale.floors.emoji!.metrics['fid-inception'], 3.2, 'and now holds it');
+});
+
 test('the record\'s lock: released after use and after an error; one left by a killed command is taken over', (t) => {
   const dir = makeTempDir('quality-study-lock');
   t.after(() => cleanup(dir));
