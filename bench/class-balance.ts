@@ -11,7 +11,7 @@ import { GRID_FILE } from '../src/generate/generate.js';
 import { loadClassifier } from '../src/metrics/classifier.js';
 import { datasetImages, imageArrayToTensor } from '../src/metrics/images.js';
 import { scope, setNumThreads } from '../src/tensor/index.js';
-import { benchMain, parseOptions, UsageError, type OptionSpec } from './common.js';
+import { benchMain, labelledList, parseOptions, UsageError, type OptionSpec } from './common.js';
 
 const CLASSES = ['T-shirt', 'trouser', 'pullover', 'dress', 'coat', 'sandal', 'shirt', 'sneaker', 'bag', 'boot'];
 
@@ -48,11 +48,7 @@ benchMain('class-balance', async () => {
   const o = parseOptions(process.argv.slice(2), SPEC, 'node dist/bench/class-balance.js --sets "a=DIR,b=DIR" [--ref fashion-mnist-5k]');
   if (typeof o.sets !== 'string') throw new UsageError('--sets is required');
   setNumThreads(o.threads as number);
-  const sets = o.sets.split(',').map((item) => {
-    const eq = item.indexOf('=');
-    if (eq <= 0) throw new UsageError(`--sets: '${item}' is not label=folder`);
-    return { label: item.slice(0, eq), spec: item.slice(eq + 1) };
-  });
+  const sets = labelledList(o.sets, '--sets', 'folder').map(({ label, value }) => ({ label, spec: value }));
   const classifier = loadClassifier();
   try {
     const ref = await predictedShares(o.ref as string, classifier);

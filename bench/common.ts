@@ -109,6 +109,15 @@ export function positiveInt(v: number, what: string): number {
   return v;
 }
 
+/** `label=value,label=value` (a label may hold spaces; the value is everything after its first '='). */
+export function labelledList(raw: string, option: string, valueName: string): { label: string; value: string }[] {
+  return raw.split(',').map((item) => {
+    const eq = item.indexOf('=');
+    if (eq <= 0) throw new UsageError(`${option}: '${item}' is not label=${valueName}`);
+    return { label: item.slice(0, eq), value: item.slice(eq + 1) };
+  });
+}
+
 // ---- the machine ---------------------------------------------------------------------------
 
 export interface MachineInfo {

@@ -11,7 +11,7 @@
 // writes PREFIX-<metric>-vs-minutes.png and PREFIX-<metric>-vs-kimg.png and prints the points.
 import { join } from 'node:path';
 import { writeLinePlot, type Series } from '../src/io/plot.js';
-import { benchMain, parseOptions, UsageError, type OptionSpec } from './common.js';
+import { benchMain, labelledList, parseOptions, UsageError, type OptionSpec } from './common.js';
 import { metricCurve, readStats, type CurvePoint } from './run-stats.js';
 
 const SPEC: Record<string, OptionSpec> = {
@@ -28,11 +28,7 @@ benchMain('plot-runs', async () => {
   const o = parseOptions(process.argv.slice(2), SPEC, 'node dist/bench/plot-runs.js --runs "a=DIR,b=DIR" --metric swd --out PREFIX');
   if (typeof o.runs !== 'string' || typeof o.out !== 'string') throw new UsageError('--runs and --out are required');
   const metric = o.metric as string;
-  const runs = o.runs.split(',').map((item) => {
-    const eq = item.indexOf('=');
-    if (eq <= 0) throw new UsageError(`--runs: '${item}' is not label=directory`);
-    return { label: item.slice(0, eq), dir: item.slice(eq + 1) };
-  });
+  const runs = labelledList(o.runs, '--runs', 'directory').map(({ label, value }) => ({ label, dir: value }));
   const curves = runs.map((r, i) => {
     const points = metricCurve(readStats(r.dir), metric);
     if (!points.length) throw new UsageError(`${join(r.dir, 'stats.jsonl')}: no Metrics/${metric} entries (train with --metrics ${metric})`);

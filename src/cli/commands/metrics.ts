@@ -151,9 +151,9 @@ export function metricsCommand(): Command {
       if (opts.num !== undefined && opts.num > gen.length) log(`warning: --num ${opts.num} but only ${gen.length} images in ${opts.images}`);
       // Generated files are in seed order, so the first N are seeds 0..N−1. A data set's file order is its own
       // (emoji's first 500 are all faces): a baseline takes a seeded subset instead.
-      const baseline = isBuiltinName(opts.images) || opts.images === 'fashion-mnist-test';
-      const rows = baseline && n < gen.length ? subsetIndices(gen.length, n, opts.seed) : Array.from({ length: n }, (_, i) => i);
-      if (baseline && n < gen.length) log(`a seeded subset (seed ${opts.seed}) of ${n} of the ${gen.length} images of ${opts.images}`);
+      const baselineSubset = (isBuiltinName(opts.images) || opts.images === 'fashion-mnist-test') && n < gen.length;
+      const rows = baselineSubset ? subsetIndices(gen.length, n, opts.seed) : Array.from({ length: n }, (_, i) => i);
+      if (baselineSubset) log(`a seeded subset (seed ${opts.seed}) of ${n} of the ${gen.length} images of ${opts.images}`);
       const generated = datasetImages(gen, rows);
 
       const statsFile = /\.(safetensors|npz)$/i.test(opts.ref);
