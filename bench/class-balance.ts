@@ -9,23 +9,9 @@
 import { loadDataset } from '../src/data/index.js';
 import { GRID_FILE } from '../src/generate/generate.js';
 import { loadClassifier } from '../src/metrics/classifier.js';
-import { datasetImages, imageArrayToTensor } from '../src/metrics/images.js';
-import { scope, setNumThreads } from '../src/tensor/index.js';
+import { setNumThreads } from '../src/tensor/index.js';
+import { CLASSES, classShares, predictDataset, totalVariation } from './class-shares.js';
 import { benchMain, labelledList, parseOptions, UsageError, type OptionSpec } from './common.js';
-
-const CLASSES = ['T-shirt', 'trouser', 'pullover', 'dress', 'coat', 'sandal', 'shirt', 'sneaker', 'bag', 'boot'];
-
-/** Shares of each predicted class (sums to 1). */
-function classShares(predictions: ArrayLike<number>, classes = CLASSES.length): number[] {
-  const counts = new Array<number>(classes).fill(0);
-  for (let i = 0; i < predictions.length; i++) counts[predictions[i]!]!++;
-  return counts.map((c) => c / Math.max(predictions.length, 1));
-}
-
-/** Total-variation distance between two distributions: half the sum of absolute differences (0 … 1). */
-function totalVariation(a: readonly number[], b: readonly number[]): number {
-  return a.reduce((sum, v, k) => sum + Math.abs(v - b[k]!), 0) / 2;
-}
 
 const SPEC: Record<string, OptionSpec> = {
   sets: { type: 'string', help: 'label=folder or data set name, comma-separated' },
@@ -36,12 +22,7 @@ const SPEC: Record<string, OptionSpec> = {
 async function predictedShares(spec: string, classifier: ReturnType<typeof loadClassifier>): Promise<{ shares: number[]; count: number }> {
   const ds = await loadDataset(spec, { labels: false, channels: 1, filter: (rel) => rel !== GRID_FILE });
   if (ds.resolution !== 32 && ds.resolution !== 28) throw new UsageError(`${spec}: ${ds.resolution}×${ds.resolution} images; the classifier reads Fashion-MNIST's 28 or 32`);
-  const predictions = new Int32Array(ds.length);
-  for (let s = 0; s < ds.length; s += 256) {
-    const idx = Array.from({ length: Math.min(256, ds.length - s) }, (_, i) => s + i);
-    predictions.set(scope(() => classifier.predict(imageArrayToTensor(datasetImages(ds, idx), 'cpu'))), s);
-  }
-  return { shares: classShares(predictions), count: ds.length };
+  return { shares: classShares(predictDataset(ds, classifier)), count: ds.length };
 }
 
 benchMain('class-balance', async () => {

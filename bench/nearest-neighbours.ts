@@ -46,6 +46,30 @@ function quantile(values: Float32Array, q: number): number {
   return s[Math.min(s.length - 1, Math.floor(q * (s.length - 1)))]!;
 }
 
+/** Pixel rows [N, C·H·W] in [0, 1]. */
+const pixelRows = (b: ImageArray, device: Device): Tensor => scope(() => imageArrayToTensor(b, device).to('float32').div(255).flatten(1));
+
+/** Each query image's nearest training image in pixels: its index in `training` and the RMS distance (for the sample-beside-training grids). */
+export function nearestTraining(queries: ImageArray, training: ImageDataset, o: { device: Device; batch?: number }): { index: Int32Array; distance: Float32Array } {
+  const batch = o.batch ?? 256;
+  return noGrad(() => {
+    const ref = embedAll(datasetBatches(training, batch), (b) => pixelRows(b, o.device));
+    const q = pixelRows(queries, o.device);
+    try {
+      return scope(() => {
+        const d2 = q.square().sum(1, true).add(ref.square().sum(1, true).transpose(0, 1)).sub(q.matmul(ref.transpose(0, 1)).mul(2)).clamp(0, Infinity);
+        const values = queries.channels * queries.height * queries.width;
+        const distance = d2.amin(1).div(values).sqrt().to('cpu').data() as Float32Array;
+        const index = Int32Array.from(d2.neg().argmax(1).to('cpu').toArray()); // argmin: the nearest
+        return { index, distance };
+      });
+    } finally {
+      q.dispose();
+      ref.dispose();
+    }
+  });
+}
+
 export interface MemorisationReport {
   pixels: { samples: NearestSummary; heldOut: NearestSummary };
   features: { samples: NearestSummary; heldOut: NearestSummary } | null;
@@ -57,7 +81,7 @@ export function memorisation(samples: ImageArray, heldOut: ImageArray, training:
   const split = function* (a: ImageArray) {
     for (let s = 0; s < a.count; s += batch) yield sliceImages(a, s, Math.min(a.count, s + batch));
   };
-  const pixelEmbed: Embed = (b) => scope(() => imageArrayToTensor(b, o.device).to('float32').div(255).flatten(1));
+  const pixelEmbed: Embed = (b) => pixelRows(b, o.device);
   const summarise = (embed: Embed, scale: number) =>
     noGrad(() => {
       const ref = embedAll(datasetBatches(training, batch), embed);

@@ -18,10 +18,37 @@ export interface StudyConfig {
   sameWorkAs?: string;
   /** The calibration's tick: small enough that a 1.5-minute turn holds several whole ticks at this set's full-image speed. */
   calibrationTickKimg: number;
+  /**
+   * The data-efficiency study on a small set (issue 30): `metrics` are measured against the held-out `ref` and
+   * recorded as `<metric>-heldout`, beside FD against the training set (`fd-train`), the class balance
+   * (`class-tv`) and the nearest-training-image distances and close-copy shares (`nn-…`, `close-copies-…`).
+   */
+  smallSet?: { images: number };
+  /** Real images the floor is measured on (default `heldOut`). */
+  floorSource?: string;
 }
 
 const FM = { data: 'fashion-mnist-5k', resolution: 32, ref: 'fashion-mnist', heldOut: 'fashion-mnist-test', metrics: ['fd-classifier', 'kid-classifier', 'swd'], calibrationTickKimg: 1 } as const;
 const EMOJI = { data: 'emoji', resolution: 64, ref: 'emoji', heldOut: 'emoji', metrics: ['swd'], calibrationTickKimg: 0.125 } as const;
+// The small sets: held out, the test split (FD / KID / SWD reference and the memorisation threshold); the floor,
+// real images the subsets never saw that are not the reference either (the train split outside fashion-mnist-5k).
+const small = (data: 'fashion-mnist-500' | 'fashion-mnist-2k', images: number) =>
+  ({ data, resolution: 32, ref: 'fashion-mnist-test', heldOut: 'fashion-mnist-test', floorSource: 'fashion-mnist-outside-5k', calibrationTickKimg: 1, smallSet: { images } }) as const;
+/**
+ * A configuration on a small set: the same 32×32 `small` network and real_p as the fashion-mnist-5k one named by
+ * `sameWorkAs`, so the same work per image, and that configuration's calibration gives its quiet-machine minutes.
+ */
+const fmSmall = (prefix: string, set: ReturnType<typeof small>, realP: number, seed: number, sameWorkAs: string): StudyConfig => ({
+  id: `${prefix}-p${realP}${seed ? `-s${seed}` : ''}`,
+  what: `${set.data}, ${realP === 1 ? 'full images (real_p 1)' : `real_p ${realP}`}${seed ? `, seed ${seed}` : ''}`,
+  ...set,
+  smallSet: { ...set.smallSet },
+  metrics: [...FM.metrics],
+  train: { realP, seed },
+  sameWorkAs,
+});
+const SMALL_SETS = [['fm500', small('fashion-mnist-500', 500)], ['fm2k', small('fashion-mnist-2k', 2000)]] as const;
+
 const fm = (id: string, what: string, train: Record<string, unknown>, sameWorkAs?: string): StudyConfig => ({ id, what, ...FM, metrics: [...FM.metrics], train, sameWorkAs });
 
 /** In priority order: the main comparison first, then seeds, sensitivity, ablations, the colour set. */
@@ -53,6 +80,11 @@ export const CONFIGS: StudyConfig[] = [
   { id: 'emoji-p1', what: 'emoji 64×64 RGB, full images', ...EMOJI, metrics: [...EMOJI.metrics], train: { realP: 1, seed: 0 } },
   { id: 'emoji-p0.5', what: 'emoji 64×64 RGB, real_p 0.5', ...EMOJI, metrics: [...EMOJI.metrics], train: { realP: 0.5, seed: 0 } },
   { id: 'emoji-p0.25', what: 'emoji 64×64 RGB, real_p 0.25', ...EMOJI, metrics: [...EMOJI.metrics], train: { realP: 0.25, seed: 0 } },
+  // Issue 30, the paper's data-efficiency claim: does patch training keep a model from memorising a small set
+  // where full images memorise? fm500-p1 … fm2k-p0.25-s1: seeds 0 and 1 on 500 and 2,000 training images.
+  ...SMALL_SETS.flatMap(([prefix, set]) =>
+    [0, 1].flatMap((seed) => ([[1, 'fm-p1'], [0.5, 'fm-p0.5'], [0.25, 'fm-p0.25']] as const).map(([realP, same]) => fmSmall(prefix, set, realP, seed, same))),
+  ),
 ];
 
 /** The configuration named `id`, or undefined. */

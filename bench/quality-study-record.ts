@@ -18,6 +18,8 @@ export interface Point {
   memorisation: MemorisationReport;
   samplingSec: number;
   load: number[];
+  /** A small set's (issue 30): the classifier's class shares of the samples, in bench/class-shares.ts CLASSES' order. */
+  classShares?: number[];
 }
 export interface ConfigRecord {
   id: string;

@@ -35,17 +35,20 @@ import { fileURLToPath } from 'node:url';
 import { performance } from 'node:perf_hooks';
 import { loadDataset } from '../src/data/index.js';
 import { loadFashionMnist } from '../src/data/fashion-mnist.js';
-import { subsetIndices } from '../src/data/dataset.js';
+import { chwToHwc, subsetIndices, type ImageDataset } from '../src/data/dataset.js';
+import { writeImageGrid } from '../src/io/images.js';
+import { computeMetrics } from '../src/metrics/evaluate.js';
 import { writeFileAtomic } from '../src/io/atomic.js';
 import { writeLinePlot, type Series } from '../src/io/plot.js';
 import { loadClassifier } from '../src/metrics/classifier.js';
-import { datasetImages } from '../src/metrics/images.js';
+import { datasetImages, type ImageArray } from '../src/metrics/images.js';
 import { readSafetensors } from '../src/io/safetensors.js';
 import { train } from '../src/train/train.js';
 import { resolveDevice, setNumThreads } from '../src/tensor/index.js';
 import { benchMain, childConfig, formatMachine, fx, machineInfo, median, nowIso, opt, parseOptions, positiveInt, runAsChild, runChild, UsageError, type OptionSpec } from './common.js';
-import { memorisation, type MemorisationReport } from './nearest-neighbours.js';
-import { evaluateSamples } from './sample-quality.js';
+import { classShares, predictDataset, predictImages, totalVariation } from './class-shares.js';
+import { memorisation, nearestTraining, type MemorisationReport } from './nearest-neighbours.js';
+import { evaluateSamples, loadRealSource } from './sample-quality.js';
 import { CONFIGS, configById, type StudyConfig } from './quality-study-configs.js';
 import {
   calibrationId, calibrationOf, idleMinutes, metricAt, minutesToReach, readStudy, saveStudy, scheduleDone, trainedMinutes,
@@ -166,6 +169,8 @@ interface MeasureCfg {
   steps: number;
   threads: number;
   gridPath?: string;
+  /** A small set's: where the grid of samples beside their nearest training images goes. */
+  nearestGridPath?: string;
   /** Inception-v3 weights: fid-inception joins the configuration's metrics. */
   detector?: string;
 }
@@ -173,10 +178,13 @@ interface MeasureResult {
   metrics: Record<string, number>;
   memorisation: MemorisationReport | null;
   samplingSec: number;
+  /** A small set's: the classifier's class shares of the samples (CLASSES' order). */
+  classShares?: number[];
 }
 
 /** Samples the snapshot (or reads held-out real images: the floor) and measures quality and memorisation. */
 async function measureChild(c: MeasureCfg): Promise<MeasureResult> {
+  if (c.config.smallSet) return measureSmallSet(c);
   setNumThreads(c.threads);
   const device = resolveDevice('cpu');
   const real = c.snapshot ? undefined : c.config.heldOut;
@@ -210,6 +218,78 @@ async function measureChild(c: MeasureCfg): Promise<MeasureResult> {
   return { metrics, memorisation: mem, samplingSec: e.samplingSec };
 }
 
+/** Samples shown beside their nearest training images: the first seeds, then the samples nearest to a training image. */
+const NEAREST_GRID = { first: 24, closest: 24, pairsPerRow: 6 };
+
+/**
+ * A small set's measurement (issue 30): FD / KID / SWD against the held-out images (`-heldout`), FD against the
+ * training set itself (`fd-train`), the class shares against the training set's (`class-tv`: both by the
+ * classifier's predictions, as bench/class-balance), the nearest-training-image distances (`nn-…-median`) and the
+ * close-copy shares: samples nearer a training image than the held-out images' 5th percentile (`close-copies-…`;
+ * real images that are not copies give about 5%). The floor (no snapshot) measures real images outside the
+ * training and held-out sets the same way. With `nearestGridPath`, a grid of samples beside their nearest training images.
+ */
+async function measureSmallSet(c: MeasureCfg): Promise<MeasureResult> {
+  setNumThreads(c.threads);
+  const device = resolveDevice('cpu');
+  const real = c.snapshot ? undefined : (c.config.floorSource ?? c.config.heldOut);
+  const e = await evaluateSamples(
+    {
+      mode: 'eval', label: c.config.id, snapshot: c.snapshot ?? undefined, real, samples: c.samples, steps: c.steps, batch: 64, ref: c.config.ref,
+      metricsSeed: 0, threads: c.threads, device, gridPath: c.gridPath,
+      metrics: [...c.config.metrics, ...(c.detector ? (['fid-inception'] as const) : [])], ...(c.detector ? { detector: c.detector } : {}),
+    },
+    true,
+  );
+  const images = e.images!;
+  const metrics: Record<string, number> = {};
+  const r = e.report.metrics;
+  if (r['fd-classifier'] !== undefined) metrics['fd-heldout'] = r['fd-classifier'];
+  if (r['kid-classifier']) metrics['kid-heldout'] = r['kid-classifier'].mean;
+  if (r.swd) metrics['swd-heldout'] = r.swd.mean;
+  if (r['fid-inception'] !== undefined) metrics['fid-inception-heldout'] = r['fid-inception'];
+  const training = await loadDataset(c.config.data, { labels: false });
+  const toTrain = await computeMetrics({ generated: images, reference: training, metrics: ['fd-classifier'], seed: 0, device, log: (line) => console.log(`${c.config.id} (against the training set): ${line}`) });
+  metrics['fd-train'] = toTrain.metrics['fd-classifier']!;
+  const heldSrc = await loadRealSource(c.config.heldOut);
+  const heldOut = datasetImages(heldSrc, subsetIndices(heldSrc.length, Math.min(c.samples, heldSrc.length), 1));
+  const classifier = loadClassifier(undefined, { device });
+  let mem: MemorisationReport, shares: number[];
+  try {
+    shares = classShares(predictImages(images, classifier));
+    metrics['class-tv'] = totalVariation(shares, classShares(predictDataset(training, classifier)));
+    mem = memorisation(images, heldOut, training, { device, features: classifier });
+  } finally {
+    classifier.dispose();
+  }
+  metrics['nn-pixels-median'] = mem.pixels.samples.median;
+  metrics['nn-features-median'] = mem.features!.samples.median;
+  metrics['close-copies-pixels'] = mem.pixels.samples.closeShare;
+  metrics['close-copies-features'] = mem.features!.samples.closeShare;
+  if (c.nearestGridPath) await writeNearestGrid(c.nearestGridPath, images, training, device);
+  return { metrics, memorisation: mem, samplingSec: e.samplingSec, classShares: shares };
+}
+
+/**
+ * Pairs of (sample, its nearest training image in pixels) with a white gap after each, NEAREST_GRID.pairsPerRow
+ * a row: the first samples (seeds 0, 1, …: what the model draws), then the samples nearest to a training image
+ * (the likeliest copies), nearest first.
+ */
+async function writeNearestGrid(path: string, images: ImageArray, training: ImageDataset, device: ReturnType<typeof resolveDevice>): Promise<void> {
+  const { index, distance } = nearestTraining(images, training, { device });
+  const byDistance = Array.from(index.keys()).sort((a, b) => distance[a]! - distance[b]!);
+  const first = Array.from({ length: Math.min(NEAREST_GRID.first, images.count) }, (_, k) => k);
+  const shown = [...first, ...byDistance.slice(0, NEAREST_GRID.closest)];
+  const { channels: C, height: H, width: W } = images;
+  const size = C * H * W;
+  const data = new Uint8Array(shown.length * 3 * size).fill(255);
+  shown.forEach((k, j) => {
+    data.set(chwToHwc(images.data.subarray(k * size, (k + 1) * size), C, W, H), 3 * j * size);
+    data.set(chwToHwc(training.image(index[k]!), C, W, H), (3 * j + 1) * size);
+  });
+  await writeImageGrid(path, { data, count: shown.length * 3, height: H, width: W, channels: C as 1 | 3 }, { columns: NEAREST_GRID.pairsPerRow * 3, scale: 3 });
+}
+
 // ---- plots and the summary ----------------------------------------------------------------------------
 
 const PALETTE = ['#1f77b4', '#d62728', '#2ca02c', '#9467bd', '#ff7f0e', '#8c564b', '#e377c2', '#7f7f7f', '#bcbd22', '#17becf'];
@@ -230,6 +310,53 @@ const COLOURS: Record<string, string> = {
   'fm-p0.75-long': '#c5b0d5', 'fm-p0.5-nopos-s1': '#c49c94', 'fm-p0.5-prog155': '#7b4173', 'fm-p0.5-prog155-s1': '#ce6dbd', 'fm-p1-s1-long': '#9ecae1', 'fm-p0.5-s1-long': '#fdae6b',
   'emoji-p1': '#1f77b4', 'emoji-p0.5': '#d62728', 'emoji-p0.25': '#2ca02c',
 };
+
+/** A configuration's colour: its own, else its fashion-mnist-5k counterpart's (fm500-p0.5-s1 as fm-p0.5-s1). */
+const colourOf = (id: string): string | undefined => COLOURS[id] ?? COLOURS[id.replace(/^fm(500|2k)-/, 'fm-')];
+
+/** The small-set study's plots (issue 30): per set, each of these against epochs and against quiet-machine minutes. */
+const SMALL_SET_PLOTS: { metric: string; what: string }[] = [
+  { metric: 'fd-heldout', what: 'FD against the held-out test split' },
+  { metric: 'fd-train', what: 'FD against the training set' },
+  { metric: 'close-copies-pixels', what: 'close-copy share (pixels)' },
+  { metric: 'close-copies-features', what: 'close-copy share (classifier features)' },
+  { metric: 'class-tv', what: 'class proportions: TV distance from the training set' },
+];
+
+/** Epochs of a small-set point: passes over the training images (kimg counts patch samples, as the official counter). */
+const epochsOf = (c: StudyConfig, kimg: number): number => (kimg * 1000) / c.smallSet!.images;
+
+async function drawSmallSetPlots(dir: string, study: Study): Promise<string[]> {
+  const written: string[] = [];
+  const measured = CONFIGS.filter((c) => c.smallSet && study.configs[c.id]?.points.length);
+  for (const data of new Set(measured.map((c) => c.data))) {
+    const configs = measured.filter((c) => c.data === data);
+    const floor = study.floors[data];
+    for (const { metric, what } of SMALL_SET_PLOTS) {
+      for (const axis of ['epochs', 'minutes'] as const) {
+        const series: Series[] = configs.map((c, k) => ({
+          label: c.id,
+          color: colourOf(c.id) ?? PALETTE[k % PALETTE.length],
+          x: study.configs[c.id]!.points.map((p) => (axis === 'minutes' ? idleMinutes(study, c.id, p) : epochsOf(c, p.kimg))),
+          y: study.configs[c.id]!.points.map((p) => p.metrics[metric] ?? NaN),
+        }));
+        const level = floor?.metrics[metric];
+        if (level !== undefined) {
+          const xs = series.flatMap((s) => s.x);
+          series.push({ label: `real images never trained on (${floor!.samples})`, color: '#000000', x: [Math.min(...xs), Math.max(...xs)], y: [level, level] });
+        }
+        const file = join(dir, `${data}-${metric}-vs-${axis}.png`);
+        await writeLinePlot(file, series, {
+          title: `${data}: ${what} (${study.settings.samples} samples, EMA)`,
+          xLabel: axis === 'minutes' ? 'training minutes on the quiet machine (kimg ÷ measured images/s)' : 'epochs (kimg × 1000 ÷ training images)',
+          yLabel: metric,
+        });
+        written.push(file);
+      }
+    }
+  }
+  return written;
+}
 
 async function drawPlots(dir: string, study: Study): Promise<string[]> {
   const written: string[] = [];
@@ -268,6 +395,7 @@ async function drawPlots(dir: string, study: Study): Promise<string[]> {
       }
     }
   }
+  written.push(...(await drawSmallSetPlots(dir, study)));
   return written;
 }
 
@@ -285,27 +413,30 @@ function summary(study: Study): string {
   const lines: string[] = [];
   const ids = CONFIGS.filter((c) => study.configs[c.id]?.points.length);
   lines.push('minutes: on the quiet machine (kimg ÷ the calibrated images/s); own clock: the run\'s wall-clock, slowed by whatever else ran');
+  if (ids.some((c) => c.smallSet)) lines.push('small sets (fm500-…, fm2k-…): FD, KID and SWD against the held-out test split');
   lines.push(`${'config'.padEnd(ID_WIDTH)} minutes  own clock    kimg   img/s   FD(best)  FD(last)  KID(last)  SWD(last)  NN-pixel(med)  NN-feat(med)  close-copies`);
   for (const c of ids) {
     const pts = study.configs[c.id]!.points;
     const last = pts.at(-1)!;
-    const best = Math.min(...pts.map((p) => p.metrics['fd-classifier'] ?? Infinity));
+    const q = qualityNames(c);
+    const best = Math.min(...pts.map((p) => p.metrics[q.fd] ?? Infinity));
     const m = last.memorisation;
     // A set without a held-out part (emoji) gives no threshold for "close": only its distances are shown.
     const closeCopies = c.heldOut === c.data ? 'n/a' : `${fx(m ? m.pixels.samples.closeShare * 100 : NaN, 1)}%`;
     lines.push(
       `${c.id.padEnd(ID_WIDTH)} ${fx(idleMinutes(study, c.id, last), 1).padStart(8)} ${fx(last.minutes, 1).padStart(10)} ${fx(last.kimg, 1).padStart(7)} ` +
-        `${fx(calibrationOf(study, c.id)?.imagesPerSec, 1).padStart(7)} ${fx(best).padStart(9)} ${fx(last.metrics['fd-classifier']).padStart(9)} ` +
-        `${fx(last.metrics['kid-classifier'], 4).padStart(10)} ${fx(last.metrics['swd'], 2).padStart(10)} ${fx(m?.pixels.samples.median, 4).padStart(14)} ` +
+        `${fx(calibrationOf(study, c.id)?.imagesPerSec, 1).padStart(7)} ${fx(best).padStart(9)} ${fx(last.metrics[q.fd]).padStart(9)} ` +
+        `${fx(last.metrics[q.kid], 4).padStart(10)} ${fx(last.metrics[q.swd], 2).padStart(10)} ${fx(m?.pixels.samples.median, 4).padStart(14)} ` +
         `${fx(m?.features?.samples.median, 3).padStart(13)} ${closeCopies.padStart(13)}`,
     );
   }
   // Per data set: the time each configuration needs to reach the best its full-image run reached within its budget.
   // The headline metric: FD in the classifier's features, else FID where --detector measured it, else SWD.
   const metric = (c: StudyConfig) =>
-    c.metrics.includes('fd-classifier') ? 'fd-classifier' : measuredMetrics(study, [c]).includes('fid-inception') ? 'fid-inception' : (c.metrics[0] ?? 'swd');
+    c.smallSet ? 'fd-heldout' : c.metrics.includes('fd-classifier') ? 'fd-classifier' : measuredMetrics(study, [c]).includes('fid-inception') ? 'fid-inception' : (c.metrics[0] ?? 'swd');
   for (const data of new Set(ids.map((c) => c.data))) {
-    const base = ids.find((c) => c.data === data && c.train.realP === 1 && !c.sameWorkAs);
+    // The full-image run on this set: not a second seed of one (a small set's borrows another set's calibration).
+    const base = ids.find((c) => c.data === data && c.train.realP === 1 && (!c.sameWorkAs || configById(c.sameWorkAs)?.data !== c.data));
     if (!base) continue;
     const m = metric(base);
     const target = Math.min(...study.configs[base.id]!.points.map((p) => p.metrics[m] ?? Infinity));
@@ -323,7 +454,34 @@ function summary(study: Study): string {
   }
   for (const [data, f] of Object.entries(study.floors))
     lines.push(`floor of ${data} (${f.source}, ${f.samples} real images): ${Object.entries(f.metrics).map(([k, v]) => `${k} ${fx(v, 4)}`).join(', ')}`);
+  lines.push(...smallSetSummary(study));
   return lines.join('\n');
+}
+
+/** The names of a configuration's FD, KID and SWD in its points: a small set's are against its held-out images. */
+const qualityNames = (c: StudyConfig) =>
+  c.smallSet ? { fd: 'fd-heldout', kid: 'kid-heldout', swd: 'swd-heldout' } : { fd: 'fd-classifier', kid: 'kid-classifier', swd: 'swd' };
+
+/** Every point of the small-set configurations (issue 30): generalisation and memorisation side by side, per epoch. */
+function smallSetSummary(study: Study): string[] {
+  const ids = CONFIGS.filter((c) => c.smallSet && study.configs[c.id]?.points.length);
+  if (!ids.length) return [];
+  const lines = [
+    '\nsmall sets, every point: FD against the held-out test split and against the training set; class TV: the classifier\'s class shares against the',
+    'training set\'s; close copies: samples nearer a training image than the held-out images\' 5th percentile (real images never trained on: the floor)',
+    `${'config'.padEnd(ID_WIDTH)}  epochs  minutes  FD(held-out)  FD(train)  KID(held-out)  class TV  NN-pixel(med)  close(pixels)  close(features)`,
+  ];
+  const row = (label: string, epochs: number, minutes: number, m: Record<string, number>) =>
+    `${label.padEnd(ID_WIDTH)} ${fx(epochs, 0).padStart(7)} ${fx(minutes, 1).padStart(8)} ${fx(m['fd-heldout']).padStart(13)} ${fx(m['fd-train']).padStart(10)} ` +
+    `${fx(m['kid-heldout'], 4).padStart(14)} ${fx(m['class-tv'], 3).padStart(9)} ${fx(m['nn-pixels-median'], 4).padStart(14)} ` +
+    `${`${fx((m['close-copies-pixels'] ?? NaN) * 100, 1)}%`.padStart(14)} ${`${fx((m['close-copies-features'] ?? NaN) * 100, 1)}%`.padStart(16)}`;
+  for (const data of new Set(ids.map((c) => c.data))) {
+    const f = study.floors[data];
+    if (f) lines.push(row(`floor ${data.replace('fashion-mnist-', '')}`, NaN, NaN, f.metrics));
+    for (const c of ids.filter((c) => c.data === data))
+      for (const p of study.configs[c.id]!.points) lines.push(row(c.id, epochsOf(c, p.kimg), idleMinutes(study, c.id, p), p.metrics));
+  }
+  return lines;
 }
 
 // ---- calibration ---------------------------------------------------------------------------------------
@@ -424,7 +582,7 @@ async function parent(): Promise<void> {
     const known = study.floors[c.data];
     if (known && !(detector && known.metrics['fid-inception'] === undefined)) continue;
     const f = await runChild<MeasureResult>(SCRIPT, { mode: 'measure', config: c, snapshot: null, samples: settings.samples, steps: settings.sampleSteps, threads: settings.threads, ...measuring } satisfies MeasureCfg);
-    study.floors[c.data] = { source: c.heldOut, samples: settings.samples, metrics: { ...known?.metrics, ...f.metrics } };
+    study.floors[c.data] = { source: c.floorSource ?? c.heldOut, samples: settings.samples, metrics: { ...known?.metrics, ...f.metrics } };
     saveStudy(dir, study, own);
     console.log(`floor of ${c.data}: ${JSON.stringify(f.metrics)}`);
   }
@@ -456,8 +614,13 @@ async function parent(): Promise<void> {
     saveStudy(dir, study, own);
     const m = await runChild<MeasureResult>(SCRIPT, {
       mode: 'measure', config: c, snapshot: seg.snapshot, samples: settings.samples, steps: settings.sampleSteps, threads: settings.threads, gridPath: join(dir, `${c.id}-latest.png`), ...measuring,
+      // Redrawn at every point: the one on file is the last point's.
+      ...(c.smallSet ? { nearestGridPath: join(dir, `${c.id}-nearest.png`) } : {}),
     } satisfies MeasureCfg, { prefix: `    | ${c.id}: ` });
-    rec.points.push({ at: nowIso(), minutes: seg.minutes, kimg: seg.kimg, metrics: m.metrics, memorisation: m.memorisation!, samplingSec: m.samplingSec, load: loadavg() });
+    rec.points.push({
+      at: nowIso(), minutes: seg.minutes, kimg: seg.kimg, metrics: m.metrics, memorisation: m.memorisation!, samplingSec: m.samplingSec, load: loadavg(),
+      ...(m.classShares ? { classShares: m.classShares } : {}),
+    });
     saveStudy(dir, study, own);
     console.log(`${c.id}: ${fx(trainedMinutes(study, c.id), 1)} min (own clock ${fx(seg.minutes, 1)}), ${fx(seg.kimg, 1)} kimg: ${Object.entries(m.metrics).map(([k, v]) => `${k} ${fx(v, 4)}`).join(', ')}`);
     await drawPlots(dir, study);

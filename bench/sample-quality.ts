@@ -7,7 +7,8 @@ import { loadavg } from 'node:os';
 import { performance } from 'node:perf_hooks';
 import { loadDataset } from '../src/data/index.js';
 import { loadFashionMnist } from '../src/data/fashion-mnist.js';
-import { hwcToChw, subsetIndices } from '../src/data/dataset.js';
+import { hwcToChw, subsetIndices, type ImageDataset } from '../src/data/dataset.js';
+import { FASHION_MNIST_5K_SEED, FASHION_MNIST_SUBSETS } from '../src/data/builtin.js';
 import { generateImages, seedBatches, toUint8 } from '../src/diffusion/sampler.js';
 import { loadSnapshotNetwork } from '../src/generate/load-network.js';
 import { writeImageGrid } from '../src/io/images.js';
@@ -53,6 +54,25 @@ export interface EvalResult {
   loadEnd: number[];
 }
 
+/** Real-image sources beyond the data sets' names (Fashion-MNIST, 32×32 grey, unlabelled). */
+const REAL_SOURCES = ['fashion-mnist-test', 'fashion-mnist-outside-5k'];
+
+/**
+ * Real images by name, unlabelled: 'fashion-mnist-test' (the test split's 10,000), 'fashion-mnist-outside-5k'
+ * (the train split's 55,000 outside fashion-mnist-5k, so outside its nested -2k and -500 too: never trained on by
+ * them, and not the held-out test split either), or any data set loadDataset reads.
+ */
+export async function loadRealSource(spec: string): Promise<ImageDataset> {
+  if (spec === 'fashion-mnist-test') return loadFashionMnist({ split: 'test', labels: false });
+  if (spec !== 'fashion-mnist-outside-5k') return loadDataset(spec, { labels: false });
+  const train = await loadFashionMnist({ split: 'train', labels: false });
+  const inside = new Set(subsetIndices(train.length, FASHION_MNIST_SUBSETS['fashion-mnist-5k'], FASHION_MNIST_5K_SEED));
+  const keep = Uint32Array.from({ length: train.length }, (_, i) => i).filter((i) => !inside.has(i));
+  return {
+    name: spec, length: keep.length, resolution: train.resolution, channels: train.channels, labelDim: 0,
+    image: (i) => train.image(keep[i]!), label: () => null, ...(train.notice !== undefined ? { notice: train.notice } : {}),
+  };
+}
 
 /** Samples (or reads real images) and measures them; also returns the images for further checks. */
 export async function evaluateSamples(cfg: EvalCfg, keepImages = false): Promise<EvalResult & { images?: ImageArray }> {
@@ -99,13 +119,13 @@ export async function evaluateSamples(cfg: EvalCfg, keepImages = false): Promise
     }
     seeds = `0-${cfg.samples - 1}`;
   } else if (cfg.real) {
-    const src = cfg.real === 'fashion-mnist-test' ? await loadFashionMnist({ split: 'test', labels: false }) : await loadDataset(cfg.real, { labels: false });
+    const src = await loadRealSource(cfg.real);
     if (cfg.samples > src.length) throw new Error(`${cfg.real} has only ${src.length} images, fewer than --samples ${cfg.samples}`);
     generated = datasetImages(src, subsetIndices(src.length, cfg.samples, 0));
     seeds = `seeded subset (seed 0) of ${src.length}`;
   } else throw new Error('eval child: give a snapshot or a real-data source');
 
-  const reference = await loadDataset(cfg.ref, { labels: false, resolution: generated.height, channels: generated.channels as 1 | 3 });
+  const reference = REAL_SOURCES.includes(cfg.ref) ? await loadRealSource(cfg.ref) : await loadDataset(cfg.ref, { labels: false, resolution: generated.height, channels: generated.channels as 1 | 3 });
   const report = await computeMetrics({
     generated, reference, metrics: [...(cfg.metrics ?? METRICS)], seed: cfg.metricsSeed, device, ...(cfg.detector ? { detectorPath: cfg.detector } : {}),
     log: (line) => console.log(`${cfg.label}: ${line}`),

@@ -12,6 +12,10 @@ import { resizeDataset } from './resize.js';
 export const BUILTIN_DATASETS = {
   'fashion-mnist': 'Fashion-MNIST train split: 60,000 grey 28×28 images padded to 32×32, 10 classes (Debian package dataset-fashion-mnist)',
   'fashion-mnist-5k': 'a fixed seeded 5,000-image subset of the Fashion-MNIST train split (the small-data regime), 32×32, 10 classes',
+  'fashion-mnist-2k':
+    'the first 2,000 of fashion-mnist-5k\'s seeded permutation (inside fashion-mnist-5k), 32×32, 10 classes; held out: the Fashion-MNIST test split (10,000 images never trained on)',
+  'fashion-mnist-500':
+    'the first 500 of fashion-mnist-5k\'s seeded permutation (inside fashion-mnist-2k), 32×32, 10 classes; held out: the Fashion-MNIST test split (10,000 images never trained on)',
   emoji: 'Google Noto emoji, 64×64 RGB on white, unlabelled (npm emoji-datasource-google, Apache-2.0 images)',
 } as const;
 
@@ -19,6 +23,9 @@ export type BuiltinName = keyof typeof BUILTIN_DATASETS;
 
 /** Seed of the fixed fashion-mnist-5k subset. Never change it: results compare across runs by it. */
 export const FASHION_MNIST_5K_SEED = 0;
+
+/** The built-in seeded subsets of the Fashion-MNIST train split and their sizes (all on FASHION_MNIST_5K_SEED, so nested). */
+export const FASHION_MNIST_SUBSETS = { 'fashion-mnist-5k': 5000, 'fashion-mnist-2k': 2000, 'fashion-mnist-500': 500 } as const;
 
 export function isBuiltinName(spec: string): spec is BuiltinName {
   return Object.hasOwn(BUILTIN_DATASETS, spec);
@@ -50,7 +57,7 @@ export interface LoadDatasetOptions extends ItemProgressOptions {
 }
 
 /**
- * Load `spec`: a built-in name (fashion-mnist, fashion-mnist-5k, emoji) or a
+ * Load `spec`: a built-in name (fashion-mnist, fashion-mnist-5k/-2k/-500, emoji) or a
  * path to a folder or .zip of PNG/JPEG images. A bare built-in name wins over
  * a same-named folder in the working directory; write "./emoji" for the folder.
  */
@@ -62,7 +69,7 @@ export async function loadDataset(spec: string, options: LoadDatasetOptions = {}
   const onSkip = options.onSkip ?? ((s: SkippedFile) => process.stderr.write(`warning: skipped ${s.reason}\n`));
   const progress = { onProgress: options.onProgress, progressBar: options.progressBar };
   let ds: ImageDataset;
-  if (spec === 'fashion-mnist' || spec === 'fashion-mnist-5k') {
+  if (spec === 'fashion-mnist' || Object.hasOwn(FASHION_MNIST_SUBSETS, spec)) {
     ds = await loadFashionMnist({
       split: 'train',
       // Native 28/32 are handled there; other sizes are resized after subsetting below.
@@ -71,7 +78,9 @@ export async function loadDataset(spec: string, options: LoadDatasetOptions = {}
       install: options.install,
       ...progress,
     });
-    if (spec === 'fashion-mnist-5k') ds = subset(ds, 5000, FASHION_MNIST_5K_SEED, 'fashion-mnist-5k');
+    // One seeded permutation, its first n kept: fashion-mnist-500 ⊂ fashion-mnist-2k ⊂ fashion-mnist-5k.
+    const n = FASHION_MNIST_SUBSETS[spec as keyof typeof FASHION_MNIST_SUBSETS];
+    if (n !== undefined) ds = subset(ds, n, FASHION_MNIST_5K_SEED, spec);
   } else if (spec === 'emoji') {
     ds = await loadEmoji({
       resolution: options.resolution ?? 64,
