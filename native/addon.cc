@@ -300,8 +300,33 @@ static void singleThreadedBlas() {
   if (auto fn = reinterpret_cast<SetBlasThreads>(dlsym(RTLD_DEFAULT, "openblas_set_num_threads"))) fn(1);
 }
 
+// NNPACK (one of libtorch's CPU convolution back ends) logs "Could not
+// initialize NNPACK! Reason: Unsupported hardware" on stderr every time a
+// convolution asks whether it may use it, on CPUs it does not support: a
+// thousand lines in a short run, and TORCH_CPP_LOG_LEVEL does not reach it
+// from a host that is not Python. Ask once with libtorch's log level raised
+// to errors, and where it cannot start, switch it off (as
+// torch.backends.nnpack.set_flags(False) would): convolutions then take the
+// path they would have taken anyway, without the message. Where NNPACK works
+// it stays on. PD_KEEP_NNPACK=1 skips this.
+static void quietNnpack() {
+#if TORCH_VERSION_MAJOR >= 2 && !defined(C10_USE_GLOG) && !defined(C10_USE_GFLAGS)
+  if (std::getenv("PD_KEEP_NNPACK")) return;
+  const int saved = FLAGS_caffe2_log_level;
+  FLAGS_caffe2_log_level = c10::GLOG_ERROR;
+  bool available = false;
+  try {
+    available = at::_nnpack_available();
+  } catch (...) {
+  }
+  FLAGS_caffe2_log_level = saved;
+  if (!available) at::globalContext().setUserEnabledNNPACK(false);
+#endif
+}
+
 static Napi::Object Init(Napi::Env env, Napi::Object exports) {
   tuneMalloc();
+  quietNnpack();
   singleThreadedBlas();
   pd::installCpuAllocator();
   pd::registerAll(env, exports);

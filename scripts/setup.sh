@@ -121,7 +121,7 @@ echo "[setup] engine: $engine"
 if [ ! -f build/Release/torch_addon.node ] || [ "$(cat build/engine.txt 2>/dev/null)" != "$engine" ] ||
    [ -n "$(find native binding.gyp scripts/find-libtorch.cjs -newer build/Release/torch_addon.node 2>/dev/null | head -1)" ]; then
   echo "[setup] building the libtorch addon"
-  node scripts/build-native.cjs >/tmp/patch-diffusion-native-build.log 2>&1 || { tail -40 /tmp/patch-diffusion-native-build.log; exit 1; }
+  node scripts/build-native.cjs || exit 1
   echo "$engine" > build/engine.txt
 fi
 echo "[setup] compiling TypeScript"

@@ -13,6 +13,12 @@ import { fileURLToPath } from 'node:url';
 
 const script = fileURLToPath(new URL('../../scripts/find-libtorch.cjs', import.meta.url));
 
+/**
+ * The addon's first library folder: build/Release/libtorch-lib, a link the set-up points at the libtorch in use
+ * (quoted for gyp's shell-like split, $$ for make, the backslash for the link command's shell).
+ */
+const ORIGIN_RPATH = "'-Wl,-rpath,\\$$ORIGIN/libtorch-lib'";
+
 function findLibtorch(field: string, libtorch: string) {
   const r = spawnSync(process.execPath, [script, field], { env: { ...process.env, LIBTORCH: libtorch }, encoding: 'utf8' });
   return { status: r.status, stdout: r.stdout.trim(), stderr: r.stderr };
@@ -42,7 +48,7 @@ describe('find-libtorch', () => {
     // libtorch's own headers first; the CUDA runtime's follow where this machine has them (/usr/local/cuda).
     assert.deepEqual(findLibtorch('include', root).stdout.split(' ').slice(0, 2), [join(root, 'include'), join(root, 'include/torch/csrc/api/include')]);
     assert.match(findLibtorch('describe', root).stdout, /cuda yes/);
-    assert.match(findLibtorch('rpath', root).stdout, new RegExp(`^-Wl,-rpath,${join(root, 'lib')}( |$)`));
+    assert.ok(findLibtorch('rpath', root).stdout.startsWith(`${ORIGIN_RPATH} -Wl,-rpath,${join(root, 'lib')}`));
   });
 
   it('a CUDA wheel: the nvidia-* wheels beside torch/ give rpaths, the CUDA runtime (headers and library) and NCCL', () => {
@@ -62,7 +68,7 @@ describe('find-libtorch', () => {
         writeFileSync(join(site, d, n), '');
       }
     assert.equal(findLibtorch('rpath', root).stdout,
-      [join(root, 'lib'), join(site, 'nvidia/cu13/lib'), join(site, 'nvidia/nccl/lib')].map((d) => `-Wl,-rpath,${d}`).join(' '));
+      [ORIGIN_RPATH, ...[join(root, 'lib'), join(site, 'nvidia/cu13/lib'), join(site, 'nvidia/nccl/lib')].map((d) => `-Wl,-rpath,${d}`)].join(' '));
     const include = findLibtorch('include', root).stdout.split(' ');
     assert.ok(include.includes(join(site, 'nvidia/cu13/include')) && include.includes(join(site, 'nvidia/nccl/include')), include.join(' '));
     assert.equal(findLibtorch('libs', root).stdout.split(' ').at(-1), join(site, 'nvidia/cu13/lib/libcudart.so.13'));
@@ -75,7 +81,7 @@ describe('find-libtorch', () => {
     const root = fakeLibtorch(join(dir, 'cpu'), ['libtorch.so', 'libtorch_cpu.so', 'libc10.so']);
     assert.equal(findLibtorch('libs', root).stdout, '-ltorch -ltorch_cpu -lc10');
     assert.doesNotMatch(findLibtorch('defines', root).stdout, /CUDA|NCCL/);
-    assert.equal(findLibtorch('rpath', root).stdout, `-Wl,-rpath,${join(root, 'lib')}`);
+    assert.equal(findLibtorch('rpath', root).stdout, `${ORIGIN_RPATH} -Wl,-rpath,${join(root, 'lib')}`);
     assert.match(findLibtorch('describe', root).stdout, /cuda no/);
   });
 
@@ -86,6 +92,18 @@ describe('find-libtorch', () => {
     assert.equal(r.status, 1);
     assert.ok(r.stderr.includes(`LIBTORCH=${empty} has no include/ATen/ATen.h`), r.stderr);
     assert.match(r.stderr, /apt-get install libtorch-dev/);
+    assert.match(r.stderr, /npx patch-diffusion setup/);
     assert.match(r.stderr, /pip install torch/);
+  });
+
+  it('json: what the set-up reads (the version from the headers), and {found: false} with why instead of an exit', () => {
+    const root = fakeLibtorch(join(dir, 'versioned'), ['libtorch.so', 'libtorch_cpu.so', 'libc10.so']);
+    mkdirSync(join(root, 'include', 'torch', 'headeronly'), { recursive: true });
+    writeFileSync(join(root, 'include', 'torch', 'headeronly', 'version.h'), '#define TORCH_VERSION_MAJOR 2\n#define TORCH_VERSION_MINOR 13\n#define TORCH_VERSION_PATCH 0\n');
+    const found = JSON.parse(findLibtorch('json', root).stdout) as Record<string, unknown>;
+    assert.deepEqual([found.found, found.root, found.libdir, found.version, found.cuda], [true, root, join(root, 'lib'), '2.13.0', false]);
+    const missing = findLibtorch('json', join(dir, 'nowhere'));
+    assert.equal(missing.status, 0);
+    assert.deepEqual(JSON.parse(missing.stdout), { found: false, why: `LIBTORCH=${join(dir, 'nowhere')} has no include/ATen/ATen.h` });
   });
 });

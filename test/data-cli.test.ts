@@ -2,7 +2,7 @@
 // `dataset` command end to end.
 import { after, before, describe, test } from 'node:test';
 import assert from 'node:assert/strict';
-import { promises as fsp } from 'node:fs';
+import { existsSync, promises as fsp } from 'node:fs';
 import * as os from 'node:os';
 import * as path from 'node:path';
 import sharp from 'sharp';
@@ -116,14 +116,20 @@ describe('emoji', { timeout: 20_000 }, () => {
   });
 
   test('no download without permission: a clear error with the npm command', () => {
-    assert.throws(() => ensureEmoji({ cacheDir: path.join(tmp, 'no-cache'), install: false }), /not installed in .*no-cache; install it with: npm install --prefix .* emoji-datasource-google@16\.0\.0/);
+    assert.throws(
+      () => ensureEmoji({ cacheDir: path.join(tmp, 'no-cache'), install: false }),
+      /not installed in .*no-cache; fetch it with: npx patch-diffusion setup --data emoji \(or npm install --prefix .* emoji-datasource-google@16\.0\.0/,
+    );
+    // The library never fetches by itself: without install: true it says what to run, and nothing is written.
+    assert.throws(() => ensureEmoji({ cacheDir: path.join(tmp, 'no-cache-default') }), /fetch it with: npx patch-diffusion setup --data emoji/);
+    assert.equal(existsSync(path.join(tmp, 'no-cache-default')), false);
   });
 });
 
 describe('dataset command', { timeout: 20_000 }, () => {
   test('validation fails fast with clear messages', async () => {
     const dest = path.join(tmp, 'v.zip');
-    await assert.rejects(validateDatasetOptions({ source: path.join(tmp, 'nope'), dest }), /--source .*nope: no such file or folder, and not a built-in dataset \(fashion-mnist, fashion-mnist-5k, emoji\)/);
+    await assert.rejects(validateDatasetOptions({ source: path.join(tmp, 'nope'), dest }), /--source .*nope: no such file or folder, and not a built-in dataset \(fashion-mnist, fashion-mnist-5k, fashion-mnist-2k, fashion-mnist-500, emoji\)/);
     await assert.rejects(validateDatasetOptions({ source: imgDir, dest: path.join(tmp, 'out.tar') }), /must end in \.zip/);
     await assert.rejects(validateDatasetOptions({ source: imgDir, dest: path.join(tmp, 'missing', 'x.zip') }), /folder .*missing does not exist/);
     await assert.rejects(validateDatasetOptions({ source: imgDir, dest, channels: 2 as unknown as 1 }), /--channels must be 1 or 3/);

@@ -46,7 +46,7 @@ export interface LoadDatasetOptions extends ItemProgressOptions {
   skipBad?: boolean | undefined;
   /** Called for each skipped file; default: a warning line on stderr. */
   onSkip?: ((skipped: SkippedFile) => void) | undefined;
-  /** Allow installing a missing built-in (apt for Fashion-MNIST as root, npm for emoji). Default true. */
+  /** Fetch a missing built-in (apt for Fashion-MNIST as root, npm for emoji). Default false: the error says what to run. */
   install?: boolean | undefined;
   /** Folders and zips: read only the images whose path (relative to the folder or zip) passes. */
   filter?: ((relPath: string) => boolean) | undefined;

@@ -15,12 +15,12 @@
 // travel with any dataset made from them (edm-zip writes it as NOTICE).
 import { existsSync, readFileSync, mkdirSync } from 'node:fs';
 import { spawnSync } from 'node:child_process';
-import * as os from 'node:os';
 import * as path from 'node:path';
 import type { ImageDataset } from './dataset.js';
 import { DatasetError } from './errors.js';
 import { readImages, type SkippedFile } from './images.js';
 import type { ItemProgressOptions } from '../util/progress.js';
+import { cacheRoot } from '../util/cache-dir.js';
 
 export const EMOJI_PACKAGE = 'emoji-datasource-google';
 /** Pinned so the dataset (and any FID reference made from it) never changes under us. */
@@ -38,10 +38,9 @@ export const LICENSE_NOTE = [
   `The ${EMOJI_PACKAGE} package itself (metadata, tooling) is MIT-licensed, Copyright (c) Cal Henderson.`,
 ].join('\n');
 
-/** Where the package is installed by default: $XDG_CACHE_HOME or ~/.cache, then patch-diffusion/emoji. */
+/** Where the package is installed by default: emoji/ in the per-user cache (~/.cache/patch-diffusion). */
 export function defaultEmojiCacheDir(): string {
-  const base = process.env['XDG_CACHE_HOME'] || path.join(os.homedir(), '.cache');
-  return path.join(base, 'patch-diffusion', 'emoji');
+  return path.join(cacheRoot(), 'emoji');
 }
 
 /** The folder of 64×64 PNGs inside an install prefix. */
@@ -76,7 +75,9 @@ export function ensureEmoji(options: { cacheDir?: string | undefined; install?: 
   if (installedVersion(cacheDir) === EMOJI_PACKAGE_VERSION && existsSync(imgDir)) return imgDir;
   const spec = `${EMOJI_PACKAGE}@${EMOJI_PACKAGE_VERSION}`;
   const command = `npm install --prefix ${JSON.stringify(cacheDir)} --no-audit --no-fund ${spec}`;
-  if (options.install === false) throw new DatasetError(`the emoji dataset is not installed in ${cacheDir}; install it with: ${command}`, { file: cacheDir });
+  if (options.install !== true) {
+    throw new DatasetError(`the emoji dataset is not installed in ${cacheDir}; fetch it with: npx patch-diffusion setup --data emoji (or ${command})`, { file: cacheDir });
+  }
   mkdirSync(cacheDir, { recursive: true });
   process.stderr.write(`Installing ${spec} into ${cacheDir} (about 74 MB)...\n`);
   const npm = process.platform === 'win32' ? 'npm.cmd' : 'npm';

@@ -114,23 +114,24 @@ const FILES = {
 } as const;
 
 /**
- * Make sure the IDX files are in `dir`. For the default Debian location, when
- * they are missing and we run as root on a system with apt-get, install the
- * package (retrying after `apt-get update` when the first attempt fails).
- * Otherwise throw with the command the user should run.
+ * Make sure the IDX files are in `dir`. With `install` (what `patch-diffusion
+ * setup --data fashion-mnist` asks; never the library's default), for the
+ * default Debian location, when they are missing and we run as root on a
+ * system with apt-get, install the package (retrying after `apt-get update`
+ * when the first attempt fails). Otherwise throw with the command to run.
  */
-export function ensureFashionMnist(dir: string = FASHION_MNIST_DIR, install = true): string {
+export function ensureFashionMnist(dir: string = FASHION_MNIST_DIR, install = false): string {
   const needed = [...Object.values(FILES.train), ...Object.values(FILES.test)];
   const missing = () => needed.filter((f) => !existsSync(path.join(dir, f)));
   if (missing().length === 0) return dir;
-  const howTo = `install it with: sudo apt-get install ${FASHION_MNIST_PACKAGE}`;
+  const howTo = `install it with: npx patch-diffusion setup --data fashion-mnist (or sudo apt-get install ${FASHION_MNIST_PACKAGE})`;
   if (path.resolve(dir) !== FASHION_MNIST_DIR) {
     throw new DatasetError(`Fashion-MNIST files missing in ${dir}: ${missing().join(', ')}`, { file: dir });
   }
   const isRoot = typeof process.getuid === 'function' && process.getuid() === 0;
   const hasApt = existsSync('/usr/bin/apt-get');
   if (!install || !isRoot || !hasApt) {
-    const why = !hasApt ? ' (this system has no apt-get: Debian/Ubuntu package)' : !isRoot && install ? ' (not running as root, so not installing it automatically)' : '';
+    const why = !hasApt ? ' (this system has no apt-get: Debian/Ubuntu package)' : !isRoot && install ? ' (not running as root, so not installing it)' : '';
     throw new DatasetError(`Fashion-MNIST is not installed at ${dir}${why}; ${howTo}`, { file: dir });
   }
   // apt's own output goes to stderr so a CLI's stdout stays clean.
@@ -175,7 +176,7 @@ export interface FashionMnistOptions extends ItemProgressOptions {
   seed?: number | undefined;
   /** Where the IDX files are (default the Debian location). */
   dir?: string | undefined;
-  /** Install the Debian package when missing and allowed (default true). */
+  /** Install the Debian package when missing, as root (default false: the error says what to run). */
   install?: boolean | undefined;
   name?: string | undefined;
 }
@@ -184,7 +185,7 @@ export async function loadFashionMnist(options: FashionMnistOptions = {}): Promi
   const split = options.split ?? 'train';
   if (split !== 'train' && split !== 'test' && split !== 'all') throw new RangeError(`Fashion-MNIST split must be train, test or all, got ${String(split)}`);
   const resolution = options.resolution ?? 32;
-  const dir = ensureFashionMnist(options.dir ?? FASHION_MNIST_DIR, options.install ?? true);
+  const dir = ensureFashionMnist(options.dir ?? FASHION_MNIST_DIR, options.install ?? false);
   const parts = split === 'all' ? [await readFashionMnistSplit(dir, 'train'), await readFashionMnistSplit(dir, 'test')] : [await readFashionMnistSplit(dir, split)];
 
   let count = 0;

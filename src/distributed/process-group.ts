@@ -110,7 +110,7 @@ export class ProcessGroup {
 
   static async join(env: RankEnvironment, vars: NodeJS.ProcessEnv = process.env, deviceHint?: string): Promise<ProcessGroup> {
     if (!collectivesAvailable())
-      throw new Error('this build has no distributed training: gloo\'s headers were missing when the addon was built (apt-get install libgloo-dev, then npm run build:native)');
+      throw new Error('this build has no distributed training: gloo\'s headers were missing when the addon was built (apt-get install libgloo-dev, then npx patch-diffusion setup --rebuild)');
     const backend = chooseBackend(vars, deviceHint);
     const joinTimeoutSec = seconds(vars, 'PD_DIST_JOIN_TIMEOUT', 300);
     const timeoutSec = seconds(vars, 'PD_DIST_TIMEOUT', 1800);

@@ -9,9 +9,9 @@
 // also be given directly as the reference.
 import { createHash } from 'node:crypto';
 import { existsSync, mkdirSync } from 'node:fs';
-import { homedir } from 'node:os';
 import { join } from 'node:path';
 import type { ImageDataset } from '../data/dataset.js';
+import { cacheRoot } from '../util/cache-dir.js';
 import { subsetIndices } from '../data/dataset.js';
 import { Generator, cat, defaultDevice, keep, scope, tensor, type Device, type Tensor } from '../tensor/index.js';
 import { DEFAULT_CLASSIFIER_PATH, loadClassifier } from './classifier.js';
@@ -106,8 +106,7 @@ export interface SwdSummary {
 
 /** $PATCH_DIFFUSION_CACHE, else $XDG_CACHE_HOME/patch-diffusion/metrics, else ~/.cache/patch-diffusion/metrics. */
 export function defaultCacheDir(): string {
-  if (process.env.PATCH_DIFFUSION_CACHE) return join(process.env.PATCH_DIFFUSION_CACHE, 'metrics');
-  return join(process.env.XDG_CACHE_HOME || join(homedir(), '.cache'), 'patch-diffusion', 'metrics');
+  return join(cacheRoot(), 'metrics');
 }
 
 /** sha256 over a dataset's geometry and every image's pixels. */

@@ -165,7 +165,7 @@ class MidBlockAttention extends Module {
       const k = this.toK.forward(tokens);
       const v = this.toV.forward(tokens);
       // One head of width C: the fused kernel's default scale 1/√C is diffusers' scale.
-      const a = F.fusedAttentionAvailable
+      const a = F.fusedAttentionAvailable()
         ? F.scaledDotProductAttention(q.unsqueeze(1), k.unsqueeze(1), v.unsqueeze(1)).squeeze(1)
         : attentionWeights(q.transpose(1, 2), k.transpose(1, 2)).bmm(v);
       return this.toOut.forward(a).transpose(1, 2).reshape(n, c, h, w).add(x);

@@ -31,7 +31,7 @@ export function interleavedSelfAttention(qkv: Tensor, heads: number): Tensor {
   const c = c3 / 3;
   return scope(() => {
     const parts = qkv.reshape(n * heads, c / heads, 3, h * w);
-    if (F.fusedAttentionAvailable) {
+    if (F.fusedAttentionAvailable()) {
       // The same sum through libtorch 2.x's fused (flash) kernel: scores in
       // float32 for bf16 inputs too, no L×L weights in memory. It needs the
       // feature dimension innermost and a heads dimension ([B, 1, L, d]; a

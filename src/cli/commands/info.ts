@@ -1,6 +1,9 @@
 // `patch-diffusion info`: what this installation runs on.
 import { Command } from 'commander';
+import { addonInPlace } from '../../setup/addon.js';
+import { locateLibtorch } from '../../setup/libtorch.js';
 import { collectiveBackends } from '../../tensor/collectives.js';
+import { addonReady } from '../../tensor/native.js';
 import {
   blasThreads, cpuCacheStats, cudaAvailable, cudaBuild, cudaDevices, cudaUnavailableReason, describeCudaDevice, engineInfo, getNumThreads,
   parallelInfo, setNumThreads,
@@ -25,6 +28,16 @@ export function infoCommand(): Command {
     .description('show the libtorch build, threads and devices')
     .option('--threads <n>', 'intra-op threads (default: all cores)', (v) => Number.parseInt(v, 10))
     .action((opts: { threads?: number }) => {
+      const addon = addonReady();
+      if (!addon.ready) {
+        // Without the addon: what is missing, and what `setup` would use.
+        console.log(`engine: not set up. ${addon.error.message.replace(/^patch-diffusion: /, '')}`);
+        const found = locateLibtorch();
+        console.log(found.found ? `libtorch that setup would use: ${found.version ?? ''} (${found.source})` : `libtorch: none found (${found.why}); setup fetches PyTorch's CPU wheel`);
+        return;
+      }
+      const record = addonInPlace();
+      if (record) console.log(`addon: ${record.origin} against libtorch ${record.libtorch.version ?? ''} in ${record.libtorch.libdir}`);
       setNumThreads(opts.threads);
       const e = engineInfo();
       console.log(`libtorch: ${e.version}${e.library ? ` (${e.library})` : ''}`);
@@ -38,7 +51,7 @@ export function infoCommand(): Command {
       console.log(`CPU tensor cache: ${cache.enabled ? `on, up to ${cache.capBytes / 2 ** 20} MiB idle (PD_CPU_CACHE_MB)` : 'off'}`);
       for (const line of describeCuda()) console.log(line);
       const backends = collectiveBackends();
-      console.log(`multi-process training (c10d): ${backends.length ? backends.join(', ') : 'no (gloo\'s headers were missing at build time: apt-get install libgloo-dev, then npm run build:native)'}`);
+      console.log(`multi-process training (c10d): ${backends.length ? backends.join(', ') : 'no (gloo\'s headers were missing at build time: apt-get install libgloo-dev, then npx patch-diffusion setup --rebuild)'}`);
       console.log(parallelInfo().trim());
     });
 }
