@@ -303,14 +303,16 @@ static void singleThreadedBlas() {
 // NNPACK (one of libtorch's CPU convolution back ends) logs "Could not
 // initialize NNPACK! Reason: Unsupported hardware" on stderr every time a
 // convolution asks whether it may use it, on CPUs it does not support: a
-// thousand lines in a short run, and TORCH_CPP_LOG_LEVEL does not reach it
-// from a host that is not Python. Ask once with libtorch's log level raised
+// thousand lines in a short run. (TORCH_CPP_LOG_LEVEL is read only where
+// c10::initLogging runs, as Python's torch does; we run it too, so the
+// variable works here as it does there.) Ask once with libtorch's log level raised
 // to errors, and where it cannot start, switch it off (as
 // torch.backends.nnpack.set_flags(False) would): convolutions then take the
 // path they would have taken anyway, without the message. Where NNPACK works
 // it stays on. PD_KEEP_NNPACK=1 skips this.
 static void quietNnpack() {
 #if TORCH_VERSION_MAJOR >= 2 && !defined(C10_USE_GLOG) && !defined(C10_USE_GFLAGS)
+  c10::initLogging();
   if (std::getenv("PD_KEEP_NNPACK")) return;
   const int saved = FLAGS_caffe2_log_level;
   FLAGS_caffe2_log_level = c10::GLOG_ERROR;
