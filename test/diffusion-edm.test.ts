@@ -8,14 +8,14 @@ import {
 const close = (actual: number, expected: number, rel: number, what: string) =>
   assert.ok(Math.abs(actual - expected) <= rel * Math.abs(expected), `${what}: ${actual} vs ${expected}`);
 
-test('EDM constants (spec §4)', () => {
+test('EDM constants (EDM Table 1)', () => {
   assert.equal(SIGMA_DATA, 0.5);
   assert.equal(P_MEAN, -1.2);
   assert.equal(P_STD, 1.2);
 });
 
-test('preconditioning table of spec §15', () => {
-  // σ: [c_skip, c_out, c_in, c_noise, λ]; 6 significant digits as printed in the spec.
+test('preconditioning table (EDM Table 1 formulas at σ = 0.002, 0.5, 80)', () => {
+  // σ: [c_skip, c_out, c_in, c_noise, λ], computed from the formulas, to 6 significant digits.
   const table: [number, number[]][] = [
     [0.002, [0.999984, 0.001999984, 1.999984, -1.553652, 250004]],
     [0.5, [0.5, 0.353553, 1.414214, -0.173287, 8]],

@@ -24,7 +24,7 @@ test('R = 64, p = 0.5: the official patch list, pmf, batch_mul 4/2/1 and batch_m
   assert.deepEqual(s.batchMuls, [4, 2, 1]);
   assert.deepEqual([16, 32, 64].map((p) => s.batchMul(p)), [4, 2, 1]);
   near(s.batchMulAvg, 1.9, 1e-12, 'batch_mul_avg');
-  // Counter increments of spec §15.
+  // Counter increments per step, int(batch · 1.9): the README's batch 256 and the paper's 512.
   assert.equal(Math.trunc(256 * s.batchMulAvg), 486);
   assert.equal(Math.trunc(512 * s.batchMulAvg), 972);
   assert.throws(() => s.batchMul(48), /not in this schedule/);
@@ -108,7 +108,7 @@ test('progressive schedule switches at f = floor(kimg)/total_kimg > 0.2 and > 0.
 
 // ---- coordinates -----------------------------------------------------------------------------
 
-test('coordinate values of spec §15 (index/(R−1), no exact 0)', () => {
+test('coordinate values (index/(R−1), no exact 0)', () => {
   const v64 = coordinateValues(0, 64, 64);
   const want64: [number, number][] = [[0, -1], [1, -0.968254], [31, -0.015873], [32, 0.015873], [62, 0.968254], [63, 1]];
   for (const [k, v] of want64) near(v64[k]!, v, 1e-6, `R=64 k=${k}`);

@@ -23,7 +23,7 @@ function recorder(calls: Call[], f: (x: Tensor, labels: Tensor | null) => Tensor
 }
 const asTensor = (a: Arr) => tensor(Float64Array.from(a.values), a.shape);
 
-test('time steps of spec §15 (ρ = 7, σ 0.002…80, t_N = 0, float64)', () => {
+test('time steps (ρ = 7, σ 0.002…80, t_N = 0, float64)', () => {
   const check = (n: number, head: number[], tail: number[]) => {
     const t = edmTimeSteps({ numSteps: n });
     assert.equal(t.length, n + 1);

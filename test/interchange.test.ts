@@ -2,8 +2,8 @@
 // code: the restricted unpickler, torch.save zip/legacy files, official
 // EDM / Patch Diffusion snapshot pickles (D and the official generate.py's
 // images), NumPy .npz statistics and pytorch-fid's Inception weights. The
-// fixtures come from the official code: ../shared/interchange (see its
-// README) and test/fixtures/interchange (made by make_refs.py there).
+// fixtures come from the official code under torch 1.13 and 2.x:
+// ../shared/interchange and test/fixtures/interchange (made by make_refs.py there).
 import { test } from 'node:test';
 import assert from 'node:assert/strict';
 import { spawnSync } from 'node:child_process';

@@ -1,7 +1,7 @@
 // Parameter counts of the paper's configurations, built (zero-filled, no
 // forward) from the presets, against the official constructor's counts
-// (spec §5.2/§15) and, for NCSN++, against a count derived by hand from the
-// official constructor.
+// (replicating EDM's training/networks.py) and, for NCSN++, against a count
+// derived by hand from the official constructor.
 import { test } from 'node:test';
 import assert from 'node:assert/strict';
 import { countParameters, createNetwork, presetConfig, type NetworkConfig } from '../src/networks/config.js';

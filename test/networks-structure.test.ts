@@ -430,7 +430,7 @@ describe('building blocks', () => {
     assert.equal(new Linear(3, 2, { bias: false, generator: new Generator(0) }).bias, null);
   });
 
-  test('preconditioning coefficients (spec §15 golden values)', () => {
+  test('preconditioning coefficients (golden values from the EDM formulas)', () => {
     const net = new Preconditioner({ imgResolution: 16, imgChannels: 5, outChannels: 3, modelType: 'SongUNet', initialize: false, model: { modelChannels: 16, channelMult: [1], numBlocks: 1 } });
     try {
       const cases: [number, number, number, number, number][] = [

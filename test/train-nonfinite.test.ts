@@ -1,4 +1,4 @@
-// The NaN path: non-finite gradients are replaced (nan_to_num, spec §6.1),
+// The NaN path: non-finite gradients are replaced (nan_to_num as in the official loop),
 // counted per tick in stats.jsonl ('Loss/nonfinite_grad_steps') and in the
 // status line, and training goes on with finite weights; a run whose loss
 // stays NaN/Inf aborts with a clear "diverged" error after the streak limit

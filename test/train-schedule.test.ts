@@ -1,7 +1,7 @@
-// The learning-rate and EMA schedules (spec §6.1) against the golden values
-// of spec §15: batch 256, batch_mul_avg 1.9 (486.4 patch samples per step,
-// counter increment 486), lr 2e-4 ramped over 10,000 kimg, EMA half-life
-// 500 kimg with ramp-up ratio 0.05.
+// The learning-rate and EMA schedules of the official training loop against
+// values computed from its formulas: batch 256, batch_mul_avg 1.9 (486.4
+// patch samples per step, counter increment 486), lr 2e-4 ramped over
+// 10,000 kimg, EMA half-life 500 kimg with ramp-up ratio 0.05.
 import { test } from 'node:test';
 import assert from 'node:assert/strict';
 import { emaBeta, learningRate } from '../src/train/schedule.js';

@@ -1,5 +1,5 @@
 // EDM (Karras et al. 2022) constants and preconditioning, as Patch Diffusion
-// uses them unchanged (spec §4). Everything here is a closed-form function of
+// uses them unchanged (EDM's Table 1). Everything here is a closed-form function of
 // σ; the networks apply the coefficients, the loss applies λ(σ) and draws σ.
 //
 // Two forms of each formula: plain numbers (tables, tests, the sampler's
@@ -9,7 +9,7 @@
 import type { Generator } from '../tensor/random.js';
 import type { Device, Tensor } from '../tensor/tensor.js';
 
-/** Standard deviation of the data distribution; kept at 0.5 even for SD-VAE latents (spec §4, §10). */
+/** Standard deviation of the data distribution; the official code keeps 0.5 even for SD-VAE latents. */
 export const SIGMA_DATA = 0.5;
 /** Log-normal training σ: ln σ ~ N(P_MEAN, P_STD²). Median σ = e^−1.2 ≈ 0.301. */
 export const P_MEAN = -1.2;

@@ -1,4 +1,4 @@
-// The training losses. Patch Diffusion's (official Patch_EDMLoss, spec §4):
+// The training losses. Patch Diffusion's (Patch_EDMLoss, official patch_loss.py):
 // crop each image at its own offset, noise the crop at a log-normal σ,
 // denoise it with the coordinates as extra input, and weight the squared
 // error by λ(σ). EDM's whole-image losses (loss.py's EDMLoss, VPLoss, VELoss)
@@ -121,7 +121,7 @@ export function patchLoss(o: PatchLossOptions): PatchLossResult {
   checkShape(rnd, [n, 1, 1, 1], 'rndNormal');
   const { sigma, weight } = noiseLevelAndWeight(levels, rnd.to(images.device as never));
 
-  // Augmentation acts on the crops only; the coordinates stay those of the crop (spec §6.4).
+  // Augmentation acts on the crops only; a flipped crop keeps its coordinates (as officially).
   let y = crop.patches;
   let augmentLabels: Tensor | null = null;
   if (o.augment) {
@@ -133,7 +133,7 @@ export function patchLoss(o: PatchLossOptions): PatchLossResult {
   const eps = o.noise ?? need(o.generator, 'noise').randn(y.shape, { dtype: y.dtype, device });
   checkShape(eps, y.shape, 'noise');
   const yn = y.add(eps.to(images.device as never).mul(sigma));
-  // The coordinates go in raw: the precond scales only the image channels by c_in (spec §3.1).
+  // The coordinates go in raw (never noised): the precond scales only the image channels by c_in.
   const denoised = o.net(yn, sigma, crop.xPos, o.labels ?? null, augmentLabels);
   const loss = weight.mul(denoised.sub(y).square());
   return { loss, patches: y, xPos: crop.xPos, sigma, rowOffsets: crop.rowOffsets, colOffsets: crop.colOffsets };
@@ -144,7 +144,7 @@ export function patchLoss(o: PatchLossOptions): PatchLossResult {
  * round's loss, times loss_scaling, divided by batch_gpu_total·batch_mul.
  * That is the per-sample sum over C·s·s, averaged over the samples of a full
  * step, so a 16×16 round at R = 64 weighs about 1/16 of a full-size round.
- * Not the per-pixel mean (spec §14 trap 5). Returns a scalar ready for backward().
+ * Not the per-pixel mean (that reweights patch sizes). Returns a scalar ready for backward().
  */
 export function reducePatchLoss(loss: Tensor, batchGpuTotal: number, batchMul: number, lossScaling = 1): Tensor {
   if (!(batchGpuTotal > 0) || !(batchMul > 0)) throw new Error(`reducePatchLoss: batchGpuTotal (${batchGpuTotal}) and batchMul (${batchMul}) must be positive`);

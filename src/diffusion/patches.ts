@@ -1,4 +1,5 @@
-// Patch sampling (spec §2, §3): which patch size a micro-batch uses, how many
+// Patch sampling (Wang et al. 2023, §3; the official training_loop.py and
+// training/patch_loss.py): which patch size a micro-batch uses, how many
 // images it draws, where each image is cropped, and the coordinate channels
 // that tell the network where the crop came from.
 import { cat, tensor } from '../tensor/creation.js';
@@ -96,8 +97,9 @@ export class PatchSchedule {
   /**
    * Mean number of patch samples per batch slot in stochastic mode, Σ p·mul:
    * 1.9 at p = 0.5 in pixel mode, 1.5 in latent mode. It drives the image
-   * counter, the LR ramp and the EMA half-life (spec §6.1). In progressive
-   * mode use batchMulAvgAt(), which is the current size's multiplier.
+   * counter, the LR ramp and the EMA half-life (official training_loop.py).
+   * In progressive mode use batchMulAvgAt(), which is the current size's
+   * multiplier.
    */
   get batchMulAvg(): number {
     return this.probabilities.reduce((sum, q, k) => sum + q * this.batchMuls[k]!, 0);

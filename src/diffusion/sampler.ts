@@ -1,5 +1,5 @@
-// The EDM Heun sampler as Patch Diffusion's generate.py runs it (spec §3.2,
-// §7): float64 state, σ steps with ρ = 7 and t_N = 0, optional churn,
+// The EDM Heun sampler as Patch Diffusion's generate.py runs it (EDM's
+// Algorithm 2): float64 state, σ steps with ρ = 7 and t_N = 0, optional churn,
 // Heun correction on every step but the last, the coordinate grid at every
 // network call, optional classifier-free guidance, and per-seed randomness so
 // an image depends only on its seed.

@@ -10,7 +10,7 @@
 // an unsigned ≤ 8-byte value (torch's 10-byte magic number throws, negative
 // longs come out wrong), turns tuples into lists, drops BUILD state on dicts,
 // lets unknown globals through as permissive stubs and has no size limits
-// (../shared/notes/interchange.md §6). The opcode set here is the one these
+// (docs/file-formats.md). The opcode set here is the one these
 // files use, plus the robustness opcodes of protocols 2–5.
 //
 // Python values map to: None → null, bool → boolean, int → number (bigint

@@ -11,7 +11,7 @@
 // - the same legacy stream embedded in a plain `pickle.dump` of a tensor
 //   (`torch.storage._load_from_bytes`, how EDM snapshot pickles carry tensors).
 // Either may be gzip-compressed. The measured facts behind this are in
-// ../shared/notes/interchange.md §3–§5.
+// docs/file-formats.md.
 import { readFileSync } from 'node:fs';
 import { gunzipSync } from 'node:zlib';
 import { ZipReader } from '../data/zip-reader.js';

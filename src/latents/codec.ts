@@ -1,4 +1,4 @@
-// Latent Patch Diffusion (the official --train_on_latents, spec §10): the
+// Latent Patch Diffusion (the official train.py --train_on_latents): the
 // diffusion model works on the Stable Diffusion VAE's latents instead of
 // pixels. Training encodes every batch of images in [−1, 1] with the frozen
 // VAE and draws a sample of the posterior, times the scaling factor

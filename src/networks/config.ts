@@ -321,8 +321,8 @@ export interface PresetOptions {
 }
 
 /**
- * The train.py architecture presets (spec §5.1) with the class defaults they
- * leave alone, plus 'ddpmpp-cpu': a small DDPM++ (model_channels 32,
+ * The official train.py's --arch presets (ddpmpp, ncsnpp, adm) with the class
+ * defaults they leave alone, plus 'ddpmpp-cpu': a small DDPM++ (model_channels 32,
  * channel_mult [1,2,2], 1 block per level, attention at nominal 16, dropout 0;
  * 1,261,123 parameters at 3+2 → 3 channels) sized to train 32×32 images on a
  * 2-core CPU: a patch-diffusion step of batch 32 (real_p 0.5) costs about

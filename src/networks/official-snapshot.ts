@@ -8,8 +8,8 @@
 // kept as text and never run: the class name and the constructor kwargs
 // (`_init_kwargs`) choose one of our own implementations, and the weights come
 // from the module tree's `_parameters` / `_buffers`. Tensors are embedded as
-// legacy torch.save streams (src/io/torch-file.ts). The layout is measured in
-// ../shared/notes/interchange.md §2.
+// legacy torch.save streams (src/io/torch-file.ts). The layout is described in
+// docs/file-formats.md.
 import { readFileSync } from 'node:fs';
 import { BUILD_STATE, PyDict, PyTuple, describeValue, unpickle, type GlobalHandler } from '../io/pickle.js';
 import { TorchTensorRef, toTensor, torchGlobals } from '../io/torch-file.js';

@@ -1,5 +1,5 @@
 // The learning-rate and EMA schedules of the official training loop, both
-// driven by the image counter (which counts patch samples, spec §6.1).
+// driven by the image counter (which counts patch samples: batch · batch_mul_avg per step).
 
 /** lr(t) = lr_base · min(cur_nimg / rampup, 1); the very first step has lr 0. */
 export function learningRate(baseLr: number, curNimg: number, rampupKimg: number): number {

@@ -62,7 +62,7 @@ export function accumulateGradients(a: TrainingStepArgs): void {
     const lossMean = scope(() => {
       const batch = c.sampler.nextBatch(n);
       const loss = c.lossFn(batch.images, batch.labels, patchSize);
-      // Sum over pixels per sample, averaged over samples of the whole step (spec §4).
+      // Sum over pixels per sample, averaged over samples of the whole step (as in the official training_loop.py).
       reducePatchLoss(loss, o.batch / c.worldSize, batchMul, o.lossScaling ?? 1).backward();
       return loss.mean().item();
     });
@@ -72,7 +72,7 @@ export function accumulateGradients(a: TrainingStepArgs): void {
 
 /** Everything after the gradients: learning rate, NaN/Inf scrubbing, Adam, EMA. */
 export function applyGradients(a: TrainingStepArgs): Omit<TrainingStepResult, 'syncMs'> {
-  const { options: o, components: c, curNimg, totalNimg } = a;  // The counter, LR ramp and EMA advance by batch · batch_mul_avg patch samples (spec §6.1).
+  const { options: o, components: c, curNimg, totalNimg } = a;  // The counter, LR ramp and EMA advance by batch · batch_mul_avg patch samples (as in the official training_loop.py).
   const imagesPerStep = o.batch * c.patches.batchMulAvgAt(curNimg, totalNimg);
   const lr = learningRate(o.lr, curNimg, o.lrRampup);
   const nonFiniteGradients = sanitizeGradients(c.netParams) > 0;
