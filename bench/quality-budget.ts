@@ -103,7 +103,7 @@ async function trainChild(cfg: TrainCfg): Promise<TrainResult> {
   const ds = await loadDataset(o.data, { resolution: o.resolution, channels: o.channels, labels: o.cond, maxImages: o.maxImages, seed: o.seed });
   const components = buildComponents(o, ds, device);
   const runDir = createRunDir(o.outdir, [ds.name.replace(/[^\w.-]+/g, '_'), 'uncond', o.arch, 'pedm', `batch${o.batch}`, cfg.label]);
-  const log = new RunLog(runDir, true);
+  const log = new RunLog(runDir);
   writeJson(join(runDir, 'training_options.json'), o);
   const parameters = countParameters(networkConfigFor(o, ds));
   log.line(`${ds.name}: ${ds.length} images; ${o.arch} with ${parameters} parameters; real_p ${o.realP}; budget ${cfg.minutes} min`);
@@ -124,7 +124,7 @@ async function trainChild(cfg: TrainCfg): Promise<TrainResult> {
   }, 60_000);
   let result;
   try {
-    result = await trainingLoop({ options: o, dataset: ds, components, runDir, log, stopSignal: stop, quiet: true });
+    result = await trainingLoop({ options: o, dataset: ds, components, runDir, log, stopSignal: stop });
   } finally {
     clearTimeout(timer);
     clearInterval(progress);

@@ -1,9 +1,10 @@
 #!/usr/bin/env bash
 # The package as a user gets it (CI runs this on both engines): packs the
 # repository, installs the tarball into fresh projects with none of our
-# devDependencies, compiles examples/train-and-sample.ts against it under
-# `strict` (our .d.ts files included: skipLibCheck off) and runs it: a tiny
-# training run and four samples. Two ways in:
+# devDependencies, compiles examples/*.ts against it under `strict` (our
+# .d.ts files included: skipLibCheck off) and runs them: a tiny training run
+# and four samples; training with progress events, stopped, resumed and
+# sampled into memory; an evaluation. Two ways in:
 #   A: npm install <tgz>, then `npx patch-diffusion setup`;
 #   B: npm install --ignore-scripts <tgz> (pnpm >= 10, bun, strict npm set-ups):
 #      --help, info and `import` work without the addon; then setup.
@@ -56,16 +57,25 @@ t=$(date +%s)
 env "${engine_env[@]}" npx --no-install patch-diffusion setup "${setup_args[@]}" --quiet
 say "A: setup again (nothing to do): $(secs "$t") s"
 npm install --no-audit --no-fund --silent "typescript@$ts_version" "@types/node@$types_version"
-cp "$repo/examples/train-and-sample.ts" .
+cp "$repo"/examples/*.ts .
 cat > tsconfig.json <<'JSON'
 { "compilerOptions": { "strict": true, "target": "ES2022", "module": "NodeNext", "moduleResolution": "NodeNext", "types": ["node"], "skipLibCheck": false, "noEmitOnError": true } }
 JSON
 npx --no-install tsc -p .
-say "A: examples/train-and-sample.ts compiles under strict against the package"
+say "A: examples/*.ts compile under strict against the package"
 t=$(date +%s)
 node train-and-sample.js "$a/runs" 2>"$a/stderr.txt"
 if [ -s "$a/stderr.txt" ]; then say "A: the library wrote to stderr:"; head -20 "$a/stderr.txt"; exit 1; fi
 say "A: the example ran in $(secs "$t") s with nothing on stderr"
+# The README's library example (train with progress, stop, resume, sample into memory), then evaluate its run.
+t=$(date +%s)
+node quickstart.js 2>"$a/stderr.txt" | tee "$a/quickstart.txt"
+if [ -s "$a/stderr.txt" ]; then say "A: the library wrote to stderr:"; head -20 "$a/stderr.txt"; exit 1; fi
+grep -q '^stopped at .* resumed to ' "$a/quickstart.txt"
+ls "$a"/runs/*/samples/00000[0-3].png >/dev/null
+node evaluate.js "$(ls -d "$a"/runs/*/ | tail -n 1)" 2>"$a/stderr.txt"
+if [ -s "$a/stderr.txt" ]; then say "A: the library wrote to stderr:"; head -20 "$a/stderr.txt"; exit 1; fi
+say "A: examples/quickstart.ts (progress, stop, resume, sample) and evaluate.ts ran in $(secs "$t") s"
 
 # --- B: npm install --ignore-scripts, then setup ---------------------------------------------
 b="$work/b"; new_project "$b"; cd "$b"

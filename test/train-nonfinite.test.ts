@@ -63,7 +63,7 @@ test('NaN losses in some steps: counted in stats.jsonl and the log, training goe
   };
   const runDir = join(tmp, 'runs-injected', 'run');
   mkdirSync(runDir, { recursive: true });
-  const result = await trainingLoop({ options, dataset, components, runDir, log: new RunLog(runDir, true), quiet: true });
+  const result = await trainingLoop({ options, dataset, components, runDir, log: new RunLog(runDir) });
   assert.equal(result.stoppedEarly, false);
   assert.equal(result.curNimg, 6 * NIMG_PER_STEP, 'all six steps ran');
   assert.equal(call, 6);

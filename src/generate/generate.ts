@@ -5,17 +5,16 @@
 // the files are the same bytes as one process writes.
 import { mkdirSync } from 'node:fs';
 import { join } from 'node:path';
-import { noGrad, resolveDevice, scope, useThreads, zerosLike } from '../tensor/index.js';
-import { decodeLatents, openVae } from '../latents/codec.js';
+import { resolveDevice, saveThreads, useThreads } from '../tensor/index.js';
 import { gatherInOrder, rankBatches } from '../distributed/split.js';
 import { launcherThreads } from '../distributed/environment.js';
 import { ProcessGroup } from '../distributed/process-group.js';
-import { generateImages, seedBatches, toUint8 } from '../diffusion/sampler.js';
-import { ablationSchedule, type Discretization, type Scaling, type Schedule, type Solver } from '../diffusion/ablation-sampler.js';
+import { seedBatches } from '../diffusion/sampler.js';
+import type { Discretization, Scaling, Schedule, Solver } from '../diffusion/ablation-sampler.js';
 import { imageAt, writeImageGrid, writePng, type ImageBatch } from '../io/images.js';
 import { createProgress } from '../util/progress.js';
-import { loadSnapshotNetwork } from './load-network.js';
-import { checkPrecisionSupport, type Precision } from '../nn/precision.js';
+import { DiffusionModel } from './model.js';
+import type { Precision } from '../nn/precision.js';
 
 /** The overview grid `generate` writes beside the samples (`metrics --images` on that folder leaves it out). */
 export const GRID_FILE = 'grid.png';
@@ -69,91 +68,57 @@ export async function generate(r: GenerateRequest): Promise<GenerateSummary> {
   if (r.steps !== undefined && (!Number.isInteger(r.steps) || r.steps < 1)) throw new Error(`--steps must be a positive integer, got ${r.steps}`);
   if (r.cfg !== undefined && r.cfg !== null && !(r.cfg >= 0)) throw new Error(`--cfg must be >= 0, got ${r.cfg}`);
   const dist = await ProcessGroup.joinFromEnvironment(process.env, r.device);
+  const restoreThreads = saveThreads();
   useThreads(r.threads ?? (dist ? launcherThreads() : undefined));
-  const resolved = resolveDevice(r.device);
-  const device = dist ? dist.rankDevice(resolved) : resolved;
-  checkPrecisionSupport(r.precision ?? 'fp32', device);
-  const { net, info } = loadSnapshotNetwork(r.network, device);
-  net.setCompute({ precision: r.precision ?? 'fp32', channelsLast: r.channelsLast ?? false });
-  const { labelDim } = info.dataset;
-  // The coordinate grid is normalised over the network's own resolution (the latent one for a latent network).
-  const resolution = net.imgResolution;
-  const channels = net.outChannels;
-  // A latent network's samples are decoded by the VAE its snapshot names (or --vae).
-  const latentVaePath = r.vae ?? info.latent?.vae;
-  if (!latentVaePath && channels === 4)
-    throw new Error(`${r.network}: this network makes 4-channel latents (a latent Patch Diffusion model, e.g. an official --train_on_latents snapshot); pass --vae with the Stable Diffusion VAE that decodes them`);
-  const vae = latentVaePath ? openVae(latentVaePath, device, '--vae') : null;
-  if (vae && vae.config.latentChannels !== channels)
-    throw new Error(`--vae: ${latentVaePath} decodes ${vae.config.latentChannels}-channel latents, but the network makes ${channels} channels`);
-  const imageChannels = vae ? vae.config.outChannels : channels;
-  const maskPos = r.maskPos ?? info.trainingOptions?.maskPos === true;
-  const factor = vae ? vae.downsampleFactor : 1;
-  if (r.cfg != null && r.cfg !== 1 && !labelDim) throw new Error('--cfg needs a class-conditional network; this one is unconditional');
-  mkdirSync(r.outdir, { recursive: true });
-
-  const files: string[] = [];
-  const collected: ImageBatch[] = [];
-  const start = Date.now();
-  const myIndices = dist ? rankBatches(r.seeds.length, r.batch ?? 64, dist.rank, dist.worldSize) : null;
-  const batches = myIndices ? myIndices.map((ix) => ix.map((i) => r.seeds[i]!)) : seedBatches(r.seeds, r.batch ?? 64);
-  const mine = batches.reduce((n, b) => n + b.length, 0);
-  const progress = r.quiet || (dist && !dist.isMain) ? null : createProgress({ total: mine, label: dist ? `generate (rank 0 of ${dist.worldSize})` : 'generate', unit: 'img' });
-  const ablation = r.solver || r.discretization || r.schedule || r.scaling
-    ? { solver: r.solver, discretization: r.discretization, schedule: r.schedule, scaling: r.scaling }
-    : null;
-  if (ablation) ablationSchedule({ ...ablation, numSteps: r.steps, sigmaMin: r.sigmaMin, sigmaMax: r.sigmaMax, rho: r.rho, netSigmaMin: net.sigmaMin, netSigmaMax: net.sigmaMax });
-  let done = 0;
-  for (const seeds of batches) {
-    const batch = noGrad(() => {
-      // A plain EDM network (EDMPrecond, from an official .pkl) takes no coordinate channels: the grid is not passed.
-      const { images } = generateImages((x, s, pos, labels) => net.forward(x, s, net.positionChannels ? (maskPos ? zerosLike(pos!) : pos) : null, labels ?? null), {
-        seeds, channels, resolution, labelDim, device,
-        numSteps: r.steps ?? 18, sigmaMin: r.sigmaMin, sigmaMax: r.sigmaMax, rho: r.rho,
-        sChurn: r.sChurn, sMin: r.sMin, sMax: r.sMax, sNoise: r.sNoise,
-        classIndex: r.classIndex ?? null, cfg: r.cfg ?? null,
-        imageSize: r.imageSize, xStart: r.xStart, yStart: r.yStart,
-        netSigmaMin: net.sigmaMin, netSigmaMax: net.sigmaMax, ablation,
-      });
-      try {
-        return vae ? scope(() => toUint8(decodeLatents(vae, images))) : toUint8(images);
-      } finally {
-        images.dispose();
+  const device = dist ? dist.rankDevice(resolveDevice(r.device)) : resolveDevice(r.device);
+  const model = DiffusionModel.load(r.network, { device, precision: r.precision, channelsLast: r.channelsLast, vae: r.vae, maskPos: r.maskPos });
+  try {
+    mkdirSync(r.outdir, { recursive: true });
+    const files: string[] = [];
+    const collected: ImageBatch[] = [];
+    const start = Date.now();
+    const myIndices = dist ? rankBatches(r.seeds.length, r.batch ?? 64, dist.rank, dist.worldSize) : null;
+    const batches = myIndices ? myIndices.map((ix) => ix.map((i) => r.seeds[i]!)) : seedBatches(r.seeds, r.batch ?? 64);
+    const mine = batches.reduce((n, b) => n + b.length, 0);
+    const progress = r.quiet || (dist && !dist.isMain) ? null : createProgress({ total: mine, label: dist ? `generate (rank 0 of ${dist.worldSize})` : 'generate', unit: 'img' });
+    let done = 0;
+    for (const seeds of batches) {
+      const batch = model.sample({ ...r, seeds, batch: seeds.length });
+      for (let k = 0; k < seeds.length; k++) {
+        const seed = seeds[k]!;
+        const dir = r.subdirs ? join(r.outdir, String(seed - (seed % 1000)).padStart(6, '0')) : r.outdir;
+        if (r.subdirs) mkdirSync(dir, { recursive: true });
+        const file = join(dir, `${String(seed).padStart(6, '0')}.png`);
+        await writePng(file, imageAt(batch, k), batch.width, batch.height, batch.channels);
+        files.push(file);
       }
-    });
-    for (let k = 0; k < seeds.length; k++) {
-      const seed = seeds[k]!;
-      const dir = r.subdirs ? join(r.outdir, String(seed - (seed % 1000)).padStart(6, '0')) : r.outdir;
-      if (r.subdirs) mkdirSync(dir, { recursive: true });
-      const file = join(dir, `${String(seed).padStart(6, '0')}.png`);
-      await writePng(file, imageAt(batch, k), batch.width, batch.height, batch.channels);
-      files.push(file);
+      if (r.grid !== false) collected.push(batch);
+      done += seeds.length;
+      progress?.update(done);
     }
-    if (r.grid !== false) collected.push(batch);
-    done += seeds.length;
-    progress?.update(done);
-  }
-  progress?.stop();
-  let gridPath: string | null = null;
-  if (r.grid !== false && (collected.length || dist)) {
-    const side = (r.imageSize ?? resolution) * factor;
-    const size = side * side * imageChannels;
-    let all: Uint8Array = new Uint8Array(collected.reduce((n, b) => n + b.data.length, 0));
-    let at = 0;
-    for (const b of collected) {
-      all.set(b.data, at);
-      at += b.data.length;
+    progress?.stop();
+    let gridPath: string | null = null;
+    if (r.grid !== false && (collected.length || dist)) {
+      const side = (r.imageSize ?? model.net.imgResolution) * (model.resolution / model.net.imgResolution);
+      const size = side * side * model.channels;
+      let all: Uint8Array = new Uint8Array(collected.reduce((n, b) => n + b.data.length, 0));
+      let at = 0;
+      for (const b of collected) {
+        all.set(b.data, at);
+        at += b.data.length;
+      }
+      if (dist) all = gatherInOrder(dist, r.seeds.length, myIndices!.flat(), all, size, 'the images for the grid');
+      gridPath = dist && !dist.isMain ? null : join(r.outdir, GRID_FILE);
+      if (gridPath) await writeImageGrid(gridPath, { data: all, count: r.seeds.length, height: side, width: side, channels: model.channels as 1 | 3 });
     }
-    if (dist) all = gatherInOrder(dist, r.seeds.length, myIndices!.flat(), all, size, 'the images for the grid');
-    gridPath = dist && !dist.isMain ? null : join(r.outdir, GRID_FILE);
-    if (gridPath) await writeImageGrid(gridPath, { data: all, count: r.seeds.length, height: side, width: side, channels: imageChannels as 1 | 3 });
+    // Every rank's files are written when the command returns.
+    dist?.barrier('the end of generation');
+    const seconds = (Date.now() - start) / 1000;
+    return { files, gridPath, seconds, imagesPerSec: done / seconds };
+  } finally {
+    model.dispose();
+    restoreThreads();
   }
-  // Every rank's files are written when the command returns.
-  dist?.barrier('the end of generation');
-  net.dispose();
-  vae?.dispose();
-  const seconds = (Date.now() - start) / 1000;
-  return { files, gridPath, seconds, imagesPerSec: done / seconds };
 }
 
 /** Parses "0-63", "1,2,5-9" (EDM's seed syntax) into a list. */

@@ -91,3 +91,17 @@ export function useThreads(threads: number | undefined): void {
     native.setNumThreads(threads);
   }
 }
+
+/**
+ * The thread settings now (libtorch's count and whether it follows the free
+ * cores), as a function that puts them back: a library call that changes them
+ * for its own work leaves the process as it found it.
+ */
+export function saveThreads(): () => void {
+  const threads = native.getNumThreads() as number;
+  const saved = policy ? { ...policy } : null;
+  return () => {
+    policy = saved;
+    if (native.getNumThreads() !== threads) native.setNumThreads(threads);
+  };
+}

@@ -3,7 +3,7 @@
 // source, the patch loss and the sample-grid maker. All checks that can fail
 // run here, before the first step.
 import { Adam } from '../optim/adam.js';
-import { Generator, noGrad, scope, tensor, zerosLike, type Device, type Tensor } from '../tensor/index.js';
+import { Generator, scope, tensor, zerosLike, type Device, type Tensor } from '../tensor/index.js';
 import { BatchLoader, type ImageDataset, type SamplerState } from '../data/index.js';
 import { createNetwork, presetConfig, type NetworkConfig, type PresetName } from '../networks/config.js';
 import type { Preconditioner } from '../networks/precond.js';
@@ -11,10 +11,8 @@ import { PatchSchedule } from '../diffusion/patches.js';
 import { patchLoss, type AugmentFn, type Denoiser, type NoiseLevels } from '../diffusion/loss.js';
 import { AugmentPipe, trainPyAugmentOptions } from '../diffusion/augment.js';
 import type { AutoencoderKL } from '../networks/autoencoder-kl.js';
-import { decodeLatents, encodeToLatents, latentInfo, type LatentInfo, type PreEncodedLatents } from '../latents/codec.js';
-import { generateImages, quantizeImages, seedBatches, toUint8 } from '../diffusion/sampler.js';
-import type { ImageArray } from '../metrics/images.js';
-import type { ImageBatch } from '../io/images.js';
+import { encodeToLatents, latentInfo, type LatentInfo, type PreEncodedLatents } from '../latents/codec.js';
+import { DiffusionModel } from '../generate/model.js';
 import type { ResolvedTrainOptions } from './options.js';
 
 export interface TrainingComponents {
@@ -41,10 +39,8 @@ export interface TrainingComponents {
   };
   /** Elementwise patch loss [N, C, s, s] for uint8-derived images in [−1, 1]. */
   lossFn(images: Tensor, labels: Tensor | null, patchSize: number): Tensor;
-  /** Samples from the EMA network on fixed seeds 0..count−1 (a grid people can compare across snapshots). */
-  sampleGrid(count: number, steps: number): ImageBatch;
-  /** EMA samples for seeds as uint8 NCHW (what the metrics read), in batches of `batch`. */
-  sampleForMetrics(seeds: readonly number[], steps: number, batch: number): ImageArray;
+  /** The EMA network as a model that samples (snapshot grids, the metrics' samples). */
+  model: DiffusionModel;
 }
 
 const PRESET_OF_ARCH: Record<ResolvedTrainOptions['arch'], PresetName> = {
@@ -155,12 +151,6 @@ export function buildComponents(
   // --mask-pos (the coordinate ablation): zeros where the coordinates would be, in training and sampling.
   const pos = (xPos: Tensor | null) => (xPos && o.maskPos ? zerosLike(xPos) : xPos);
   const denoiser: Denoiser = (x, sigma, xPos, labels, augmentLabels) => net.forward(x, sigma, pos(xPos), labels ?? null, augmentLabels ?? null);
-  // Sampling passes the coordinate grid; a network without coordinate channels (EDM's own) ignores it.
-  const emaDenoiser: Denoiser = (x, sigma, xPos, labels) => ema.forward(x, sigma, ema.positionChannels ? pos(xPos) : null, labels ?? null);
-  const sigmaRange = { netSigmaMin: ema.sigmaMin, netSigmaMax: ema.sigmaMax };
-  // What the sampler draws (latents in latent space), and how it becomes images.
-  const space = { channels: config.out_channels ?? C, resolution: config.img_resolution };
-  const toImages = (x: Tensor): Tensor => (latent ? decodeLatents(latent.vae, x) : x);
   const noiseLevels = noiseLevelsFor(o.precond);
   const pipe = o.augment > 0 ? augmentPipeFor(o.augment) : null;
   const augment: AugmentFn | null = pipe ? (patches) => pipe.apply(patches, trainGen) : null;
@@ -199,32 +189,6 @@ export function buildComponents(
     // EDM's whole-image losses crop nothing (the schedule gives them full size only) and pass no coordinates.
     lossFn: (images, labels, patchSize) =>
       patchLoss({ net: denoiser, images, labels, patchSize: o.precond === 'pedm' ? patchSize : null, generator: trainGen, noiseLevels, augment }).loss,
-    sampleForMetrics(seeds, steps, batchSize) {
-      const data = new Uint8Array(seeds.length * C * R * R);
-      let at = 0;
-      for (const chunk of seedBatches(seeds, batchSize)) {
-        const bytes = noGrad(() =>
-          scope(() => {
-            const { images } = generateImages(emaDenoiser, { seeds: chunk, ...space, numSteps: steps, labelDim, device, ...sigmaRange });
-            // The same quantisation as written PNGs, kept in NCHW (what the metrics read).
-            return quantizeImages(toImages(images)).to({ device: 'cpu' }).data() as Uint8Array;
-          }),
-        );
-        data.set(bytes, at);
-        at += bytes.length;
-      }
-      return { data, count: seeds.length, channels: C, height: R, width: R };
-    },
-    sampleGrid(count, steps) {
-      return noGrad(() => {
-        const seeds = Array.from({ length: count }, (_, k) => k);
-        const { images } = generateImages(emaDenoiser, { seeds, ...space, numSteps: steps, labelDim, device, ...sigmaRange });
-        try {
-          return scope(() => toUint8(toImages(images)));
-        } finally {
-          images.dispose();
-        }
-      });
-    },
+    model: DiffusionModel.fromNetwork(ema, { device, labelDim, maskPos: o.maskPos, vae: latent?.vae ?? null }),
   };
 }

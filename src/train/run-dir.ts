@@ -47,12 +47,13 @@ export class RunLog {
 
   constructor(
     readonly dir: string | null,
-    private readonly quiet = false,
+    /** Where status lines go besides log.txt (the CLI: stdout; a library: nowhere unless asked). */
+    private readonly sink: ((line: string) => void) | null = null,
   ) {}
 
   line(text: string): void {
     if (this.dir === null) return;
-    if (!this.quiet) process.stdout.write(text + '\n');
+    this.sink?.(text);
     appendFileSync(join(this.dir, 'log.txt'), text + '\n');
   }
 

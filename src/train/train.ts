@@ -9,8 +9,9 @@ import type { AutoencoderKL } from '../networks/autoencoder-kl.js';
 import { checkLatentDataset, openVae, PreEncodedLatents } from '../latents/codec.js';
 import { createProgress } from '../util/progress.js';
 import { loadDataset } from '../data/index.js';
-import { resolveDevice, useThreads, getNumThreads } from '../tensor/index.js';
+import { resolveDevice, saveThreads, useThreads, getNumThreads } from '../tensor/index.js';
 import { resolveTrainOptions, type ResolvedTrainOptions, type TrainOptionsInput } from './options.js';
+import { RESUME_OVERRIDABLE, type NewRunSettings, type ResumeRunSettings } from './settings.js';
 import { buildComponents, networkConfigFor } from './components.js';
 import { checkPrecisionSupport } from '../nn/precision.js';
 import { countParameters } from '../networks/config.js';
@@ -21,14 +22,37 @@ import { findLatestState, readTrainingState, type LoopState, type RankState } fr
 import { broadcastTrainingState, restoreRankState, savedRanks } from './rank-state.js';
 import { launcherThreads } from '../distributed/environment.js';
 import { ProcessGroup } from '../distributed/process-group.js';
-import { trainingLoop, withStopSignals, type TrainingResult } from './training-loop.js';
+import { trainingLoop, type TrainingResult } from './training-loop.js';
+import { EventQueue, type TrainingEvent } from './events.js';
 import { transferWeights } from './transfer.js';
 
-/** Options that may change when a run is resumed; every other option comes from the saved state. */
-export const RESUME_OVERRIDABLE = ['duration', 'maxMinutes', 'batchGpu', 'threads', 'device', 'precision', 'channelsLast', 'tick', 'snap', 'dump', 'gridSeeds', 'gridSteps', 'metrics', 'metricsEvery', 'metricsSamples'] as const;
 
-export interface TrainRequest extends Partial<TrainOptionsInput> {
+/**
+ * What `train` takes: the settings of a new run (`data` and `duration`
+ * required) or of a resumed one (`resume`, and the few settings a resume may
+ * change), and how the run reports and stops.
+ */
+export type TrainRequest = (NewRunSettings | ResumeRunSettings) & TrainControls;
+
+/** How a run reports, stops and shows itself: nothing of the model or the method. */
+export interface TrainControls {
+  /**
+   * Where the run's status lines go besides its log.txt: 'stdout' (what the
+   * CLI does) or a function. Default: nowhere (a library prints nothing).
+   */
+  log?: 'stdout' | ((line: string) => void) | undefined;
+  /** Progress bars on stderr while it is a terminal (the CLI's). Default false. */
+  progressBar?: boolean | undefined;
+  /** No status lines and no progress bars, whatever `log` and `progressBar` say. */
   quiet?: boolean;
+  /**
+   * Stops the run after the step in progress, writing a snapshot and a
+   * resumable training state first (the result says stoppedEarly). With
+   * `dashboard.keep`, also ends the page's extra life after training.
+   */
+  signal?: AbortSignal | undefined;
+  /** Typed progress: the start, every tick, snapshot, saved state and metrics (rank 0). */
+  onEvent?: ((event: TrainingEvent) => void) | undefined;
   /** TensorBoard event files in <run>/tensorboard, beside stats.jsonl (default true; rank 0). */
   tensorboard?: boolean;
   /** Serve the live training page while the run goes on (rank 0; src/dashboard). */
@@ -40,7 +64,7 @@ export interface DashboardRequest {
   port?: number;
   /** Default 127.0.0.1 (this machine only). */
   host?: string;
-  /** When training finishes, keep serving the finished run until Ctrl-C / SIGTERM. */
+  /** When training finishes, keep serving the finished run until the request's `signal` aborts (the CLI: Ctrl-C / SIGTERM). */
   keep?: boolean;
   /** Called with the page's address once it is served. */
   onReady?: (url: string) => void;
@@ -53,8 +77,48 @@ interface ResumeInfo {
   ranks: RankState[];
 }
 
+/**
+ * Trains a Patch Diffusion model: a new run (`data` and `duration` needed) or
+ * one continued from its state (`resume`). Resolves when the run ends, stops
+ * on `signal` or hits `maxMinutes`; null for `dryRun`. In library mode it
+ * touches nothing of the process: no signal handlers, no exit, nothing on
+ * stdout unless `log` asks, and libtorch's thread setting restored after.
+ */
 export async function train(request: TrainRequest): Promise<TrainingResult | null> {
-  const { quiet, tensorboard, dashboard: dashboardRequest, ...input } = request;
+  request.signal?.throwIfAborted();
+  const restoreThreads = saveThreads();
+  try {
+    return await runTraining(request);
+  } finally {
+    restoreThreads();
+  }
+}
+
+/**
+ * `train` as an async iterator of its events, with the result beside it:
+ * `for await (const e of run.events) …`, then `await run.result`.
+ */
+export function trainWithEvents(request: TrainRequest): { events: AsyncIterable<TrainingEvent>; result: Promise<TrainingResult | null> } {
+  const queue = new EventQueue<TrainingEvent>();
+  const result = train({
+    ...request,
+    onEvent: (e) => {
+      request.onEvent?.(e);
+      queue.push(e);
+    },
+  });
+  result.then(() => queue.end(), (err: unknown) => queue.fail(err));
+  // The iterator reports a failure too; a caller who only iterates must not get an unhandled rejection.
+  result.catch(() => {});
+  return { events: queue, result };
+}
+
+async function runTraining(request: TrainRequest): Promise<TrainingResult | null> {
+  const { quiet, log: logTo, progressBar, signal, onEvent, tensorboard, dashboard: dashboardRequest, ...settings } = request;
+  // Checked by the schema below, whichever kind of request it is.
+  const input = settings as Partial<TrainOptionsInput>;
+  const sink = quiet || !logTo ? null : logTo === 'stdout' ? (line: string) => process.stdout.write(`${line}\n`) : logTo;
+  const bars = progressBar === true && !quiet;
   if (input.transfer !== undefined && input.resume !== undefined)
     throw new Error(`invalid training options:\n--transfer and --resume cannot be combined: --resume continues a run from its own state, --transfer starts a new run from a snapshot's weights`);
   // The official --transfer turns the EMA ramp-up off (ema_rampup_ratio = None) unless it is asked for.
@@ -110,15 +174,15 @@ export async function train(request: TrainRequest): Promise<TrainingResult | nul
   const describe = `${dataset.name}: ${dataset.length} images, ${dataset.resolution}×${dataset.resolution}×${dataset.channels}` +
     `${dataset.labelDim ? `, ${dataset.labelDim} classes` : ''}; network ${options.arch} with ${countParameters(config).toLocaleString('en-US')} parameters`;
   if (options.dryRun) {
-    console.log(JSON.stringify(options, null, 2));
-    console.log(describe);
+    sink?.(JSON.stringify(options, null, 2));
+    sink?.(describe);
     return null;
   }
 
   // Built before the run directory exists: the checks that need the data (--cond
   // without labels, patch sizes the network cannot take) must not leave an empty run behind.
   const cachePath = statePath ? join(dirname(statePath), LATENT_CACHE) : null;
-  const preEncoded = vae && options.preEncode ? preEncodeDataset(vae, dataset, options, cachePath, quiet || !isMain) : null;
+  const preEncoded = vae && options.preEncode ? preEncodeDataset(vae, dataset, options, cachePath, !bars || !isMain) : null;
   const components = buildComponents(options, dataset, device, { rank: dist?.rank ?? 0, worldSize }, vae ? { vae, preEncoded } : null);
   const runDir = !isMain
     ? ''
@@ -134,7 +198,7 @@ export async function train(request: TrainRequest): Promise<TrainingResult | nul
         `batch${options.batch}`,
         ...(options.desc ? [options.desc] : []),
       ]);
-  const log = new RunLog(isMain ? runDir : null, quiet);
+  const log = new RunLog(isMain ? runDir : null, sink);
   if (isMain && !statePath) writeJson(join(runDir, 'training_options.json'), options);
   if (isMain && preEncoded && !existsSync(join(runDir, LATENT_CACHE))) preEncoded.save(join(runDir, LATENT_CACHE), latentCacheKey(options, dataset));
   log.line(statePath ? `Resuming ${statePath}` : `Run directory: ${runDir}`);
@@ -175,24 +239,20 @@ export async function train(request: TrainRequest): Promise<TrainingResult | nul
     }
   }
   let result: TrainingResult | undefined;
+  // --max-minutes: the same clean stop as an abort, requested by a timer (the loop yields between steps).
+  let timeUp = false;
+  const timer = options.maxMinutes ? setTimeout(() => (timeUp = true), options.maxMinutes * 60_000) : null;
+  const stop = { get requested() { return timeUp || signal?.aborted === true; } };
   try {
-    result = await withStopSignals(async (stop) => {
-      // --max-minutes: the same clean stop as Ctrl-C, requested by a timer (the loop yields between steps).
-      let timeUp = false;
-      const timer = options.maxMinutes ? setTimeout(() => ((timeUp = true), (stop.requested = true)), options.maxMinutes * 60_000) : null;
-      try {
-        const result = await trainingLoop({ options, dataset, components, runDir, log, resumeLoop: resume?.loop, stopSignal: stop, quiet, dist });
-        if (timeUp && result.stoppedEarly) log.line(`--max-minutes ${options.maxMinutes}: the time budget of this process is spent.`);
-        return { ...result, timeLimitReached: timeUp && result.stoppedEarly };
-      } finally {
-        if (timer) clearTimeout(timer);
-      }
-    });
+    const ended = await trainingLoop({ options, dataset, components, runDir, log, resumeLoop: resume?.loop, stopSignal: stop, progressBar: bars, onEvent, dist });
+    if (timeUp && ended.stoppedEarly) log.line(`--max-minutes ${options.maxMinutes}: the time budget of this process is spent.`);
+    result = { ...ended, timeLimitReached: timeUp && ended.stoppedEarly };
   } catch (err) {
     // Keep the reason in the run's own log, next to the stats that led to it.
     log.fileOnly(`error: ${err instanceof Error ? err.message : String(err)}`);
     throw err;
   } finally {
+    if (timer) clearTimeout(timer);
     log.tensorboard?.close();
     if (dashboard && !(dashboardRequest?.keep && result && !result.stoppedEarly)) {
       await dashboard.close();
@@ -200,26 +260,15 @@ export async function train(request: TrainRequest): Promise<TrainingResult | nul
     }
   }
   if (dashboard) {
-    // --dashboard-keep: the finished run stays on the page until Ctrl-C / SIGTERM.
+    // --dashboard-keep: the finished run stays on the page until the signal aborts (the CLI's Ctrl-C / SIGTERM).
     dashboard.ended();
-    log.line(`Training finished; the dashboard stays at ${dashboard.url} (Ctrl-C to stop it)`);
-    await untilSignal();
+    if (signal && !signal.aborted) {
+      log.line(`Training finished; the dashboard stays at ${dashboard.url} (Ctrl-C to stop it)`);
+      await new Promise<void>((done) => signal.addEventListener('abort', () => done(), { once: true }));
+    }
     await dashboard.close();
   }
   return result;
-}
-
-/** Resolves at the next SIGINT or SIGTERM (the handlers are removed then). */
-function untilSignal(): Promise<void> {
-  return new Promise((done) => {
-    const handler = () => {
-      process.off('SIGINT', handler);
-      process.off('SIGTERM', handler);
-      done();
-    };
-    process.on('SIGINT', handler);
-    process.on('SIGTERM', handler);
-  });
 }
 
 /** The run directory's store of the dataset's VAE posteriors (--pre-encode), reused when the run resumes. */

@@ -2,9 +2,10 @@
 // behaviour): per accumulation round one patch size, a batch that grows as
 // patches shrink, the patch loss summed per sample, Adam with a learning-rate
 // ramp, gradient NaN/Inf scrubbing, an EMA by half-life in images, and an
-// image counter that counts patch samples. Around it: ticks with status lines
-// and stats.jsonl, snapshots with sample grids, exact resume, and a clean stop
-// on Ctrl-C / SIGTERM that writes the state first.
+// image counter that counts patch samples. Around it: ticks with status lines,
+// stats.jsonl and typed events, snapshots with sample grids, exact resume, and
+// a clean stop on request (an AbortSignal; the CLI's Ctrl-C) that writes the
+// state first.
 //
 // Data-parallel (src/distributed): every rank runs this loop in lockstep. Losses,
 // image counts and stop requests are summed over the ranks after every step,
@@ -27,6 +28,7 @@ import { gatherInOrder, rankBatches } from '../distributed/split.js';
 import type { ImageArray } from '../metrics/images.js';
 import type { ResolvedTrainOptions } from './options.js';
 import type { TrainingComponents } from './components.js';
+import type { TrainingEvent } from './events.js';
 
 export interface TrainingResult {
   runDir: string;
@@ -45,10 +47,12 @@ export interface TrainingLoopArgs {
   log: RunLog;
   /** Restored counters when resuming. */
   resumeLoop?: LoopState;
-  /** Stop requests (signals) are checked between steps. */
-  stopSignal?: { requested: boolean };
-  /** No progress bar (tests). */
-  quiet?: boolean;
+  /** Stop requests (an AbortSignal, --max-minutes) are checked between steps. */
+  stopSignal?: { readonly requested: boolean };
+  /** A progress bar on stderr when it is a terminal (the CLI's). */
+  progressBar?: boolean;
+  /** Typed progress for the caller (library mode). */
+  onEvent?: ((event: TrainingEvent) => void) | undefined;
   /** The group of a data-parallel run (null or absent: one process). */
   dist?: ProcessGroup | null;
 }
@@ -80,10 +84,15 @@ export async function trainingLoop(a: TrainingLoopArgs): Promise<TrainingResult>
   let peakRssGb = 0;
   const lossHistory: { kimg: number; loss: number }[] = [];
 
-  const progress = a.quiet || !isMain ? null : createProgress({ total: totalNimg / 1000, label: 'train', unit: 'kimg', fields: ['loss'] });
+  const emit = (event: TrainingEvent) => {
+    if (isMain) a.onEvent?.(event);
+  };
+  const progress = !a.progressBar || !isMain ? null : createProgress({ total: totalNimg / 1000, label: 'train', unit: 'kimg', fields: ['loss'] });
   progress?.update(loop.curNimg / 1000);
   if (dist) log.line(`Data-parallel over ${dist.worldSize} processes (Gloo): ${o.batch / dist.worldSize} images per process per step in rounds of ${o.batchGpu}, gradients averaged every step`);
   log.line(`Training for ${+(o.duration * 1000).toPrecision(6)} kimg (${o.batch} per step × batch_mul_avg ${c.patches.batchMulAvg.toFixed(2)}; ${o.precond === 'pedm' ? `patch sizes ${c.patches.patchSizes.join('/')}` : `${o.precond} on whole images`}${o.augment > 0 ? `, augment ${o.augment}` : ''}${c.latent ? `; in the latent space of ${c.latent.vae}${o.preEncode ? ', pre-encoded' : ''}` : ''}${o.maskPos ? '; coordinates masked' : ''}), ${getNumThreads()} threads${dist ? ' per process' : o.threads ? '' : ' (following the free cores)'}, device ${c.device}, precision ${o.precision}${o.channelsLast ? ', channels-last' : ''}; ${describeEngine()}...`);
+
+  emit({ type: 'start', runDir, kimg: loop.curNimg / 1000, totalKimg: totalNimg / 1000, resumed: a.resumeLoop !== undefined });
 
   // Every rank calls it (the ranks' own streams travel to rank 0); rank 0 writes.
   const writeState = () => {
@@ -96,6 +105,7 @@ export async function trainingLoop(a: TrainingLoopArgs): Promise<TrainingResult>
     if (!isMain) return null;
     const path = join(runDir, stateName(loop.curNimg / 1000));
     saveTrainingState(path, { net: c.net, ema: c.ema, adam: c.adam, generators: c.generators, loop: saved, options: o as never, info: { ...info, kimg: loop.curNimg / 1000 } });
+    emit({ type: 'state', kimg: loop.curNimg / 1000, path });
     return path;
   };
   const writeSnapshot = async () => {
@@ -109,13 +119,16 @@ export async function trainingLoop(a: TrainingLoopArgs): Promise<TrainingResult>
     if (!isMain) return null;
     const path = join(runDir, snapshotName(kimg));
     saveNetworkSnapshot(path, c.ema, { ...info, kimg });
-    const grid = c.sampleGrid(o.gridSeeds, o.gridSteps);
-    const gridPng = await writeImageGrid(join(runDir, `samples-${String(Math.floor(kimg)).padStart(6, '0')}.png`), grid);
+    // Fixed seeds 0..N−1: a grid people can compare across snapshots.
+    const grid = c.model.sample({ seeds: Array.from({ length: o.gridSeeds }, (_, k) => k), steps: o.gridSteps, batch: o.gridSeeds });
+    const gridPath = join(runDir, `samples-${String(Math.floor(kimg)).padStart(6, '0')}.png`);
+    const gridPng = await writeImageGrid(gridPath, grid);
     log.image('Samples/grid', loop.curNimg, gridPng);
     if (lossHistory.length >= 2)
       await writeLinePlot(join(runDir, 'loss.png'), [{ label: 'training loss', x: lossHistory.map((p) => p.kimg), y: lossHistory.map((p) => p.loss) }],
         { title: 'Training loss (per-pixel mean, per tick)', xLabel: 'kimg', yLabel: 'loss', logY: true });
     lastSnapshot = path;
+    emit({ type: 'snapshot', kimg, path, gridPath });
     if (generated) await measureQuality(kimg, generated.images, generated.started);
     return path;
   };
@@ -123,9 +136,10 @@ export async function trainingLoop(a: TrainingLoopArgs): Promise<TrainingResult>
   const sampleForMetrics = (): { images: ImageArray; started: number } => {
     const started = Date.now();
     const n = o.metricsSamples;
-    if (!dist) return { images: c.sampleForMetrics(Array.from({ length: n }, (_, k) => k), o.gridSteps, 64), started };
+    const sample = (seeds: number[]) => c.model.sample({ seeds, steps: o.gridSteps, batch: 64, layout: 'nchw' });
+    if (!dist) return { images: sample(Array.from({ length: n }, (_, k) => k)), started };
     const positions = rankBatches(n, 64, dist.rank, dist.worldSize).flat();
-    const mine = c.sampleForMetrics(positions, o.gridSteps, 64);
+    const mine = sample(positions);
     const itemBytes = mine.channels * mine.height * mine.width;
     const data = gatherInOrder(dist, n, positions, mine.data, itemBytes, 'the metrics\' samples');
     return { images: { ...mine, data, count: n }, started };
@@ -140,6 +154,7 @@ export async function trainingLoop(a: TrainingLoopArgs): Promise<TrainingResult>
     if (m.swd) entry['Metrics/swd'] = m.swd.mean;
     entry['Timing/metrics_sec'] = (Date.now() - started) / 1000;
     log.stats(entry);
+    emit({ type: 'metrics', kimg, metrics: Object.fromEntries(Object.entries(entry).filter(([k, v]) => k.startsWith('Metrics/') && typeof v === 'number').map(([k, v]) => [k.slice(8), v as number])) });
     log.line(`metrics at kimg ${kimg.toFixed(1)} (${o.metricsSamples} samples, seeds 0-${o.metricsSamples - 1}): ` +
       Object.entries(entry).filter(([k]) => /fd_|kid_|swd/.test(k)).map(([k, v]) => `${k.slice(8)} ${(v as number).toFixed(4)}`).join('  '));
   };
@@ -162,8 +177,8 @@ export async function trainingLoop(a: TrainingLoopArgs): Promise<TrainingResult>
         } else stepNonFinite += 1;
       },
     });
-    // Let the signal handlers run: without a turn of the event loop a Ctrl-C is only seen at the next tick's await.
-    if (a.stopSignal) await new Promise<void>((resolve) => setImmediate(resolve));
+    // A turn of the event loop after every step: an abort, a timer or a signal handler runs now, not at the next tick's await.
+    await new Promise<void>((resolve) => setImmediate(resolve));
     const stopVote = a.stopSignal?.requested || launcherGone() ? 1 : 0;
     // One small sum per step keeps the ranks' statistics and stop decision identical.
     const [stops, lossSum, lossCount, nonFinite, images] = dist
@@ -218,6 +233,10 @@ export async function trainingLoop(a: TrainingLoopArgs): Promise<TrainingResult>
       timestamp: now / 1000,
     };
     log.stats(stats);
+    emit({
+      type: 'tick', tick: loop.curTick, kimg: loop.curNimg / 1000, totalKimg: totalNimg / 1000, loss: meanLoss, imagesPerSec: stats['Timing/images_per_sec'],
+      learningRate: lr, elapsedSec: stats['Timing/total_sec'], remainingSec: ((totalNimg - loop.curNimg) / 1000) * stats['Timing/sec_per_kimg'], rssGb,
+    });
     log.line(
       `tick ${loop.curTick}  kimg ${(loop.curNimg / 1000).toFixed(1)}  loss ${meanLoss.toFixed(4)}  ` +
         `sec/kimg ${stats['Timing/sec_per_kimg'].toFixed(2)}  img/s ${stats['Timing/images_per_sec'].toFixed(1)}  ` +
@@ -239,22 +258,4 @@ export async function trainingLoop(a: TrainingLoopArgs): Promise<TrainingResult>
   else log.line(`Done: ${(loop.curNimg / 1000).toFixed(1)} kimg in ${((Date.now() - startTime) / 1000).toFixed(0)} s.`);
   if (isMain) writeJson(join(runDir, 'progress.json'), { curNimg: loop.curNimg, finished: !stoppedEarly, lastSnapshot });
   return { runDir, curNimg: loop.curNimg, stoppedEarly, lastSnapshot };
-}
-
-/** Runs `fn` with Ctrl-C/SIGTERM turned into a stop request (a second Ctrl-C exits at once). */
-export async function withStopSignals<T>(fn: (stop: { requested: boolean }) => Promise<T>): Promise<T> {
-  const stop = { requested: false };
-  const handler = (sig: NodeJS.Signals) => {
-    if (stop.requested) process.exit(130);
-    stop.requested = true;
-    process.stderr.write(`\n${sig}: finishing this step and saving the training state (press Ctrl-C again to quit without saving)\n`);
-  };
-  process.on('SIGINT', handler);
-  process.on('SIGTERM', handler);
-  try {
-    return await fn(stop);
-  } finally {
-    process.off('SIGINT', handler);
-    process.off('SIGTERM', handler);
-  }
 }

@@ -2,9 +2,10 @@
 import { Command, Option } from 'commander';
 import { ARCHS } from '../../train/options.js';
 import { PRECISIONS } from '../../nn/precision.js';
-import { train } from '../../train/train.js';
+import { train, type TrainRequest } from '../../train/train.js';
 import { parseNumber as num, parseNumberList, parsePort } from '../parse.js';
 import { addLaunchOptions, launchIfAsked } from '../launch-options.js';
+import { abortOnSignals } from '../stop-signals.js';
 
 export function trainCommand(): Command {
   return addLaunchOptions(new Command('train'))
@@ -73,14 +74,20 @@ export function trainCommand(): Command {
       const { nproc: _n, nnodes: _nn, nodeRank: _r, masterAddr: _a, masterPort: _p, ls, dashboard, dashboardHost, dashboardKeep, tensorboard, ...options } = flags;
       if ((dashboardHost !== undefined || dashboardKeep) && dashboard === undefined) throw new Error('--dashboard-host and --dashboard-keep go with --dashboard');
       // --ls is train.py's name for the loss scaling.
+      const controller = new AbortController();
+      const release = abortOnSignals(controller);
+      // The flags as given: train() checks them (a new run needs --data and --duration).
       const result = await train({
         ...options,
+        log: 'stdout',
+        progressBar: true,
+        signal: controller.signal,
         ...(ls !== undefined ? { lossScaling: ls as number } : {}),
         tensorboard: tensorboard as boolean,
         ...(dashboard !== undefined
           ? { dashboard: { port: typeof dashboard === 'number' ? dashboard : undefined, host: dashboardHost as string | undefined, keep: dashboardKeep === true } }
           : {}),
-      });
+      } as TrainRequest).finally(release);
       if (result?.stoppedEarly && !result.timeLimitReached) process.exitCode = 130;
     });
 }
