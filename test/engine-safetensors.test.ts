@@ -8,7 +8,7 @@ import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import { liveTensors, scalar, scope, tensor, zeros, type DType, type Tensor } from '../src/tensor/index.js';
 import { native } from '../src/tensor/native.js';
-import { decodeSafetensors, encodeSafetensors, inspectSafetensors, readSafetensors, writeSafetensors } from '../src/io/safetensors.js';
+import { ChecksumError, decodeSafetensors, encodeSafetensors, inspectSafetensors, readSafetensors, writeSafetensors } from '../src/io/safetensors.js';
 import { writeFileAtomic } from '../src/io/atomic.js';
 import { REFERENCE_DIR } from './helpers/reference.js';
 import { liveTensorsAfterGc } from './helpers/gc.js';
@@ -86,6 +86,28 @@ describe('round trip', () => {
     assert.equal(m.entries.get('bool')!.dtype, 'BOOL');
     assert.equal(m.entries.get('bf16')!.dtype, 'BF16');
     assert.deepEqual(m.entries.get('scalar')!.shape, []);
+  });
+
+  it('a checksum of the data in every file written, checked on every read; files without one still load', () => {
+    const file = join(dir, 'checked.safetensors');
+    writeSafetensors(file, { w: tensor([1, 2, 3, 4]) }, { kind: 'state' });
+    const m = manifestOf(file);
+    assert.match(m.metadata.data_sha256!, /^[0-9a-f]{64}$/);
+    assert.deepEqual(readSafetensors(file).metadata, { kind: 'state' }, 'the checksum is the file\'s, not part of what it says');
+    // One flipped bit in the data: a clear error naming the file, for readers and for inspect alike.
+    const bytes = readFileSync(file);
+    bytes[m.dataStart + 5]! ^= 0x10;
+    const bad = join(dir, 'flipped.safetensors');
+    writeFileSync(bad, bytes);
+    assert.throws(() => readSafetensors(bad), (e: Error) => e instanceof ChecksumError && e.message.startsWith(`${bad}: the data does not match the checksum`));
+    assert.throws(() => inspectSafetensors(bad), ChecksumError);
+    // A file written without one (older versions, other tools) loads as before.
+    const header = JSON.stringify({ w: { dtype: 'F32', shape: [1], data_offsets: [0, 4] } });
+    const len = Buffer.alloc(8);
+    len.writeBigUInt64LE(BigInt(header.length));
+    const plain = join(dir, 'plain.safetensors');
+    writeFileSync(plain, Buffer.concat([len, Buffer.from(header), Buffer.from(new Float32Array([7]).buffer)]));
+    assert.deepEqual(readSafetensors(plain).tensors.get('w')!.toArray(), [7]);
   });
 
   it('in memory: encode/decode, non-contiguous tensors, no metadata', () => {

@@ -15,6 +15,7 @@
 // Bound to 127.0.0.1 unless asked otherwise; when bound to a loopback
 // address it also refuses requests whose Host header names another host
 // (a web page elsewhere cannot reach it through DNS rebinding).
+import { hostAllowed, isLoopbackHost, requestPath } from '../util/http-guard.js';
 import { closeSync, existsSync, openSync, readdirSync, readFileSync, readSync, statSync } from 'node:fs';
 import { createServer, type IncomingMessage, type Server, type ServerResponse } from 'node:http';
 import type { AddressInfo } from 'node:net';
@@ -191,8 +192,6 @@ export function checkRunDir(runDir: string): string {
   return dir;
 }
 
-const isLoopback = (host: string) => host === 'localhost' || host === '::1' || host.startsWith('127.');
-
 export async function startDashboard(o: DashboardOptions): Promise<DashboardServer> {
   if (!existsSync(join(WEB_DIR, 'index.html'))) throw new Error(`the dashboard's page is missing (${WEB_DIR}index.html): reinstall patch-diffusion`);
   const runDir = resolve(o.runDir);
@@ -240,15 +239,11 @@ export async function startDashboard(o: DashboardOptions): Promise<DashboardServ
   timer.unref();
 
   const handle = (req: IncomingMessage, res: ServerResponse) => {
-    const hostHeader = (req.headers.host ?? '').replace(/:\d+$/, '').replace(/^\[|\]$/g, '');
-    if (isLoopback(host) && !isLoopback(hostHeader)) return reply(res, 403, 'text/plain', `this dashboard answers only to localhost (got Host: ${req.headers.host})`);
+    if (!hostAllowed(host, req.headers.host))
+      return reply(res, 403, 'text/plain', `this dashboard answers only to ${isLoopbackHost(host) ? 'localhost' : host} (got Host: ${req.headers.host})`);
     if (req.method !== 'GET' && req.method !== 'HEAD') return reply(res, 405, 'text/plain', 'only GET');
-    let path: string;
-    try {
-      path = decodeURIComponent(new URL(req.url ?? '/', 'http://localhost').pathname);
-    } catch {
-      return reply(res, 400, 'text/plain', 'bad path');
-    }
+    const path = requestPath(req.url);
+    if (path === null) return reply(res, 400, 'text/plain', 'bad path');
     const file = STATIC[path];
     if (file) return reply(res, 200, TYPES[file.slice(file.lastIndexOf('.'))]!, readFileSync(join(WEB_DIR, file)));
     if (path === '/api/run') return reply(res, 200, 'application/json', JSON.stringify(everything()));

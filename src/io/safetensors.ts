@@ -3,6 +3,12 @@
 // each tensor's dtype, shape and byte range, then the raw little-endian data.
 // Reading validates everything before touching the data, so a truncated or
 // malformed file is rejected with a message naming the file and the problem.
+// Every file we write carries the SHA-256 of its data section in its
+// metadata (`data_sha256`, a string like any other, so other readers ignore
+// it), and every read checks it: a flipped byte in a training state is an
+// error, not damaged weights. Files without it (older ones, other tools')
+// load as before.
+import { createHash } from 'node:crypto';
 import { readFileSync } from 'node:fs';
 import { native } from '../tensor/native.js';
 import { wrap, type DType, type Tensor } from '../tensor/tensor.js';
@@ -31,6 +37,27 @@ export interface SafetensorsContents {
 }
 
 class FormatError extends Error {}
+
+/** The metadata key of the data section's SHA-256 (hex). */
+export const CHECKSUM_KEY = 'data_sha256';
+
+/** A file whose data does not match the checksum it was written with. */
+export class ChecksumError extends Error {
+  readonly code = 'PD_CHECKSUM_MISMATCH';
+  constructor(readonly file: string, expected: string, actual: string) {
+    super(`${file}: the data does not match the checksum it was written with (sha256 ${actual.slice(0, 12)}…, recorded ${expected.slice(0, 12)}…): the file is corrupt`);
+    this.name = 'ChecksumError';
+  }
+}
+
+/** Checks the data against its recorded checksum; returns the metadata without it (a detail of the file, not of its content). */
+function verifyChecksum(bytes: Uint8Array, dataStart: number, metadata: Record<string, string>, source: string): Record<string, string> {
+  const { [CHECKSUM_KEY]: expected, ...rest } = metadata;
+  if (expected === undefined) return metadata;
+  const actual = createHash('sha256').update(bytes.subarray(dataStart)).digest('hex');
+  if (actual !== expected) throw new ChecksumError(source, expected, actual);
+  return rest;
+}
 
 function parseHeader(bytes: Uint8Array, source: string): { entries: Map<string, TensorEntry>; metadata: Record<string, string>; dataStart: number } {
   const fail = (why: string): never => {
@@ -88,7 +115,9 @@ function parseHeader(bytes: Uint8Array, source: string): { entries: Map<string, 
 
 /** Decodes safetensors bytes; `source` names the file in errors. */
 export function decodeSafetensors(bytes: Uint8Array, source = '<buffer>'): SafetensorsContents {
-  const { entries, metadata, dataStart } = parseHeader(bytes, source);
+  const parsed = parseHeader(bytes, source);
+  const { entries, dataStart } = parsed;
+  const metadata = verifyChecksum(bytes, dataStart, parsed.metadata, source);
   const tensors = new Map<string, Tensor>();
   for (const [name, e] of entries) {
     // Copy into an aligned buffer: the data section has no alignment guarantee.
@@ -112,16 +141,18 @@ export function readSafetensors(path: string): SafetensorsContents {
 
 /** Lists names, dtypes and shapes without creating tensors. */
 export function inspectSafetensors(path: string): { entries: Map<string, TensorEntry>; metadata: Record<string, string> } {
-  const { entries, metadata } = parseHeader(readFileSync(path), path);
-  return { entries, metadata };
+  const bytes = readFileSync(path);
+  const { entries, metadata, dataStart } = parseHeader(bytes, path);
+  return { entries, metadata: verifyChecksum(bytes, dataStart, metadata, path) };
 }
 
 /** Encodes named tensors (any device; copied to the CPU) with string metadata. */
 export function encodeSafetensors(tensors: Map<string, Tensor> | Record<string, Tensor>, metadata: Record<string, string> = {}): Uint8Array[] {
   const list = tensors instanceof Map ? [...tensors] : Object.entries(tensors);
-  const header: Record<string, unknown> = {};
-  if (Object.keys(metadata).length) header.__metadata__ = metadata;
+  // The metadata first in the header (its value is set once the data's checksum is known).
+  const header: Record<string, unknown> = { __metadata__: null };
   const chunks: Uint8Array[] = [];
+  const hash = createHash('sha256');
   let offset = 0;
   for (const [name, t] of list) {
     if (name === '__metadata__') throw new Error(`safetensors: '__metadata__' is reserved and cannot name a tensor`);
@@ -129,7 +160,9 @@ export function encodeSafetensors(tensors: Map<string, Tensor> | Record<string, 
     header[name] = { dtype: DTYPE_TO_FORMAT[t.dtype], shape: [...t.shape], data_offsets: [offset, offset + data.length] };
     offset += data.length;
     chunks.push(data);
+    hash.update(data);
   }
+  header.__metadata__ = { ...metadata, [CHECKSUM_KEY]: hash.digest('hex') };
   let json = JSON.stringify(header);
   json += ' '.repeat((8 - ((8 + Buffer.byteLength(json)) % 8)) % 8); // align the data section to 8 bytes
   const headerBytes = new TextEncoder().encode(json);

@@ -7,7 +7,7 @@
 // Both are written atomically, so a kill mid-write leaves the previous file.
 import { existsSync, readdirSync, statSync } from 'node:fs';
 import { sniffFileKind } from '../io/file-kind.js';
-import { basename, join } from 'node:path';
+import { basename, dirname, join } from 'node:path';
 import { loadOfficialNetwork, type OfficialNetwork } from '../networks/official-snapshot.js';
 import { readSafetensors, writeSafetensors } from '../io/safetensors.js';
 import { tensor } from '../tensor/creation.js';
@@ -204,6 +204,40 @@ export function readTrainingState(path: string): LoadedTrainingState {
       for (const t of tensors.values()) t.dispose();
     },
   };
+}
+
+/** A training state that was passed over on resume, and why. */
+export interface SkippedState {
+  path: string;
+  why: string;
+}
+
+/**
+ * The newest training state of a run that reads and verifies (its checksum,
+ * its format, its metadata), with the newer ones passed over and why. Given
+ * a file, that file or an error naming the newest good state before it.
+ */
+export function openLatestGoodState(pathOrDir: string): { path: string; state: LoadedTrainingState; skipped: SkippedState[] } {
+  const newest = findLatestState(pathOrDir);
+  const dir = dirname(newest);
+  const named = pathOrDir.endsWith('.safetensors');
+  const candidates = named
+    ? [newest]
+    : readdirSync(dir).filter((f) => /^training-state-\d{6}\.safetensors$/.test(f)).sort().reverse().map((f) => join(dir, f));
+  const skipped: SkippedState[] = [];
+  for (const path of candidates) {
+    try {
+      return { path, state: readTrainingState(path), skipped };
+    } catch (err) {
+      skipped.push({ path, why: err instanceof Error ? err.message : String(err) });
+    }
+  }
+  const why = skipped.map((s) => `  ${s.why}`).join('\n');
+  if (named) {
+    const older = readdirSync(dir).filter((f) => /^training-state-\d{6}\.safetensors$/.test(f) && join(dir, f) < newest).sort();
+    throw new Error(`--resume: ${newest} cannot be used:\n${why}${older.length ? `\nthe state before it: --resume ${join(dir, older.at(-1)!)}` : ''}`);
+  }
+  throw new Error(`--resume: no usable training state in ${pathOrDir}:\n${why}`);
 }
 
 /** The newest training state in a run directory (or the file itself). */

@@ -18,7 +18,7 @@ import { countParameters } from '../networks/config.js';
 import { createRunDir, RunLog, TENSORBOARD_DIR, useRunDir, writeJson } from './run-dir.js';
 import { TFEventsWriter } from '../io/tfevents.js';
 import { startLiveDashboard, type LiveDashboard } from '../dashboard/live.js';
-import { findLatestState, readTrainingState, type LoopState, type RankState } from './checkpoint.js';
+import { openLatestGoodState, type LoadedTrainingState, type LoopState, type RankState, type SkippedState } from './checkpoint.js';
 import { broadcastTrainingState, restoreRankState, savedRanks } from './rank-state.js';
 import { launcherThreads } from '../distributed/environment.js';
 import { ProcessGroup } from '../distributed/process-group.js';
@@ -133,14 +133,17 @@ async function runTraining(request: TrainRequest): Promise<TrainingResult | null
   const isMain = !dist || dist.isMain;
 
   let options: ResolvedTrainOptions;
-  let resumeState: ReturnType<typeof readTrainingState> | null = null;
+  let resumeState: LoadedTrainingState | null = null;
+  let skippedStates: SkippedState[] = [];
   let statePath: string | null = null;
   let resume: ResumeInfo | null = null;
   if (input.resume) {
     // Rank 0 reads the state; the others get what they need from it (they may not see the file).
     if (isMain) {
-      statePath = findLatestState(input.resume);
-      resumeState = readTrainingState(statePath);
+      const opened = openLatestGoodState(input.resume);
+      statePath = opened.path;
+      resumeState = opened.state;
+      skippedStates = opened.skipped;
       resume = { options: resumeState.options as TrainOptionsInput, loop: resumeState.loop, ranks: savedRanks(resumeState.loop, resumeState.generatorStates) };
     }
     if (dist) resume = dist.broadcastJson(resume ?? undefined, 'the training state\'s options and counters');
@@ -201,6 +204,8 @@ async function runTraining(request: TrainRequest): Promise<TrainingResult | null
   const log = new RunLog(isMain ? runDir : null, sink);
   if (isMain && !statePath) writeJson(join(runDir, 'training_options.json'), options);
   if (isMain && preEncoded && !existsSync(join(runDir, LATENT_CACHE))) preEncoded.save(join(runDir, LATENT_CACHE), latentCacheKey(options, dataset));
+  // A newer state that did not verify is named, never used: the run goes on from the newest good one.
+  for (const s of skippedStates) log.line(`warning: passing over ${s.path}: ${s.why}`);
   log.line(statePath ? `Resuming ${statePath}` : `Run directory: ${runDir}`);
   log.line(describe);
   log.line(`Threads: ${getNumThreads()}, device: ${device}`);

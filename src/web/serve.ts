@@ -5,6 +5,7 @@
 // them itself on localhost.
 import { copyFileSync, existsSync, mkdirSync, readdirSync, readFileSync, statSync, writeFileSync } from 'node:fs';
 import { createServer, type Server } from 'node:http';
+import { hostAllowed, isLoopbackHost, requestPath } from '../util/http-guard.js';
 import { createRequire } from 'node:module';
 import { dirname, extname, join } from 'node:path';
 import { fileURLToPath } from 'node:url';
@@ -65,7 +66,16 @@ const TYPES: Record<string, string> = {
  */
 export function servePage(files: PageFiles, o: { host: string; port: number }): Promise<Server> {
   const server = createServer((req, res) => {
-    const path = decodeURIComponent((req.url ?? '/').split('?')[0]!).replace(/^\/+/, '') || 'index.html';
+    if (!hostAllowed(o.host, req.headers.host)) {
+      res.writeHead(403, { 'content-type': 'text/plain' }).end(`this page answers only to ${isLoopbackHost(o.host) ? 'localhost' : o.host} (got Host: ${req.headers.host})\n`);
+      return;
+    }
+    const decoded = requestPath(req.url);
+    if (decoded === null) {
+      res.writeHead(400, { 'content-type': 'text/plain' }).end('bad path\n');
+      return;
+    }
+    const path = decoded.replace(/^\/+/, '') || 'index.html';
     const entry = files.get(path);
     if (!entry || (req.method !== 'GET' && req.method !== 'HEAD')) {
       res.writeHead(404, { 'content-type': 'text/plain' }).end(`not found: /${path}\n`);

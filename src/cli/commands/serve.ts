@@ -18,17 +18,21 @@ export function serveCommand(): Command {
     .option('--host <address>', 'address to listen on (another than 127.0.0.1 only when you mean to share it)', '127.0.0.1')
     .option('--bundle <dir>', 'write the page (HTML, scripts, onnxruntime-web, model) into this folder instead of serving it')
     .action(async (f: { network: string; port: number; host: string; bundle?: string }) => {
-      const { bundle, url, stop } = await startSampling({ network: f.network, port: f.port, host: f.host, bundle: f.bundle });
+      const { bundle, url, stop, workDir } = await startSampling({ network: f.network, port: f.port, host: f.host, bundle: f.bundle });
       if (bundle) {
         console.log(`wrote the sampling page to ${bundle}: serve that folder over HTTP (e.g. npx http-server ${bundle}), not as file://`);
         return;
       }
       console.log(`sampling page: ${url}  (Ctrl-C stops)`);
+      // However the process ends, the temporary export goes with it.
+      const cleanUp = () => workDir && rmSync(workDir, { recursive: true, force: true });
+      process.once('exit', cleanUp);
       await new Promise<void>((done) => {
         const quit = () => void stop().then(done);
         process.once('SIGINT', quit);
         process.once('SIGTERM', quit);
       });
+      process.off('exit', cleanUp);
     });
 }
 
@@ -38,6 +42,8 @@ export interface SamplingPage {
   /** The page's address when served. */
   url: string | null;
   info: ModelInfo;
+  /** The temporary folder of the served export (removed by stop), else null. */
+  workDir: string | null;
   stop(): Promise<void>;
 }
 
@@ -74,9 +80,16 @@ export async function startSampling(o: { network: string; port?: number; host?: 
   if (o.bundle) {
     files.delete('model.onnx'); // already in place
     writeBundle(work, files);
-    return { bundle: work, url: null, info, stop: async () => {} };
+    return { bundle: work, url: null, info, workDir: null, stop: async () => {} };
   }
-  const server = await servePage(files, { host: o.host ?? '127.0.0.1', port: o.port ?? 8080 });
+  let server: Awaited<ReturnType<typeof servePage>>;
+  try {
+    server = await servePage(files, { host: o.host ?? '127.0.0.1', port: o.port ?? 8080 });
+  } catch (err) {
+    // A port in use (or any failure to listen) leaves no temporary export behind.
+    rmSync(work, { recursive: true, force: true });
+    throw err;
+  }
   const address = server.address();
   const port = typeof address === 'object' && address ? address.port : o.port;
   const host = (o.host ?? '127.0.0.1').includes(':') ? `[${o.host}]` : o.host ?? '127.0.0.1';
@@ -85,6 +98,7 @@ export async function startSampling(o: { network: string; port?: number; host?: 
     bundle: null,
     url: `http://${host}:${port}/`,
     info,
+    workDir: work,
     stop: () => new Promise<void>((done) => server.close(() => (rmSync(work, { recursive: true, force: true }), done()))),
   };
 }
