@@ -25,6 +25,7 @@ import { ProcessGroup } from '../distributed/process-group.js';
 import { trainingLoop, type TrainingResult } from './training-loop.js';
 import { EventQueue, type TrainingEvent } from './events.js';
 import { transferWeights } from './transfer.js';
+import { RunLock } from './run-lock.js';
 
 
 /**
@@ -87,9 +88,11 @@ interface ResumeInfo {
 export async function train(request: TrainRequest): Promise<TrainingResult | null> {
   request.signal?.throwIfAborted();
   const restoreThreads = saveThreads();
+  const held: RunLock[] = [];
   try {
-    return await runTraining(request);
+    return await runTraining(request, held);
   } finally {
+    for (const lock of held) lock.release();
     restoreThreads();
   }
 }
@@ -113,7 +116,8 @@ export function trainWithEvents(request: TrainRequest): { events: AsyncIterable<
   return { events: queue, result };
 }
 
-async function runTraining(request: TrainRequest): Promise<TrainingResult | null> {
+/** The run itself; a lock it takes goes into `held`, for `train` to release however the run ends. */
+async function runTraining(request: TrainRequest, held: RunLock[]): Promise<TrainingResult | null> {
   const { quiet, log: logTo, progressBar, signal, onEvent, tensorboard, dashboard: dashboardRequest, ...settings } = request;
   // Checked by the schema below, whichever kind of request it is.
   const input = settings as Partial<TrainOptionsInput>;
@@ -201,6 +205,8 @@ async function runTraining(request: TrainRequest): Promise<TrainingResult | null
         `batch${options.batch}`,
         ...(options.desc ? [options.desc] : []),
       ]);
+  // One writer per run directory (rank 0 writes for all): a second process on it stops here, before writing anything.
+  if (isMain) held.push(RunLock.acquire(runDir));
   const log = new RunLog(isMain ? runDir : null, sink);
   if (isMain && !statePath) writeJson(join(runDir, 'training_options.json'), options);
   if (isMain && preEncoded && !existsSync(join(runDir, LATENT_CACHE))) preEncoded.save(join(runDir, LATENT_CACHE), latentCacheKey(options, dataset));
