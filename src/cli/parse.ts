@@ -20,3 +20,15 @@ export function parsePort(text: string): number {
   if (!/^\d+$/.test(text.trim()) || n > 65535) throw new InvalidArgumentError(`expected a port number 0-65535, got '${text}'`);
   return n;
 }
+
+/** An integer from `min` to `max`, or an error that gives the range (commander adds the flag and the value). */
+export function parseIntIn(min: number, max: number): (text: string) => number {
+  return (text: string) => {
+    const n = Number(text);
+    if (text.trim() === '' || !Number.isSafeInteger(n) || n < min || n > max) throw new InvalidArgumentError(`expected an integer from ${min} to ${max}, got '${text}'`);
+    return n;
+  };
+}
+
+/** The largest batch (images per network call or optimizer step) a command accepts. */
+export const MAX_BATCH = 65536;

@@ -121,6 +121,9 @@ export async function generate(r: GenerateRequest): Promise<GenerateSummary> {
   }
 }
 
+/** The largest seed: a 32-bit unsigned integer. */
+export const MAX_SEED = 2 ** 32 - 1;
+
 /** Parses "0-63", "1,2,5-9" (EDM's seed syntax) into a list. */
 export function parseSeedList(spec: string): number[] {
   const out: number[] = [];
@@ -128,8 +131,11 @@ export function parseSeedList(spec: string): number[] {
     const m = /^(\d+)(?:-(\d+))?$/.exec(part);
     if (!m) throw new Error(`--seeds: '${part}' is not a seed or a range like 0-63`);
     const a = Number(m[1]), b = m[2] !== undefined ? Number(m[2]) : a;
+    // Seeds are 32-bit (as generate.py's torch generators take them).
+    for (const [text, v] of [[m[1]!, a], [m[2], b]] as const)
+      if (text !== undefined && !(v <= MAX_SEED)) throw new Error(`--seeds: ${text} is beyond the largest seed, ${MAX_SEED} (2^32 − 1)`);
     if (b < a) throw new Error(`--seeds: range '${part}' runs backwards`);
-    if (b - a > 10_000_000) throw new Error(`--seeds: range '${part}' is too large`);
+    if (out.length + (b - a + 1) > 10_000_000) throw new Error(`--seeds: '${spec}' names more than 10,000,000 seeds`);
     for (let s = a; s <= b; s++) out.push(s);
   }
   return out;

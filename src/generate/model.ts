@@ -131,8 +131,7 @@ export class DiffusionModel {
   sample(r: SampleRequest): SampledImages {
     if (!r.seeds.length) throw new Error('sample: no seeds given');
     for (const s of r.seeds) if (!Number.isSafeInteger(s) || s < 0 || s >= 2 ** 32) throw new RangeError(`sample: seed ${s} is not an integer in [0, 2^32)`);
-    if (r.steps !== undefined && (!Number.isInteger(r.steps) || r.steps < 1)) throw new RangeError(`steps must be a positive integer, got ${r.steps}`);
-    if (r.cfg != null && r.cfg !== 1 && !this.labelDim) throw new Error('cfg needs a class-conditional network; this one is unconditional');
+    checkSamplerOptions(r, this.labelDim);
     const ablation = r.solver || r.discretization || r.schedule || r.scaling ? { solver: r.solver, discretization: r.discretization, schedule: r.schedule, scaling: r.scaling } : null;
     // The ablation sampler's settings are checked before any work.
     if (ablation) ablationSchedule({ ...ablation, numSteps: r.steps, sigmaMin: r.sigmaMin, sigmaMax: r.sigmaMax, rho: r.rho, netSigmaMin: this.net.sigmaMin, netSigmaMax: this.net.sigmaMax });
@@ -178,6 +177,40 @@ export class DiffusionModel {
     this.net.dispose();
     this.vae?.dispose();
   }
+}
+
+/** An integer setting in [min, max], or a RangeError naming it (by its command-line flag), the value and the range. */
+function checkInt(flag: string, v: number | undefined | null, min: number, max: number): void {
+  if (v !== undefined && v !== null && !(Number.isInteger(v) && v >= min && v <= max)) throw new RangeError(`${flag}: expected an integer from ${min} to ${max}, got ${v}`);
+}
+
+/** A real setting in its range (`open`: strictly above `min`), or a RangeError naming it, the value and the range. */
+function checkReal(flag: string, v: number | undefined | null, min: number, open: boolean, max = Infinity): void {
+  if (v === undefined || v === null) return;
+  if (!(Number.isFinite(v) && (open ? v > min : v >= min) && v <= max))
+    throw new RangeError(`${flag}: expected a number ${open ? '>' : '≥'} ${min}${max < Infinity ? ` and ≤ ${max}` : ''}, got ${v}`);
+}
+
+/** The sampler's settings as the user gave them, before anything is clamped to the network's range. */
+function checkSamplerOptions(r: SampleRequest, labelDim: number): void {
+  checkInt('--steps', r.steps, 1, 10_000);
+  checkInt('--batch', r.batch, 1, 65536);
+  checkInt('--image-size', r.imageSize, 2, 4096);
+  checkReal('--sigma-min', r.sigmaMin, 0, true);
+  checkReal('--sigma-max', r.sigmaMax, 0, true);
+  if (r.sigmaMin !== undefined && r.sigmaMax !== undefined && r.sigmaMin > r.sigmaMax) throw new RangeError(`--sigma-min ${r.sigmaMin} is above --sigma-max ${r.sigmaMax}`);
+  checkReal('--rho', r.rho, 0, true);
+  checkReal('--s-churn', r.sChurn, 0, false);
+  checkReal('--s-min', r.sMin, 0, false);
+  checkReal('--s-max', r.sMax, 0, false);
+  checkReal('--s-noise', r.sNoise, 0, false);
+  checkReal('--cfg', r.cfg, 0, false);
+  if (r.cfg != null && r.cfg !== 1 && !labelDim) throw new Error('--cfg needs a class-conditional network; this one is unconditional');
+  if (r.classIndex != null) {
+    if (!labelDim) throw new Error('--class needs a class-conditional network; this one is unconditional');
+    checkInt('--class', r.classIndex, 0, labelDim - 1);
+  }
+  for (const [flag, v] of [['--x-start', r.xStart], ['--y-start', r.yStart]] as const) checkInt(flag, v, -65536, 65536);
 }
 
 /** Writes each image as a PNG (NNNNNN.png by its seed, or the names given) into `dir`; returns the paths. */

@@ -4,8 +4,18 @@ import { availableParallelism } from 'node:os';
 import { native } from './native.js';
 import type { Device } from './tensor.js';
 
+/**
+ * The most threads a caller may ask for: 4 per core. More only slows a step
+ * down, and a count in the tens of thousands crashes OpenMP.
+ */
+export function maxThreads(): number {
+  return 4 * availableParallelism();
+}
+
 /** Sets libtorch's intra-op thread count (libtorch starts with one thread here). */
 export function setNumThreads(n: number = availableParallelism()): void {
+  if (!Number.isInteger(n) || n < 1 || n > maxThreads())
+    throw new RangeError(`threads must be an integer from 1 to ${maxThreads()} (4 × this machine's ${availableParallelism()} cores), got ${n}`);
   native.setNumThreads(n);
 }
 export function getNumThreads(): number {

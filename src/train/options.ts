@@ -1,6 +1,7 @@
 // Training options: one schema gives the types, the defaults, and the checks
 // that run before any work starts. Defaults follow the official train.py
 // where it has one; `--arch small` selects a CPU-sized network and schedule.
+import { availableParallelism } from 'node:os';
 import { z } from 'zod';
 import { PRECISIONS } from '../nn/precision.js';
 
@@ -16,16 +17,18 @@ export const PRECONDS = ['pedm', 'edm', 'vp', 've'] as const;
 export type PrecondChoice = (typeof PRECONDS)[number];
 
 const positiveInt = z.number().int().positive();
-const intList = z.array(z.number().int().positive()).min(1);
+/** Bounds on the counts that size an allocation (a batch, a grid, a metric's samples): a typo must not ask for terabytes. */
+const MAX_BATCH = 65536;
+const intList = z.array(z.number().int().positive().max(64)).min(1).max(8);
 
 export const trainOptionsSchema = z
   .object({
     data: z.string().min(1),
     outdir: z.string().min(1).default('runs'),
     desc: z.string().regex(/^[\w.-]*$/, 'use letters, digits, ".", "-" or "_"').optional(),
-    resolution: positiveInt.optional(),
+    resolution: positiveInt.min(8).max(4096).optional(),
     channels: z.union([z.literal(1), z.literal(3)]).optional(),
-    maxImages: positiveInt.optional(),
+    maxImages: positiveInt.max(100_000_000).optional(),
     cond: z.boolean().default(false),
     xflip: z.boolean().default(false),
 
@@ -38,18 +41,18 @@ export const trainOptionsSchema = z
     preEncode: z.boolean().default(false),
     /** Augmentation probability (EDM's AugmentPipe with train.py's choice of transforms); 0 = off. */
     augment: z.number().min(0).max(1).default(0),
-    cbase: positiveInt.optional(),
+    cbase: positiveInt.max(4096).optional(),
     cres: intList.optional(),
-    numBlocks: positiveInt.optional(),
+    numBlocks: positiveInt.max(64).optional(),
     attn: z.array(z.number().int().positive()).optional(),
     dropout: z.number().min(0).lt(1).optional(),
     /** SongUNet's implicit MLP on the coordinate channels (train.py's --implicit_mlp). */
     implicitMlp: z.boolean().default(false),
     labelDropout: z.number().min(0).lt(1).default(0),
 
-    duration: z.number().positive(), // Mimg of patch samples, as the official counter
-    batch: positiveInt.optional(),
-    batchGpu: positiveInt.optional(),
+    duration: z.number().positive().max(1_000_000), // Mimg of patch samples, as the official counter
+    batch: positiveInt.max(MAX_BATCH).optional(),
+    batchGpu: positiveInt.max(MAX_BATCH).optional(),
     lr: z.number().positive().optional(),
     lrRampup: z.number().min(0).optional(), // kimg
     ema: z.number().min(0).optional(), // Mimg half-life
@@ -74,18 +77,18 @@ export const trainOptionsSchema = z
     snap: positiveInt.default(50), // ticks between network snapshots (+ sample grid)
     dump: positiveInt.default(500), // ticks between training states
     seed: z.number().int().min(0).max(2 ** 31 - 1).default(0),
-    threads: positiveInt.optional(),
+    threads: positiveInt.max(4 * availableParallelism(), `expected an integer from 1 to ${4 * availableParallelism()} (4 × this machine's ${availableParallelism()} cores)`).optional(),
     device: z.string().default('auto'),
     /** bf16: convolutions and matrix products in bfloat16, the rest float32 (src/nn/precision.ts). */
     precision: z.enum(PRECISIONS).default('fp32'),
     /** Activations in channels-last (NHWC) memory order. */
     channelsLast: z.boolean().default(false),
-    gridSeeds: positiveInt.default(64),
+    gridSeeds: positiveInt.max(4096).default(64),
     /** Sample-quality metrics computed on the EMA network every `metricsEvery` snapshots (empty: none). */
     metrics: z.array(z.enum(['fd-classifier', 'kid-classifier', 'swd'])).default([]),
     metricsEvery: positiveInt.default(1),
-    metricsSamples: positiveInt.default(1000),
-    gridSteps: positiveInt.default(18),
+    metricsSamples: positiveInt.max(1_000_000).default(1000),
+    gridSteps: positiveInt.max(10_000).default(18),
     resume: z.string().optional(),
     /** Start from this snapshot's EMA weights (ours or an official .pkl); the EMA ramp-up is then off, as the official --transfer. */
     transfer: z.string().min(1).optional(),

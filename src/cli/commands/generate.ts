@@ -3,7 +3,8 @@ import { Command, Option } from 'commander';
 import { PRECISIONS, type Precision } from '../../nn/precision.js';
 import { generate, parseSeedList } from '../../generate/generate.js';
 import { DISCRETIZATIONS, SCALINGS, SCHEDULES, SOLVERS, type Discretization, type Scaling, type Schedule, type Solver } from '../../diffusion/ablation-sampler.js';
-import { parseNumber as num } from '../parse.js';
+import { MAX_BATCH, parseIntIn, parseNumber as num } from '../parse.js';
+import { maxThreads } from '../../tensor/index.js';
 import { addLaunchOptions, launchIfAsked } from '../launch-options.js';
 
 export function generateCommand(): Command {
@@ -12,8 +13,8 @@ export function generateCommand(): Command {
     .requiredOption('--network <path>', 'a network-snapshot-*.safetensors, or a run directory (its newest snapshot)')
     .option('--outdir <dir>', 'where to write the PNGs', 'out')
     .option('--seeds <list>', 'seeds, e.g. 0-63 or 1,5,9-12: one image per seed', '0-63')
-    .option('--batch <n>', 'images per sampler batch', num, 64)
-    .option('--steps <n>', 'sampler steps (NFE = 2·steps − 1)', num, 18)
+    .option('--batch <n>', 'images per sampler batch', parseIntIn(1, MAX_BATCH), 64)
+    .option('--steps <n>', 'sampler steps (NFE = 2·steps − 1)', parseIntIn(1, 10_000), 18)
     .option('--sigma-min <s>', 'lowest noise level (default 0.002; the ablation sampler\'s depends on --disc; never below the network\'s own, e.g. 0.02 for VE)', num)
     .option('--sigma-max <s>', 'highest noise level (default 80; the ablation sampler\'s depends on --disc; never above the network\'s own)', num)
     .option('--rho <r>', 'time-step exponent', num)
@@ -25,9 +26,9 @@ export function generateCommand(): Command {
     .addOption(new Option('--disc <d>', 'ablation sampler: time-step discretization').choices(DISCRETIZATIONS))
     .addOption(new Option('--schedule <s>', 'ablation sampler: noise schedule σ(t)').choices(SCHEDULES))
     .addOption(new Option('--scaling <s>', 'ablation sampler: signal scaling s(t)').choices(SCALINGS))
-    .option('--class <n>', 'class index for a conditional network (default: random per seed)', num)
+    .option('--class <n>', 'class index for a conditional network (default: random per seed)', parseIntIn(0, 1_000_000))
     .option('--cfg <w>', 'classifier-free guidance strength (1 = none)', num)
-    .option('--image-size <n>', 'canvas side; larger than the training resolution extends the coordinate grid', num)
+    .option('--image-size <n>', 'canvas side; larger than the training resolution extends the coordinate grid', parseIntIn(2, 4096))
     .option('--x-start <n>', 'column offset of the canvas in the training grid (may be negative)', num)
     .option('--y-start <n>', 'row offset of the canvas in the training grid (may be negative)', num)
     .option('--vae <path>', 'the Stable Diffusion VAE (diffusion_pytorch_model.safetensors or its folder) that decodes a latent network\'s samples; default: the one its run used')
@@ -35,7 +36,7 @@ export function generateCommand(): Command {
     .option('--subdirs', 'write seed s under NNNNNN/ folders of 1000')
     .option('--no-grid', 'do not write grid.png')
     .option('--device <name>', 'cpu, cuda, cuda:N or auto', 'auto')
-    .option('--threads <n>', 'CPU threads for libtorch (default: the cores other processes leave free, re-checked every 2 s; a fixed n makes reruns bit-exact)', num)
+    .option('--threads <n>', 'CPU threads for libtorch (default: the cores other processes leave free, re-checked every 2 s; a fixed n makes reruns bit-exact)', parseIntIn(1, maxThreads()))
     .addOption(new Option('--precision <p>', 'fp32, or bf16: the network\'s convolutions and matrix products in bfloat16 (the sampler state stays float64)').choices(PRECISIONS).default('fp32'))
     .option('--channels-last', 'keep activations in channels-last (NHWC) memory order')
     .action(async (f: Record<string, string | number | boolean | undefined>) => {

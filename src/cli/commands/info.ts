@@ -6,8 +6,9 @@ import { collectiveBackends } from '../../tensor/collectives.js';
 import { addonReady } from '../../tensor/native.js';
 import {
   blasThreads, cpuCacheStats, cudaAvailable, cudaBuild, cudaDevices, cudaUnavailableReason, describeCudaDevice, engineInfo, getNumThreads,
-  parallelInfo, setNumThreads,
+  maxThreads, parallelInfo, setNumThreads,
 } from '../../tensor/index.js';
+import { parseIntIn } from '../parse.js';
 
 /**
  * The `cuda:` lines of `info`: the kind of build, and the GPUs it sees (one
@@ -26,7 +27,7 @@ export function describeCuda(): string[] {
 export function infoCommand(): Command {
   return new Command('info')
     .description('show the libtorch build, threads and devices')
-    .option('--threads <n>', 'intra-op threads (default: all cores)', (v) => Number.parseInt(v, 10))
+    .option('--threads <n>', 'intra-op threads (default: all cores)', parseIntIn(1, maxThreads()))
     .action((opts: { threads?: number }) => {
       const addon = addonReady();
       if (!addon.ready) {

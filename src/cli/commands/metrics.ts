@@ -8,7 +8,8 @@ import { isBuiltinName, loadDataset } from '../../data/builtin.js';
 import { loadFashionMnist } from '../../data/fashion-mnist.js';
 import { subsetIndices, withChannels, type ImageDataset } from '../../data/dataset.js';
 import { resizeDataset } from '../../data/resize.js';
-import { resolveDevice, setNumThreads, type Device } from '../../tensor/index.js';
+import { maxThreads, resolveDevice, setNumThreads, type Device } from '../../tensor/index.js';
+import { MAX_BATCH, parseIntIn } from '../parse.js';
 import { computeMetrics, datasetFeatureStatistics, formatReport, METRIC_NAMES, type MetricName } from '../../metrics/evaluate.js';
 import { datasetImages } from '../../metrics/images.js';
 import { INCEPTION_PREPROCESSINGS, loadInception, type InceptionPreprocessing } from '../../metrics/inception.js';
@@ -102,11 +103,8 @@ interface MetricsCliOptions {
   quiet?: boolean;
 }
 
-const int = (name: string) => (v: string) => {
-  const n = Number(v);
-  if (!Number.isSafeInteger(n) || n < 0) throw new Error(`${name} must be a non-negative integer, got '${v}'`);
-  return n;
-};
+// Each count has a range: 0 subsets or a batch of 0 is an error, not a silent default.
+const count = (max: number) => parseIntIn(1, max);
 
 export function metricsCommand(): Command {
   return new Command('metrics')
@@ -122,17 +120,17 @@ export function metricsCommand(): Command {
     .option('--detector <file>', 'FID Inception-v3 weights: pytorch-fid\'s pt_inception-2015-12-05-6726825d.pth as distributed, or safetensors with the same names (see src/metrics/inception.ts)')
     .addOption(new Option('--detector-preprocessing <p>', 'how images are resized and scaled for the detector: pytorch-fid (default for a .pth) or tf1 (EDM/torch-fidelity style; default for safetensors)').choices(INCEPTION_PREPROCESSINGS))
     .option('--classifier <file>', 'classifier weights (default: the shipped models/fashion-mnist-classifier.safetensors)')
-    .option('--num <n>', 'use the first N generated images (file order: seeds 0..N−1 of generate); of a built-in data set (a baseline), a seeded subset of N (--seed)', int('--num'))
-    .option('--seed <s>', 'seed of KID subsets, SWD positions/directions and the SWD reference subset', int('--seed'), 0)
+    .option('--num <n>', 'use the first N generated images (file order: seeds 0..N−1 of generate); of a built-in data set (a baseline), a seeded subset of N (--seed)', count(100_000_000))
+    .option('--seed <s>', 'seed of KID subsets, SWD positions/directions and the SWD reference subset', parseIntIn(0, 2 ** 32 - 1), 0)
     .option('--out <file>', 'append the figures as one JSON line to this file')
     .option('--cache-dir <dir>', 'where reference statistics are cached (default ~/.cache/patch-diffusion/metrics)')
     .option('--no-cache', 'do not read or write cached reference statistics')
     .option('--device <d>', 'cpu, cuda, cuda:N or auto', 'auto')
-    .option('--batch <n>', 'images per forward pass', int('--batch'))
-    .option('--ref-limit <n>', 'reference statistics from a seeded subset of N images (default: all)', int('--ref-limit'))
-    .option('--kid-subsets <n>', 'KID subsets (default 100)', int('--kid-subsets'))
-    .option('--kid-subset-size <n>', 'KID subset size (default 1000)', int('--kid-subset-size'))
-    .addOption(new Option('--threads <n>', 'CPU threads (default: all cores)').argParser(int('--threads')))
+    .option('--batch <n>', 'images per forward pass', count(MAX_BATCH))
+    .option('--ref-limit <n>', 'reference statistics from a seeded subset of N images (default: all)', count(100_000_000))
+    .option('--kid-subsets <n>', 'KID subsets (default 100)', count(100_000))
+    .option('--kid-subset-size <n>', 'KID subset size (default 1000)', count(1_000_000))
+    .addOption(new Option('--threads <n>', 'CPU threads (default: all cores)').argParser(parseIntIn(1, maxThreads())))
     .option('--quiet', 'no progress lines on stderr')
     .action(async (opts: MetricsCliOptions) => {
       setNumThreads(opts.threads || availableParallelism());
