@@ -45,6 +45,14 @@ export interface ZipOpenOptions {
   expected?: string;
 }
 
+/**
+ * The most an entry may inflate to, per compressed byte, unless the caller
+ * knows its size: images and tensors compress far less than this; only
+ * runs of identical bytes (a bomb) compress more.
+ */
+export const MAX_INFLATE_RATIO = 100;
+const MIN_INFLATE_LIMIT = 1 << 20;
+
 export class ZipReader {
   readonly entries: readonly ZipEntryInfo[];
   private fd: number | null;
@@ -170,10 +178,24 @@ export class ZipReader {
     return entries;
   }
 
-  /** The entry's bytes, CRC-checked. Throws DatasetError naming zip:entry. */
-  read(entry: ZipEntryInfo): Buffer {
+  /**
+   * The entry's bytes, CRC-checked. Throws DatasetError naming zip:entry.
+   * The size its header declares is checked before anything is inflated:
+   * against `maxBytes` when the caller knows what the entry must hold (a
+   * tensor's storage), else against its compressed size × MAX_INFLATE_RATIO
+   * (at least 1 MiB), so a small zip that declares gigabytes of zeros is
+   * refused without the memory it asks for.
+   */
+  read(entry: ZipEntryInfo, options: { maxBytes?: number } = {}): Buffer {
     const where = `${this.file}:${entry.name}`;
     const fail = (why: string) => new DatasetError(`cannot read ${where}: ${why}`, { file: where });
+    const limit = options.maxBytes ?? Math.max(MIN_INFLATE_LIMIT, entry.compressedSize * MAX_INFLATE_RATIO);
+    if (entry.size > limit)
+      throw fail(
+        options.maxBytes !== undefined
+          ? `it declares ${entry.size} bytes where ${options.maxBytes} are expected (damaged, or a decompression bomb)`
+          : `it declares ${entry.size} bytes from ${entry.compressedSize} compressed, more than ${MAX_INFLATE_RATIO}× (a decompression bomb, or a damaged zip)`,
+      );
     if (entry.flags & 0x1) throw fail('the entry is encrypted; encrypted zips are not supported');
     if (entry.localOffset + 30 > this.size) throw fail('local header lies beyond the end of the file (truncated zip)');
     const h = this.readAt(entry.localOffset, 30);

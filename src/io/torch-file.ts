@@ -223,10 +223,14 @@ function readZip(bytes: Uint8Array, source: string, globals: ReadonlyMap<string,
   for (const s of storages.values()) {
     const entry = byName.get(`${root}data/${s.key}`);
     if (!entry) throw new TorchFileError(`${source}: storage record ${root}data/${s.key} is missing`);
-    s.data = zip.read(entry);
+    // The pickle says how many bytes each storage holds: an entry that declares more is refused before inflating.
+    s.data = zip.read(entry, { maxBytes: s.numel * ITEM_BYTES[s.dtype] });
   }
   return value;
 }
+
+/** How much a gzipped torch file may inflate, per compressed byte (floating-point weights compress about 1.1×). */
+const GZIP_MAX_RATIO = 100;
 
 /**
  * Reads a torch.save file (zip or legacy, optionally gzipped) or its bytes.
@@ -242,10 +246,17 @@ export function readTorchFile(pathOrBytes: string | Uint8Array, options: { sourc
     throw new TorchFileError(`cannot read ${source}: ${(e as Error).message}`);
   }
   if (bytes[0] === 0x1f && bytes[1] === 0x8b) {
+    // Weights compress little; gigabytes from a few megabytes are a bomb, stopped at the limit rather than inflated.
+    const limit = Math.max(1 << 26, bytes.length * GZIP_MAX_RATIO);
     try {
-      bytes = gunzipSync(bytes);
+      bytes = gunzipSync(bytes, { maxOutputLength: limit });
     } catch (e) {
-      throw new TorchFileError(`${source}: corrupt gzip data (${(e as Error).message})`);
+      const tooBig = (e as NodeJS.ErrnoException).code === 'ERR_BUFFER_TOO_LARGE' || /Cannot create a Buffer larger|maxOutputLength|too large/i.test((e as Error).message);
+      throw new TorchFileError(
+        tooBig
+          ? `${source}: the gzip data inflates to more than ${limit} bytes (${GZIP_MAX_RATIO}× its ${bytes.length} compressed bytes): a decompression bomb, or not weights`
+          : `${source}: corrupt gzip data (${(e as Error).message})`,
+      );
     }
   }
   const globals = options.globals ?? torchGlobals();
