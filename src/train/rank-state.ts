@@ -29,7 +29,15 @@ export function savedRanks(loop: LoopState, rank0Rng: Record<string, Uint8Array>
  * Restores rank `c.rank`'s streams from a saved run's ranks. Returns a line
  * for the log when the world size changed (null when the run continues exactly).
  */
-export function restoreRankState(c: TrainingComponents, saved: RankState[], seed: number, step: number): string | null {
+export function restoreRankState(c: TrainingComponents, saved: RankState[], seed: number, step: number, data = 'the data'): string | null {
+  // The data set must be the one the state was saved with: its order is the sampler's state.
+  const was = (saved[0]!.sampler as SamplerState | null)?.length;
+  const now = (c.sampler.getState() as SamplerState).length;
+  if (was !== undefined && was !== now)
+    throw new Error(
+      `--resume: the data set changed since this state was saved: ${was} items then, ${now} now (${data}; mirrored copies count with --xflip). ` +
+        'Resume with the same images, or start a new run from these weights with --transfer',
+    );
   if (saved.length === c.worldSize) {
     const mine = saved[c.rank]!;
     c.sampler.setState(mine.sampler);

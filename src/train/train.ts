@@ -26,6 +26,7 @@ import { trainingLoop, type TrainingResult } from './training-loop.js';
 import { EventQueue, type TrainingEvent } from './events.js';
 import { transferWeights } from './transfer.js';
 import { RunLock } from './run-lock.js';
+import { absolutePaths, checkResumeSettings, newestSnapshot, supersedeStats } from './resume.js';
 
 
 /**
@@ -141,6 +142,7 @@ async function runTraining(request: TrainRequest, held: RunLock[]): Promise<Trai
   let skippedStates: SkippedState[] = [];
   let statePath: string | null = null;
   let resume: ResumeInfo | null = null;
+  let resumeChanges: string[] = [];
   if (input.resume) {
     // Rank 0 reads the state; the others get what they need from it (they may not see the file).
     if (isMain) {
@@ -152,14 +154,24 @@ async function runTraining(request: TrainRequest, held: RunLock[]): Promise<Trai
     }
     if (dist) resume = dist.broadcastJson(resume ?? undefined, 'the training state\'s options and counters');
     const saved = resume!.options;
+    resumeChanges = checkResumeSettings(input, saved);
     const overrides = Object.fromEntries(RESUME_OVERRIDABLE.filter((k) => input[k] !== undefined).map((k) => [k, input[k]]));
+    // A data folder that moved since the run began (the only fixed setting a resume may point elsewhere).
+    if (input.data !== undefined) overrides.data = input.data;
     const merged = { ...saved, ...overrides, resume: input.resume, dryRun: input.dryRun ?? false };
     // A state saved by another number of processes: keep its micro-batch where it still divides each rank's share.
     const perRank = (saved.batch ?? 0) / worldSize;
     if (input.batchGpu === undefined && saved.batchGpu !== undefined && (!Number.isInteger(perRank) || perRank % saved.batchGpu !== 0)) delete merged.batchGpu;
     options = resolveTrainOptions(merged, worldSize);
   } else {
-    options = resolveTrainOptions(input as TrainOptionsInput, worldSize);
+    // Paths are stored absolute, so the run resumes from any working directory.
+    options = resolveTrainOptions(absolutePaths(input as TrainOptionsInput), worldSize);
+  }
+  if (resume && resume.loop.curNimg >= Math.round(options.duration * 1e6)) {
+    // A finished run stays as it is: one more step would overwrite its final state and snapshot.
+    const runDir = statePath ? dirname(statePath) : '';
+    sink?.(`${runDir}: the run is finished (${resume.loop.curNimg / 1000} kimg of its ${+(options.duration * 1000).toPrecision(6)}-kimg duration); give a longer --duration to train further`);
+    return { runDir, curNimg: resume.loop.curNimg, stoppedEarly: false, alreadyFinished: true, lastSnapshot: runDir ? newestSnapshot(runDir) : null };
   }
   // Ranks share the machine's cores: each takes the count its launcher gave it, unless --threads says otherwise.
   useThreads(options.threads ?? (dist ? launcherThreads() : undefined));
@@ -191,6 +203,8 @@ async function runTraining(request: TrainRequest, held: RunLock[]): Promise<Trai
   const cachePath = statePath ? join(dirname(statePath), LATENT_CACHE) : null;
   const preEncoded = vae && options.preEncode ? preEncodeDataset(vae, dataset, options, cachePath, !bars || !isMain) : null;
   const components = buildComponents(options, dataset, device, { rank: dist?.rank ?? 0, worldSize }, vae ? { vae, preEncoded } : null);
+  // --transfer's snapshot is read (and its architecture checked) before the run directory exists: a failure leaves nothing behind.
+  const transferred = options.transfer && !resume && isMain ? transferWeights(options.transfer, [components.net, components.ema]) : null;
   const runDir = !isMain
     ? ''
     : statePath
@@ -210,21 +224,26 @@ async function runTraining(request: TrainRequest, held: RunLock[]): Promise<Trai
   const log = new RunLog(isMain ? runDir : null, sink);
   if (isMain && !statePath) writeJson(join(runDir, 'training_options.json'), options);
   if (isMain && preEncoded && !existsSync(join(runDir, LATENT_CACHE))) preEncoded.save(join(runDir, LATENT_CACHE), latentCacheKey(options, dataset));
+  if (isMain && statePath) {
+    const dropped = supersedeStats(runDir, resume!.loop.curNimg / 1000);
+    if (dropped) log.line(`stats.jsonl: ${dropped} entries past kimg ${resume!.loop.curNimg / 1000} (written after this state by an earlier process) removed; TensorBoard drops them too`);
+  }
+  if (resumeChanges.length) log.line(`Resuming with ${resumeChanges.join(', ')}`);
   // A newer state that did not verify is named, never used: the run goes on from the newest good one.
   for (const s of skippedStates) log.line(`warning: passing over ${s.path}: ${s.why}`);
   log.line(statePath ? `Resuming ${statePath}` : `Run directory: ${runDir}`);
   log.line(describe);
   log.line(`Threads: ${getNumThreads()}, device: ${device}`);
 
-  if (options.transfer && !resume && isMain) {
-    const t = transferWeights(options.transfer, [components.net, components.ema]);
+  if (transferred) {
+    const t = transferred;
     log.line(`Transfer: ${t.copied} tensors from ${t.path}` +
       (t.missing.length ? `; ${t.missing.length} not in the snapshot keep their initial values (e.g. ${t.missing.slice(0, 3).join(', ')})` : '') +
       (t.unused.length ? `; ${t.unused.length} snapshot tensors unused (e.g. ${t.unused.slice(0, 3).join(', ')})` : ''));
   }
   if (resumeState) resumeState.restore({ net: components.net, ema: components.ema, adam: components.adam, generators: components.generators });
   if (resume) {
-    const changed = restoreRankState(components, resume.ranks, options.seed, resume.loop.step);
+    const changed = restoreRankState(components, resume.ranks, options.seed, resume.loop.step, options.data);
     if (changed) log.line(changed);
   }
   if (dist) {

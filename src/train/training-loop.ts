@@ -36,6 +36,8 @@ export interface TrainingResult {
   stoppedEarly: boolean;
   /** Stopped by --max-minutes (not by a signal). */
   timeLimitReached?: boolean;
+  /** A resume of a run that had already reached its duration: nothing was trained or written. */
+  alreadyFinished?: boolean;
   lastSnapshot: string | null;
 }
 

@@ -65,13 +65,15 @@ export function trainCommand(): Command {
     .option('--dashboard-keep', 'when training finishes, keep serving the finished run\'s page until Ctrl-C')
     .option('--no-tensorboard', 'do not write TensorBoard event files (<run>/tensorboard/)')
     .option('--dry-run', 'print the resolved options and the network size, then exit')
-    .action(async (flags: Record<string, unknown>) => {
+    .action(async (flags: Record<string, unknown>, command: Command) => {
       const launched = await launchIfAsked(flags);
       if (launched !== null) {
         process.exitCode = launched;
         return;
       }
       const { nproc: _n, nnodes: _nn, nodeRank: _r, masterAddr: _a, masterPort: _p, ls, dashboard, dashboardHost, dashboardKeep, tensorboard, ...options } = flags;
+      // Resuming, only the flags typed count: a default (--arch ddpmpp, --outdir runs) must not read as a change to the run.
+      if (options.resume !== undefined) for (const key of Object.keys(options)) if (command.getOptionValueSource(key) === 'default') delete options[key];
       if ((dashboardHost !== undefined || dashboardKeep) && dashboard === undefined) throw new Error('--dashboard-host and --dashboard-keep go with --dashboard');
       // --ls is train.py's name for the loss scaling.
       const controller = new AbortController();
