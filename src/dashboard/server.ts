@@ -16,7 +16,7 @@
 // address it also refuses requests whose Host header names another host
 // (a web page elsewhere cannot reach it through DNS rebinding).
 import { hostAllowed, isLoopbackHost, requestPath } from '../util/http-guard.js';
-import { closeSync, existsSync, openSync, readdirSync, readFileSync, readSync, statSync } from 'node:fs';
+import { closeSync, existsSync, lstatSync, openSync, readdirSync, readFileSync, readSync, statSync } from 'node:fs';
 import { createServer, type IncomingMessage, type Server, type ServerResponse } from 'node:http';
 import type { AddressInfo } from 'node:net';
 import { basename, join, resolve } from 'node:path';
@@ -259,7 +259,8 @@ export async function startDashboard(o: DashboardOptions): Promise<DashboardServ
     }
     if (path.startsWith('/files/')) {
       const name = path.slice('/files/'.length);
-      if ((GRID.test(name) || name === 'loss.png') && existsSync(join(runDir, name)))
+      // A regular file of the run only: a link named like a grid could point anywhere (/etc/passwd).
+      if ((GRID.test(name) || name === 'loss.png') && lstatSync(join(runDir, name), { throwIfNoEntry: false })?.isFile())
         return reply(res, 200, 'image/png', readFileSync(join(runDir, name)), { 'cache-control': 'no-cache' });
       return reply(res, 404, 'text/plain', `no such file in the run: ${name}`);
     }

@@ -179,10 +179,24 @@ export function readTrainingState(path: string): LoadedTrainingState {
   const sub = (prefix: string) =>
     new Map([...tensors].filter(([k]) => k.startsWith(prefix)).map(([k, t]) => [k.slice(prefix.length), t]));
   const generatorStates = Object.fromEntries([...sub('rng.')].map(([name, t]) => [name, new Uint8Array(t.data() as Uint8Array)]));
+  const meta = (key: string): unknown => {
+    if (metadata[key] === undefined) throw new Error(`${path}: the training state's metadata has no '${key}'`);
+    try {
+      return JSON.parse(metadata[key]!);
+    } catch (err) {
+      throw new Error(`${path}: the training state's metadata '${key}' is not valid JSON (${(err as Error).message})`);
+    }
+  };
+  const loop = meta('loop') as LoopState;
+  for (const key of ['curNimg', 'curTick', 'step', 'tickStartNimg', 'elapsedSec'] as const)
+    if (typeof loop?.[key] !== 'number' || !Number.isFinite(loop[key]) || loop[key] < 0)
+      throw new Error(`${path}: the training state's counters lack a valid '${key}' (got ${JSON.stringify(loop?.[key])})`);
+  const adamStep = meta('adam') as { step?: unknown };
+  if (typeof adamStep?.step !== 'number') throw new Error(`${path}: the training state's metadata 'adam' lacks its step`);
   return {
-    loop: JSON.parse(metadata.loop!),
-    options: JSON.parse(metadata.options!),
-    network: JSON.parse(metadata.network!),
+    loop,
+    options: meta('options') as Record<string, unknown>,
+    network: meta('network') as Record<string, unknown>,
     generatorStates,
     restore(parts) {
       parts.net.loadStateDict(sub('net.'));
@@ -192,7 +206,7 @@ export function readTrainingState(path: string): LoadedTrainingState {
       const missing = names.filter((n) => !m.has(n) || !v.has(n));
       if (missing.length) throw new Error(`${path}: optimizer state lacks moments for ${missing.slice(0, 5).join(', ')}`);
       parts.adam.loadState({
-        step: JSON.parse(metadata.adam!).step,
+        step: adamStep.step as number,
         expAvg: names.map((n) => m.get(n)!),
         expAvgSq: names.map((n) => v.get(n)!),
       });
@@ -247,6 +261,7 @@ export function findLatestState(pathOrDir: string): string {
     return pathOrDir;
   }
   if (!existsSync(pathOrDir)) throw new Error(`--resume: ${pathOrDir} does not exist`);
+  if (!statSync(pathOrDir).isDirectory()) throw new Error(`--resume: ${pathOrDir} is neither a run directory nor a training-state-*.safetensors file`);
   const states = readdirSync(pathOrDir).filter((f) => /^training-state-\d{6}\.safetensors$/.test(f)).sort();
   if (!states.length) throw new Error(`--resume: no training-state-*.safetensors in ${pathOrDir}`);
   return join(pathOrDir, states[states.length - 1]!);

@@ -103,6 +103,11 @@ export interface Placement {
   worldSize: number;
 }
 
+/** What the data must offer the options, checked before anything is built (a dry run checks it too). */
+export function checkDataFits(o: ResolvedTrainOptions, dataset: ImageDataset): void {
+  if (o.cond && dataset.labelDim === 0) throw new Error(`--cond needs labels, but dataset '${dataset.name}' has none (add a dataset.json)`);
+}
+
 export function buildComponents(
   o: ResolvedTrainOptions,
   dataset: ImageDataset,
@@ -110,7 +115,7 @@ export function buildComponents(
   place: Placement = { rank: 0, worldSize: 1 },
   latent: LatentSource | null = null,
 ): TrainingComponents {
-  if (o.cond && dataset.labelDim === 0) throw new Error(`--cond needs labels, but dataset '${dataset.name}' has none (add a dataset.json)`);
+  checkDataFits(o, dataset);
   if (o.latents && !latent) throw new Error('buildComponents: --latents needs the VAE (a LatentSource)');
   const config = networkConfigFor(o, dataset, latent);
   const labelDim = config.label_dim ?? 0;

@@ -12,7 +12,7 @@ import { loadDataset } from '../data/index.js';
 import { resolveDevice, saveThreads, useThreads, getNumThreads } from '../tensor/index.js';
 import { resolveTrainOptions, type ResolvedTrainOptions, type TrainOptionsInput } from './options.js';
 import { RESUME_OVERRIDABLE, type NewRunSettings, type ResumeRunSettings } from './settings.js';
-import { buildComponents, networkConfigFor } from './components.js';
+import { buildComponents, checkDataFits, networkConfigFor } from './components.js';
 import { checkPrecisionSupport } from '../nn/precision.js';
 import { countParameters } from '../networks/config.js';
 import { createRunDir, RunLog, TENSORBOARD_DIR, useRunDir, writeJson } from './run-dir.js';
@@ -192,6 +192,7 @@ async function runTraining(request: TrainRequest, held: RunLock[]): Promise<Trai
   const config = networkConfigFor(options, dataset, vae ? { vae, preEncoded: null } : null);
   const describe = `${dataset.name}: ${dataset.length} images, ${dataset.resolution}×${dataset.resolution}×${dataset.channels}` +
     `${dataset.labelDim ? `, ${dataset.labelDim} classes` : ''}; network ${options.arch} with ${countParameters(config).toLocaleString('en-US')} parameters`;
+  checkDataFits(options, dataset);
   if (options.dryRun) {
     sink?.(JSON.stringify(options, null, 2));
     sink?.(describe);

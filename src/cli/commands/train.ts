@@ -5,7 +5,7 @@ import { PRECISIONS } from '../../nn/precision.js';
 import { train, type TrainRequest } from '../../train/train.js';
 import { parseNumber as num, parseNumberList, parsePort } from '../parse.js';
 import { addLaunchOptions, launchIfAsked } from '../launch-options.js';
-import { abortOnSignals } from '../stop-signals.js';
+import { abortOnSignals, signalExitCode } from '../stop-signals.js';
 
 export function trainCommand(): Command {
   return addLaunchOptions(new Command('train'))
@@ -77,7 +77,7 @@ export function trainCommand(): Command {
       if ((dashboardHost !== undefined || dashboardKeep) && dashboard === undefined) throw new Error('--dashboard-host and --dashboard-keep go with --dashboard');
       // --ls is train.py's name for the loss scaling.
       const controller = new AbortController();
-      const release = abortOnSignals(controller);
+      const signals = abortOnSignals(controller);
       // The flags as given: train() checks them (a new run needs --data and --duration).
       const result = await train({
         ...options,
@@ -89,7 +89,7 @@ export function trainCommand(): Command {
         ...(dashboard !== undefined
           ? { dashboard: { port: typeof dashboard === 'number' ? dashboard : undefined, host: dashboardHost as string | undefined, keep: dashboardKeep === true } }
           : {}),
-      } as TrainRequest).finally(release);
-      if (result?.stoppedEarly && !result.timeLimitReached) process.exitCode = 130;
+      } as TrainRequest).finally(() => signals.release());
+      if (result?.stoppedEarly && !result.timeLimitReached) process.exitCode = signalExitCode(signals.received ?? 'SIGINT');
     });
 }
