@@ -6,7 +6,8 @@ import assert from 'node:assert/strict';
 import { mkdirSync, symlinkSync, writeFileSync } from 'node:fs';
 import { join } from 'node:path';
 import { startDashboard } from '../src/dashboard/server.js';
-import { readTrainingState, STATE_FORMAT } from '../src/train/checkpoint.js';
+import { readNetworkSnapshot, readTrainingState, STATE_FORMAT } from '../src/train/checkpoint.js';
+import { writeFileAtomic } from '../src/io/atomic.js';
 import { writeSafetensors } from '../src/io/safetensors.js';
 import { tensor } from '../src/tensor/index.js';
 import { train } from '../src/train/train.js';
@@ -39,6 +40,19 @@ test('--resume of a file that is not a state or a run directory says so', async 
 test('--dry-run catches --cond on a data set without labels', async () => {
   const data = await writeShapeImages(join(tmp, 'data'), { count: 8, size: 16, channels: 1 });
   await assert.rejects(train(tinyTrainRequest(data, join(tmp, 'runs'), { cond: true, dryRun: true })), /--cond needs labels, but dataset 'data' has none/);
+});
+
+test('a bad --outdir is said first, before the data loads; nothing is created', async () => {
+  const file = join(tmp, 'a-file');
+  writeFileSync(file, 'x');
+  await assert.rejects(train(tinyTrainRequest(join(tmp, 'no-such-data'), join(file, 'runs'))), new RegExp(`--outdir: ${file} is a file, not a folder`));
+});
+
+test('a protocol-0 pickle is named as such, not as a broken safetensors file; a write into a missing folder says so', () => {
+  const pkl = join(tmp, 'old.pkl');
+  writeFileSync(pkl, '(lp0\nI1\na.');
+  assert.throws(() => readNetworkSnapshot(pkl), new RegExp(`${pkl}: a pickle of protocol 0 or 1`));
+  assert.throws(() => writeFileAtomic(join(tmp, 'missing', 'x.json'), [new Uint8Array(1)]), new RegExp(`its folder ${join(tmp, 'missing')} does not exist`));
 });
 
 test('the dashboard serves a run\'s own grids, not a link named like one', async () => {

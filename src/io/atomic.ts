@@ -26,6 +26,9 @@ export function writeFileAtomic(path: string, chunks: readonly Uint8Array[]): vo
     }
     const e = err as NodeJS.ErrnoException;
     if (e.code === 'ENOSPC') throw new Error(`cannot write ${path}: the disk is full (the previous file, if any, is unchanged)`);
+    if (e.code === 'EROFS') throw new Error(`cannot write ${path}: the file system is read-only`);
+    if (e.code === 'EACCES' || e.code === 'EPERM') throw new Error(`cannot write ${path}: permission denied in ${dirname(path)}`);
+    if (e.code === 'ENOENT') throw new Error(`cannot write ${path}: its folder ${dirname(path)} does not exist`);
     throw new Error(`cannot write ${path}: ${e.message}`);
   }
   try {

@@ -71,7 +71,10 @@ function officialSnapshotInfo(path: string, o: OfficialNetwork): SnapshotInfo {
 
 /** Reads our network snapshot (safetensors) or an official EDM / Patch Diffusion `network-snapshot-*.pkl` (read safely, nothing run). */
 export function readNetworkSnapshot(path: string): { info: SnapshotInfo; weights: Map<string, Tensor> } {
-  if (sniffFileKind(path) === 'pickle') {
+  const kind = sniffFileKind(path);
+  if (kind === 'pickle-text')
+    throw new Error(`${path}: a pickle of protocol 0 or 1; snapshots are read from protocol 2 and later (what pickle and torch.save write by default), or from our .safetensors`);
+  if (kind === 'pickle') {
     const official = loadOfficialNetwork(path);
     return { info: officialSnapshotInfo(path, official), weights: official.weights };
   }

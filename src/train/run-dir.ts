@@ -2,10 +2,40 @@
 // NNNNN-<dataset>-<cond|uncond>-<arch>-pedm-batch<B>[-desc]/ with
 // training_options.json, log.txt (a copy of the console), stats.jsonl (one
 // JSON object per tick), snapshots, training states and sample grids.
-import { appendFileSync, existsSync, mkdirSync, readdirSync } from 'node:fs';
-import { join } from 'node:path';
+import { accessSync, appendFileSync, constants, existsSync, mkdirSync, readdirSync, statSync } from 'node:fs';
+import { dirname, join, resolve } from 'node:path';
 import { writeFileAtomic } from '../io/atomic.js';
 import type { TFEventsWriter } from '../io/tfevents.js';
+
+/**
+ * Whether `outdir` can take a run, checked before the data and the network
+ * load, and without creating anything: the nearest part of the path that
+ * exists must be a folder this process may write to.
+ */
+export function checkOutdir(outdir: string): void {
+  let dir = resolve(outdir);
+  for (;;) {
+    let isDir: boolean;
+    try {
+      isDir = statSync(dir).isDirectory();
+    } catch (err) {
+      const parent = dirname(dir);
+      if (((err as NodeJS.ErrnoException).code === 'ENOENT' || (err as NodeJS.ErrnoException).code === 'ENOTDIR') && parent !== dir) {
+        dir = parent;
+        continue;
+      }
+      throw new Error(`--outdir: cannot use ${outdir}: ${(err as Error).message}`);
+    }
+    if (!isDir) throw new Error(`--outdir: ${dir} is a file, not a folder (runs go into ${outdir})`);
+    try {
+      accessSync(dir, constants.W_OK);
+    } catch (err) {
+      const why = (err as NodeJS.ErrnoException).code === 'EROFS' ? 'the file system is read-only' : 'permission denied';
+      throw new Error(`--outdir: cannot create runs under ${dir}: ${why}`);
+    }
+    return;
+  }
+}
 
 export function createRunDir(outdir: string, nameParts: string[]): string {
   mkdirSync(outdir, { recursive: true });

@@ -15,7 +15,7 @@ import { RESUME_OVERRIDABLE, type NewRunSettings, type ResumeRunSettings } from 
 import { buildComponents, checkDataFits, networkConfigFor } from './components.js';
 import { checkPrecisionSupport } from '../nn/precision.js';
 import { countParameters } from '../networks/config.js';
-import { createRunDir, RunLog, TENSORBOARD_DIR, useRunDir, writeJson } from './run-dir.js';
+import { checkOutdir, createRunDir, RunLog, TENSORBOARD_DIR, useRunDir, writeJson } from './run-dir.js';
 import { TFEventsWriter } from '../io/tfevents.js';
 import { startLiveDashboard, type LiveDashboard } from '../dashboard/live.js';
 import { openLatestGoodState, type LoadedTrainingState, type LoopState, type RankState, type SkippedState } from './checkpoint.js';
@@ -173,6 +173,8 @@ async function runTraining(request: TrainRequest, held: RunLock[]): Promise<Trai
     sink?.(`${runDir}: the run is finished (${resume.loop.curNimg / 1000} kimg of its ${+(options.duration * 1000).toPrecision(6)}-kimg duration); give a longer --duration to train further`);
     return { runDir, curNimg: resume.loop.curNimg, stoppedEarly: false, alreadyFinished: true, lastSnapshot: runDir ? newestSnapshot(runDir) : null };
   }
+  // Where the run will go, before minutes of loading data: a bad --outdir is the first thing said.
+  if (!resume && isMain && !options.dryRun) checkOutdir(options.outdir);
   // Ranks share the machine's cores: each takes the count its launcher gave it, unless --threads says otherwise.
   useThreads(options.threads ?? (dist ? launcherThreads() : undefined));
   const resolved = resolveDevice(options.device);
