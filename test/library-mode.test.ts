@@ -13,6 +13,7 @@ import type { TrainingEvent } from '../src/train/events.js';
 import { DiffusionModel } from '../src/generate/model.js';
 import { generate } from '../src/generate/generate.js';
 import { getNumThreads, setNumThreads } from '../src/tensor/index.js';
+import { captureWrites } from './helpers/capture.js';
 import { cleanup, durationForSteps, makeTempDir, tinyTrainRequest, writeShapeImages } from './helpers/train-fixtures.js';
 
 let tmp = '';
@@ -23,28 +24,13 @@ before(async () => {
 });
 after(() => cleanup(tmp));
 
-/** Runs `fn` with process.stdout.write captured; returns what was written. */
-async function captureStdout<T>(fn: () => Promise<T>): Promise<{ value: T; written: string }> {
-  const original = process.stdout.write.bind(process.stdout);
-  let written = '';
-  process.stdout.write = ((chunk: string | Uint8Array) => {
-    written += String(chunk);
-    return true;
-  }) as typeof process.stdout.write;
-  try {
-    return { value: await fn(), written };
-  } finally {
-    process.stdout.write = original;
-  }
-}
-
 test('train() in library mode: typed events in order, nothing on stdout, no signal handlers, threads restored', async () => {
   const { quiet: _quiet, ...request } = tinyTrainRequest(data, join(tmp, 'events'), { duration: durationForSteps(3), snap: 3, dump: 3, threads: 2 });
   setNumThreads(1);
   const listeners = process.listenerCount('SIGINT') + process.listenerCount('SIGTERM');
   const events: TrainingEvent[] = [];
   let listenersDuring = -1;
-  const { value: result, written } = await captureStdout(() =>
+  const { value: result, written } = await captureWrites(process.stdout, () =>
     train({
       ...request,
       onEvent: (e) => {

@@ -7,22 +7,14 @@ import { join } from 'node:path';
 import { train } from '../src/train/train.js';
 import { cleanup, durationForSteps, makeTempDir, tinyTrainRequest, writeShapeImages } from './helpers/train-fixtures.js';
 import { runCli } from '../src/cli/program.js';
+import { captureWrites } from './helpers/capture.js';
 import { DiffusionModel } from '../src/generate/model.js';
 import { maxThreads, setNumThreads } from '../src/tensor/index.js';
 
 /** Runs the command line in this process; returns its exit code and what it wrote to stderr. */
 async function cli(args: string[]): Promise<{ code: number; stderr: string }> {
-  const write = process.stderr.write.bind(process.stderr);
-  let stderr = '';
-  process.stderr.write = ((chunk: string | Uint8Array) => {
-    stderr += String(chunk);
-    return true;
-  }) as typeof process.stderr.write;
-  try {
-    return { code: await runCli(args), stderr };
-  } finally {
-    process.stderr.write = write;
-  }
+  const { value: code, written: stderr } = await captureWrites(process.stderr, () => runCli(args));
+  return { code, stderr };
 }
 
 const cases: [string[], RegExp][] = [
