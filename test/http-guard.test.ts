@@ -3,10 +3,16 @@
 // headers that name the server are answered (DNS rebinding).
 import { test } from 'node:test';
 import assert from 'node:assert/strict';
-import { request } from 'node:http';
+import { createServer, request } from 'node:http';
 import type { AddressInfo } from 'node:net';
 import { hostAllowed, isLoopbackHost, requestPath } from '../src/util/http-guard.js';
 import { servePage, type PageFiles } from '../src/web/serve.js';
+import { readdirSync } from 'node:fs';
+import { tmpdir } from 'node:os';
+import { join } from 'node:path';
+import { startSampling } from '../src/cli/commands/serve.js';
+import { train } from '../src/train/train.js';
+import { cleanup, durationForSteps, makeTempDir, tinyTrainRequest, writeShapeImages } from './helpers/train-fixtures.js';
 
 test('hostAllowed: loopback names on a loopback server; the bound address elsewhere; anything on every interface', () => {
   for (const h of ['localhost', 'localhost:8080', '127.0.0.1:8080', '127.1.2.3', '[::1]:8080', 'LOCALHOST']) assert.ok(hostAllowed('127.0.0.1', h), h);
@@ -48,5 +54,23 @@ test('serve answers malformed requests with 400 and stays up; a foreign Host get
     assert.equal(await get(port, '/nope'), 404);
   } finally {
     await new Promise((done) => server.close(done));
+  }
+});
+
+test('serve on a port in use fails with the reason and leaves no temporary export', async () => {
+  const tmp = makeTempDir('pd-serve-port-');
+  const blocker = createServer(() => {});
+  await new Promise<void>((done) => blocker.listen(0, '127.0.0.1', done));
+  try {
+    const data = await writeShapeImages(join(tmp, 'data'), { count: 8, size: 16, channels: 1 });
+    const run = await train(tinyTrainRequest(data, join(tmp, 'runs'), { duration: durationForSteps(1) }));
+    const exports = () => readdirSync(tmpdir()).filter((f) => f.startsWith('pd-serve-')).sort();
+    const before = exports();
+    const { port } = blocker.address() as AddressInfo;
+    await assert.rejects(startSampling({ network: run!.runDir, port }), new RegExp(`port ${port} on 127\\.0\\.0\\.1 is in use`));
+    assert.deepEqual(exports(), before, 'the temporary export is gone');
+  } finally {
+    blocker.close();
+    cleanup(tmp);
   }
 });

@@ -50,8 +50,14 @@ export interface ZipOpenOptions {
  * knows its size: images and tensors compress far less than this; only
  * runs of identical bytes (a bomb) compress more.
  */
-export const MAX_INFLATE_RATIO = 100;
+export const MAX_INFLATE_RATIO = inflateRatioSetting();
 const MIN_INFLATE_LIMIT = 1 << 20;
+
+/** PD_MAX_INFLATE_RATIO raises (or lowers) the ratio, for a zip of unusually compressible files. */
+function inflateRatioSetting(): number {
+  const v = Number(process.env.PD_MAX_INFLATE_RATIO ?? 100);
+  return Number.isFinite(v) && v >= 1 ? v : 100;
+}
 
 export class ZipReader {
   readonly entries: readonly ZipEntryInfo[];
@@ -189,13 +195,11 @@ export class ZipReader {
   read(entry: ZipEntryInfo, options: { maxBytes?: number } = {}): Buffer {
     const where = `${this.file}:${entry.name}`;
     const fail = (why: string) => new DatasetError(`cannot read ${where}: ${why}`, { file: where });
-    const limit = options.maxBytes ?? Math.max(MIN_INFLATE_LIMIT, entry.compressedSize * MAX_INFLATE_RATIO);
-    if (entry.size > limit)
-      throw fail(
-        options.maxBytes !== undefined
-          ? `it declares ${entry.size} bytes where ${options.maxBytes} are expected (damaged, or a decompression bomb)`
-          : `it declares ${entry.size} bytes from ${entry.compressedSize} compressed, more than ${MAX_INFLATE_RATIO}× (a decompression bomb, or a damaged zip)`,
-      );
+    if (options.maxBytes !== undefined && entry.size > options.maxBytes)
+      throw fail(`it declares ${entry.size} bytes where ${options.maxBytes} are expected (damaged, or a decompression bomb)`);
+    // A stored entry holds what it declares; a deflated one at most MAX_INFLATE_RATIO× its compressed bytes.
+    if (entry.method !== 0 && entry.size > Math.max(MIN_INFLATE_LIMIT, entry.compressedSize * MAX_INFLATE_RATIO))
+      throw fail(`it declares ${entry.size} bytes from ${entry.compressedSize} compressed, more than ${MAX_INFLATE_RATIO}× (a decompression bomb, or a damaged zip; PD_MAX_INFLATE_RATIO raises the limit)`);
     if (entry.flags & 0x1) throw fail('the entry is encrypted; encrypted zips are not supported');
     if (entry.localOffset + 30 > this.size) throw fail('local header lies beyond the end of the file (truncated zip)');
     const h = this.readAt(entry.localOffset, 30);

@@ -14,7 +14,7 @@
 // docs/file-formats.md.
 import { readFileSync } from 'node:fs';
 import { gunzipSync } from 'node:zlib';
-import { ZipReader } from '../data/zip-reader.js';
+import { MAX_INFLATE_RATIO, ZipReader } from '../data/zip-reader.js';
 import { native } from '../tensor/native.js';
 import { wrap, type DType, type Tensor } from '../tensor/tensor.js';
 import { PickleError, PyDict, PyGlobal, PyTuple, describeValue, unpickle, type GlobalHandler } from './pickle.js';
@@ -229,8 +229,8 @@ function readZip(bytes: Uint8Array, source: string, globals: ReadonlyMap<string,
   return value;
 }
 
-/** How much a gzipped torch file may inflate, per compressed byte (floating-point weights compress about 1.1×). */
-const GZIP_MAX_RATIO = 100;
+/** How much a gzipped torch file may inflate, per compressed byte (floating-point weights compress about 1.1×; PD_MAX_INFLATE_RATIO). */
+const GZIP_MAX_RATIO = MAX_INFLATE_RATIO;
 
 /**
  * Reads a torch.save file (zip or legacy, optionally gzipped) or its bytes.

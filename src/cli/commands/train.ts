@@ -3,6 +3,8 @@ import { Command, Option } from 'commander';
 import { ARCHS } from '../../train/options.js';
 import { PRECISIONS } from '../../nn/precision.js';
 import { train, type TrainRequest } from '../../train/train.js';
+import { RESUME_OVERRIDABLE } from '../../train/settings.js';
+import { flagOf } from '../../train/resume.js';
 import { parseNumber as num, parseNumberList, parsePort } from '../parse.js';
 import { addLaunchOptions, launchIfAsked } from '../launch-options.js';
 import { abortOnSignals, signalExitCode } from '../stop-signals.js';
@@ -58,7 +60,7 @@ export function trainCommand(): Command {
     .option('--metrics <list>', 'quality metrics on the EMA network at snapshots: fd-classifier,kid-classifier,swd (the classifier is the shipped Fashion-MNIST one)', (v: string) => v.split(',').filter(Boolean))
     .option('--metrics-every <n>', 'compute the metrics every n snapshots', num)
     .option('--metrics-samples <n>', 'generated images per metric evaluation (seeds 0..n−1)', num)
-    .option('--resume <path>', 'continue a run: its directory or a training-state file (options come from the state; --duration, --threads, --device, --precision, --channels-last, --tick, --snap, --dump may change)')
+    .option('--resume <path>', `continue a run: its directory or a training-state file (options come from the state; ${RESUME_OVERRIDABLE.map(flagOf).join(', ')} may change, and --data when its folder moved; others are refused)`)
     .option('--transfer <snapshot>', 'start from a snapshot\'s EMA weights (ours, a run directory, or an official EDM / Patch Diffusion .pkl); the EMA ramp-up is off unless --ema-rampup is given (official --transfer)')
     .option('--dashboard [port]', 'serve the live training page (loss, img/s, memory, sample grids, metrics) on this port (default 6060 or the next free one; 0: any free port); rank 0 only', parsePort)
     .option('--dashboard-host <address>', 'address the dashboard listens on (default 127.0.0.1, this machine only; e.g. 0.0.0.0 to let other machines in)')
