@@ -9,6 +9,7 @@ import type { AutoencoderKL } from '../networks/autoencoder-kl.js';
 import { checkLatentDataset, openVae, PreEncodedLatents } from '../latents/codec.js';
 import { createProgress } from '../util/progress.js';
 import { loadDataset } from '../data/index.js';
+import { BUILTIN_DATASETS } from '../data/builtin.js';
 import { resolveDevice, saveThreads, useThreads, getNumThreads } from '../tensor/index.js';
 import { resolveTrainOptions, type ResolvedTrainOptions, type TrainOptionsInput } from './options.js';
 import { RESUME_OVERRIDABLE, type NewRunSettings, type ResumeRunSettings } from './settings.js';
@@ -129,7 +130,7 @@ async function runTraining(request: TrainRequest, held: RunLock[]): Promise<Trai
   // The official --transfer turns the EMA ramp-up off (ema_rampup_ratio = None) unless it is asked for.
   if (input.transfer !== undefined && input.emaRampup === undefined) input.emaRampup = null;
   if (!input.resume) {
-    if (!input.data) throw new Error('invalid training options:\n--data: required (a folder or .zip of images, or fashion-mnist, fashion-mnist-5k, emoji)');
+    if (!input.data) throw new Error(`invalid training options:\n--data: required (a folder or .zip of images, or ${Object.keys(BUILTIN_DATASETS).join(', ')})`);
     if (input.duration === undefined) throw new Error('invalid training options:\n--duration: required (training length in millions of patch samples, e.g. 0.05)');
     resolveTrainOptions(input as TrainOptionsInput); // option errors before anything else
   }

@@ -4,7 +4,7 @@ import { appendFileSync, existsSync } from 'node:fs';
 import { join } from 'node:path';
 import { availableParallelism } from 'node:os';
 import { Command, Option } from 'commander';
-import { isBuiltinName, loadDataset } from '../../data/builtin.js';
+import { BUILTIN_DATASETS, isBuiltinName, loadDataset } from '../../data/builtin.js';
 import { loadFashionMnist } from '../../data/fashion-mnist.js';
 import { subsetIndices, withChannels, type ImageDataset } from '../../data/dataset.js';
 import { resizeDataset } from '../../data/resize.js';
@@ -114,7 +114,7 @@ export function metricsCommand(): Command {
         'user-supplied Inception-v3 weights (fid, kid-inception)',
     )
     .requiredOption('--images <path>', 'generated images: a folder or .zip of PNG/JPEG files (or a built-in dataset name, for baselines)')
-    .option('--ref <spec>', 'reference: built-in name (fashion-mnist, fashion-mnist-5k, fashion-mnist-test, emoji), folder/zip of images, a statistics .safetensors file, or EDM\'s / pytorch-fid\'s FID statistics .npz')
+    .option('--ref <spec>', `reference: built-in name (${[...Object.keys(BUILTIN_DATASETS), 'fashion-mnist-test'].join(', ')}), folder/zip of images, a statistics .safetensors file, or EDM's / pytorch-fid's FID statistics .npz`)
     .option('--save-stats <file>', 'instead of comparing: write the Inception statistics (mu, sigma) of --images to FILE (.npz as EDM\'s fid.py ref and pytorch-fid --save-stats, or .safetensors); needs --detector')
     .option('--metrics <list>', 'comma-separated: fd, kid, swd, fid, kid-inception, all (default fd,kid,swd, plus fid with --detector)')
     .option('--detector <file>', 'FID Inception-v3 weights: pytorch-fid\'s pt_inception-2015-12-05-6726825d.pth as distributed, or safetensors with the same names (see src/metrics/inception.ts)')

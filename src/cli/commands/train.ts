@@ -4,6 +4,7 @@ import { ARCHS } from '../../train/options.js';
 import { PRECISIONS } from '../../nn/precision.js';
 import { train, type TrainRequest } from '../../train/train.js';
 import { RESUME_OVERRIDABLE } from '../../train/settings.js';
+import { BUILTIN_DATASETS } from '../../data/builtin.js';
 import { flagOf } from '../../train/resume.js';
 import { parseNumber as num, parseNumberList, parsePort } from '../parse.js';
 import { addLaunchOptions, launchIfAsked } from '../launch-options.js';
@@ -12,7 +13,7 @@ import { abortOnSignals, signalExitCode } from '../stop-signals.js';
 export function trainCommand(): Command {
   return addLaunchOptions(new Command('train'))
     .description('train a Patch Diffusion model (EDM preconditioning on random patches with coordinate channels)')
-    .option('--data <spec>', 'images: a folder or .zip of PNG/JPEG, or a built-in set: fashion-mnist, fashion-mnist-5k, emoji')
+    .option('--data <spec>', `images: a folder or .zip of PNG/JPEG, or a built-in set: ${Object.keys(BUILTIN_DATASETS).join(', ')}`)
     .option('--outdir <dir>', 'where run directories are created', 'runs')
     .option('--desc <text>', 'suffix for the run directory name')
     .option('--nosubdir', 'write the run into --outdir itself instead of a new numbered folder')
