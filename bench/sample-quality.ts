@@ -10,7 +10,7 @@ import { loadFashionMnist } from '../src/data/fashion-mnist.js';
 import { hwcToChw, subsetIndices, type ImageDataset } from '../src/data/dataset.js';
 import { FASHION_MNIST_5K_SEED, FASHION_MNIST_SUBSETS } from '../src/data/builtin.js';
 import { generateImages, seedBatches, toUint8 } from '../src/diffusion/sampler.js';
-import { loadSnapshotNetwork } from '../src/generate/load-network.js';
+import { loadSnapshotNetwork } from '../src/model/load-network.js';
 import { writeImageGrid } from '../src/io/images.js';
 import { computeMetrics, formatReport, type MetricName, type MetricsReport } from '../src/metrics/evaluate.js';
 import { datasetImages, type ImageArray } from '../src/metrics/images.js';

@@ -14,7 +14,7 @@ import { performance } from 'node:perf_hooks';
 import { createNetwork, presetConfig, type PresetName } from '../src/networks/config.js';
 import type { Preconditioner } from '../src/networks/precond.js';
 import { generateImages, toUint8 } from '../src/diffusion/sampler.js';
-import { loadSnapshotNetwork } from '../src/generate/load-network.js';
+import { loadSnapshotNetwork } from '../src/model/load-network.js';
 import { ARCHS, type Arch } from '../src/train/options.js';
 import { Generator, getNumThreads, noGrad, resolveDevice, setNumThreads, type Device } from '../src/tensor/index.js';
 import {

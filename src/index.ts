@@ -12,7 +12,7 @@ export { train, trainWithEvents, type TrainRequest, type TrainControls } from '.
 export type { TrainSettings, NewRunSettings, ResumeRunSettings, ResumeSettings } from './train/settings.js';
 export type { TrainingResult } from './train/training-loop.js';
 export type { TrainingEvent } from './train/events.js';
-export { DiffusionModel, writeImages, type LoadModelOptions, type SampleRequest, type SampledImages, type SamplerOptions } from './generate/model.js';
+export { DiffusionModel, writeImages, type LoadModelOptions, type SampleRequest, type SampledImages, type SamplerOptions } from './model/diffusion-model.js';
 export { writeImageGrid } from './io/images.js';
 export { generate, parseSeedList, type GenerateRequest, type GenerateSummary } from './generate/generate.js';
 export { EngineNotReadyError, addonReady } from './tensor/native.js';

@@ -11,7 +11,7 @@ import { fileURLToPath } from 'node:url';
 import sharp from 'sharp';
 import { train } from '../src/train/train.js';
 import { generate, parseSeedList } from '../src/generate/generate.js';
-import { resolveSnapshotPath } from '../src/generate/load-network.js';
+import { resolveSnapshotPath } from '../src/model/load-network.js';
 import { FASHION_MNIST_DIR } from '../src/data/fashion-mnist.js';
 import { cleanup, durationForSteps, makeTempDir, tinyTrainRequest, writeShapeImages } from './helpers/train-fixtures.js';
 

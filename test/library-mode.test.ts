@@ -10,7 +10,7 @@ import { join } from 'node:path';
 import sharp from 'sharp';
 import { train, trainWithEvents } from '../src/train/train.js';
 import type { TrainingEvent } from '../src/train/events.js';
-import { DiffusionModel } from '../src/generate/model.js';
+import { DiffusionModel } from '../src/model/diffusion-model.js';
 import { generate } from '../src/generate/generate.js';
 import { getNumThreads, setNumThreads } from '../src/tensor/index.js';
 import { captureWrites } from './helpers/capture.js';

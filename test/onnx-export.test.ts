@@ -17,7 +17,7 @@ import { createNetwork, parseNetworkConfig, presetConfig, type NetworkConfig, ty
 import type { Preconditioner } from '../src/networks/precond.js';
 import { Linear } from '../src/nn/linear.js';
 import { decodeModel, exportDenoiser, OnnxExportError, ONNX_OPS_USED, ONNX_OPSET } from '../src/onnx/index.js';
-import { saveNetworkSnapshot } from '../src/train/checkpoint.js';
+import { saveNetworkSnapshot } from '../src/model/snapshot.js';
 import { Generator, cat, noGrad, scope, tensor, type Tensor } from '../src/tensor/index.js';
 import { HAVE_REFERENCE, REFERENCE_DIR } from './helpers/reference.js';
 import { cleanup, makeTempDir } from './helpers/train-fixtures.js';
@@ -348,7 +348,7 @@ describe('the export CLI', () => {
     { file: 'edm_song_cond_t213.pkl', what: /EDMPrecond \(SongUNet\) at 8×8/, inputs: ['x', 'sigma', 'class_labels'] },
   ];
   test('official snapshots (.pkl: VPPrecond; Patch_EDMPrecond ADM with augment_dim 9; conditional EDMPrecond) export and match libtorch', async () => {
-    const { loadSnapshotNetwork } = await import('../src/generate/load-network.js');
+    const { loadSnapshotNetwork } = await import('../src/model/load-network.js');
     for (const c of officialCases) {
       const pkl = fileURLToPath(new URL(`../../test/fixtures/interchange/${c.file}`, import.meta.url));
       const out = join(tmp, `${c.file}.onnx`);

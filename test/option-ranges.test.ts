@@ -8,7 +8,7 @@ import { train } from '../src/train/train.js';
 import { cleanup, durationForSteps, makeTempDir, tinyTrainRequest, writeShapeImages } from './helpers/train-fixtures.js';
 import { runCli } from '../src/cli/program.js';
 import { captureWrites } from './helpers/capture.js';
-import { DiffusionModel } from '../src/generate/model.js';
+import { DiffusionModel } from '../src/model/diffusion-model.js';
 import { maxThreads, setNumThreads } from '../src/tensor/index.js';
 
 /** Runs the command line in this process; returns its exit code and what it wrote to stderr. */

@@ -4,8 +4,8 @@
 import { test } from 'node:test';
 import assert from 'node:assert/strict';
 import { join } from 'node:path';
-import { loadSnapshotNetwork, minimumParameters } from '../src/generate/load-network.js';
-import { readNetworkSnapshot, saveNetworkSnapshot } from '../src/train/checkpoint.js';
+import { loadSnapshotNetwork, minimumParameters } from '../src/model/load-network.js';
+import { readNetworkSnapshot, saveNetworkSnapshot } from '../src/model/snapshot.js';
 import { countParameters, parseNetworkConfig } from '../src/networks/config.js';
 import { train } from '../src/train/train.js';
 import { cleanup, durationForSteps, makeTempDir, tinyTrainRequest, writeShapeImages } from './helpers/train-fixtures.js';

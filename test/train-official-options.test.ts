@@ -6,7 +6,7 @@ import { test, before, after } from 'node:test';
 import assert from 'node:assert/strict';
 import { basename, join } from 'node:path';
 import { train, type TrainRequest } from '../src/train/train.js';
-import { readNetworkSnapshot } from '../src/train/checkpoint.js';
+import { readNetworkSnapshot } from '../src/model/snapshot.js';
 import { generate } from '../src/generate/generate.js';
 import { existsSync } from 'node:fs';
 import { fileURLToPath } from 'node:url';

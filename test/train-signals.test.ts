@@ -10,8 +10,9 @@ import { existsSync, readFileSync, readdirSync } from 'node:fs';
 import { join } from 'node:path';
 import { fileURLToPath } from 'node:url';
 import { setTimeout as sleep } from 'node:timers/promises';
-import { readTrainingState, snapshotName, stateName } from '../src/train/checkpoint.js';
-import { readNetworkSnapshot } from '../src/train/checkpoint.js';
+import { readTrainingState, stateName } from '../src/train/checkpoint.js';
+import { snapshotName } from '../src/model/snapshot.js';
+import { readNetworkSnapshot } from '../src/model/snapshot.js';
 import { cleanup, makeTempDir, NIMG_PER_STEP, readStats, tinyTrainFlags, writeShapeImages } from './helpers/train-fixtures.js';
 
 const MAIN = fileURLToPath(new URL('../src/cli/main.js', import.meta.url));

@@ -6,7 +6,7 @@ import assert from 'node:assert/strict';
 import { copyFileSync, readFileSync, writeFileSync } from 'node:fs';
 import { join } from 'node:path';
 import { train } from '../src/train/train.js';
-import { readNetworkSnapshot } from '../src/train/checkpoint.js';
+import { readNetworkSnapshot } from '../src/model/snapshot.js';
 import { cleanup, durationForSteps, makeTempDir, safetensorsBytes, tinyTrainRequest, writeShapeImages } from './helpers/train-fixtures.js';
 
 let tmp = '';

@@ -13,7 +13,7 @@ import { seedBatches } from '../diffusion/sampler.js';
 import type { Discretization, Scaling, Schedule, Solver } from '../diffusion/ablation-sampler.js';
 import { imageAt, writeImageGrid, writePng, type ImageBatch } from '../io/images.js';
 import { createProgress } from '../util/progress.js';
-import { DiffusionModel } from './model.js';
+import { DiffusionModel } from '../model/diffusion-model.js';
 import type { Precision } from '../nn/precision.js';
 
 /** The overview grid `generate` writes beside the samples (`metrics --images` on that folder leaves it out). */

@@ -12,7 +12,7 @@ import { patchLoss, type AugmentFn, type Denoiser, type NoiseLevels } from '../d
 import { AugmentPipe, trainPyAugmentOptions } from '../diffusion/augment.js';
 import type { AutoencoderKL } from '../networks/autoencoder-kl.js';
 import { encodeToLatents, latentInfo, type LatentInfo, type PreEncodedLatents } from '../latents/codec.js';
-import { DiffusionModel } from '../generate/model.js';
+import { DiffusionModel } from '../model/diffusion-model.js';
 import type { ResolvedTrainOptions } from './options.js';
 
 export interface TrainingComponents {

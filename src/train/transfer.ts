@@ -6,7 +6,7 @@
 // initial values.
 import type { Module } from '../nn/module.js';
 import { noGrad } from '../tensor/index.js';
-import { readNetworkSnapshot, resolveSnapshotPath } from './checkpoint.js';
+import { readNetworkSnapshot, resolveSnapshotPath } from '../model/snapshot.js';
 
 export interface TransferResult {
   path: string;

@@ -6,10 +6,10 @@
 import { Command } from 'commander';
 import { existsSync } from 'node:fs';
 import { extname } from 'node:path';
-import { resolveSnapshotPath } from '../../generate/load-network.js';
+import { resolveSnapshotPath } from '../../model/load-network.js';
 import { writeTorchStateDict } from '../../io/torch-save.js';
 import { createNetwork, parseNetworkConfig } from '../../networks/config.js';
-import { readNetworkSnapshot, saveNetworkSnapshot } from '../../train/checkpoint.js';
+import { readNetworkSnapshot, saveNetworkSnapshot } from '../../model/snapshot.js';
 
 export function convertCommand(): Command {
   return new Command('convert')

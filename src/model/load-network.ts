@@ -1,6 +1,6 @@
 // Opening a trained network for sampling: a snapshot file, or the newest
 // snapshot in a run directory.
-import { readNetworkSnapshot, resolveSnapshotPath, type SnapshotInfo } from '../train/checkpoint.js';
+import { readNetworkSnapshot, resolveSnapshotPath, type SnapshotInfo } from './snapshot.js';
 import { createNetwork, parseNetworkConfig, type NetworkConfig } from '../networks/config.js';
 import type { Tensor } from '../tensor/index.js';
 import type { Preconditioner } from '../networks/precond.js';

@@ -12,7 +12,7 @@ import { ablationSchedule, type Discretization, type Scaling, type Schedule, typ
 import { imageAt, writePng, type ImageBatch } from '../io/images.js';
 import type { AutoencoderKL } from '../networks/autoencoder-kl.js';
 import type { Preconditioner } from '../networks/precond.js';
-import type { SnapshotInfo } from '../train/checkpoint.js';
+import type { SnapshotInfo } from './snapshot.js';
 import { checkPrecisionSupport, type Precision } from '../nn/precision.js';
 import { loadSnapshotNetwork } from './load-network.js';
 
