@@ -144,8 +144,7 @@ test('writing into a directory that does not exist names the path and the cause'
   const t = tensor([1, 2, 3]);
   const path = join(tmp, 'no-such-dir', 'network-snapshot-000000.safetensors');
   assert.throws(() => writeSafetensors(path, { t }), (e: Error) => {
-    assert.ok(e.message.includes(`cannot write ${path}`), e.message);
-    assert.match(e.message, /ENOENT|no such file/);
+    assert.ok(e.message.includes(`cannot write ${path}: its folder ${join(tmp, 'no-such-dir')} does not exist`), e.message);
     return true;
   });
   t.dispose();
