@@ -42,7 +42,9 @@ new_project() {
   printf '{ "name": "%s", "private": true, "type": "module" }\n' "$(basename "$1")" > "$1/package.json"
 }
 engine_env=()
-setup_args=()
+# The wheel engine by name: on a machine that also has Debian's libtorch-dev, the install hook may
+# compile against that one first, and `setup --engine wheel` must then replace it with the prebuilt.
+setup_args=(--engine wheel)
 if [ "$ENGINE" = debian ]; then engine_env=(LIBTORCH_USE_PYTORCH=0); setup_args=(--engine debian); fi
 
 # --- A: npm install (the install hook), setup, the example under strict -----------------------
