@@ -4,7 +4,7 @@
 // (a clone of the repository) and by `patch-diffusion setup` and the npm
 // install hook (an installed package), which pass LIBTORCH explicitly.
 //
-//   node scripts/build-native.cjs [--quiet]
+//   node scripts/build-native.cjs
 //
 // node-gyp, in this order: npm's own copy ($npm_config_node_gyp, which npm
 // sets for install scripts), the package's (a devDependency in the
@@ -18,8 +18,7 @@ const path = require('node:path');
 const { execFileSync, spawn } = require('node:child_process');
 
 const root = path.join(__dirname, '..');
-const quiet = process.argv.includes('--quiet');
-const say = (line) => { if (!quiet) process.stderr.write(`[patch-diffusion] ${line}\n`); };
+const say = (line) => process.stderr.write(`[patch-diffusion] ${line}\n`);
 
 /** node-gyp's entry script (a .js run with this Node), or a command on the PATH. */
 function findNodeGyp() {
@@ -50,7 +49,11 @@ function locate() {
   return JSON.parse(out);
 }
 
-/** Points build/Release/libtorch-lib (the addon's first RUNPATH entry) at the libtorch in use. */
+/**
+ * Points build/Release/libtorch-lib (the addon's first RUNPATH entry) at the libtorch in use. (The
+ * installed package's set-up does the same for an addon it puts in place: src/setup/addon.ts, which this
+ * script, run before any TypeScript is compiled, cannot import.)
+ */
 function linkLibtorch(releaseDir, libdir) {
   const link = path.join(releaseDir, 'libtorch-lib');
   try { fs.rmSync(link, { force: true }); } catch { /* absent */ }
@@ -121,11 +124,7 @@ async function main() {
   say(`addon compiled in ${secs} s: ${path.join(release, 'torch_addon.node')}`);
 }
 
-module.exports = { compile, linkLibtorch, findNodeGyp, locate };
-
-if (require.main === module) {
-  main().catch((err) => {
-    process.stderr.write(`[patch-diffusion] ${err.message}\n`);
-    process.exit(1);
-  });
-}
+main().catch((err) => {
+  process.stderr.write(`[patch-diffusion] ${err.message}\n`);
+  process.exit(1);
+});

@@ -18,7 +18,7 @@ const os = require('node:os');
 const path = require('node:path');
 const { execFileSync } = require('node:child_process');
 
-/** The per-user cache of patch-diffusion (libtorch wheels, compiled addons, data sets). */
+/** The per-user cache of patch-diffusion (libtorch wheels, compiled addons, data sets): src/util/cache-dir.ts's rule, which binding.gyp cannot import. */
 function cacheDir() {
   if (process.env.PATCH_DIFFUSION_CACHE) return path.resolve(process.env.PATCH_DIFFUSION_CACHE);
   const base = process.env.XDG_CACHE_HOME || path.join(os.homedir(), '.cache');

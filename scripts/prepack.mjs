@@ -35,7 +35,7 @@ const why = !existsSync(addon) || !lt ? 'no addon built here'
 if (why) {
   say(`no prebuilt addon shipped: ${why}`);
 } else {
-  const key = addonKey({ ...lt, gloo: true });
+  const key = addonKey(lt);
   const dir = join(root, 'prebuilds', `${process.platform}-${process.arch}`, key);
   mkdirSync(dir, { recursive: true });
   copyFileSync(addon, join(dir, 'torch_addon.node'));

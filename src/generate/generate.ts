@@ -13,7 +13,7 @@ import { seedBatches } from '../diffusion/sampler.js';
 import type { Discretization, Scaling, Schedule, Solver } from '../diffusion/ablation-sampler.js';
 import { imageAt, writeImageGrid, writePng, type ImageBatch } from '../io/images.js';
 import { createProgress } from '../util/progress.js';
-import { DiffusionModel } from '../model/diffusion-model.js';
+import { checkSamplerSettings, DiffusionModel } from '../model/diffusion-model.js';
 import type { Precision } from '../nn/precision.js';
 
 /** The overview grid `generate` writes beside the samples (`metrics --images` on that folder leaves it out). */
@@ -65,8 +65,8 @@ export interface GenerateSummary {
 
 export async function generate(r: GenerateRequest): Promise<GenerateSummary> {
   if (!r.seeds.length) throw new Error('--seeds: no seeds given');
-  if (r.steps !== undefined && (!Number.isInteger(r.steps) || r.steps < 1)) throw new Error(`--steps must be a positive integer, got ${r.steps}`);
-  if (r.cfg !== undefined && r.cfg !== null && !(r.cfg >= 0)) throw new Error(`--cfg must be >= 0, got ${r.cfg}`);
+  // The sampler's settings before the network loads: a typo fails in milliseconds.
+  checkSamplerSettings(r);
   const dist = await ProcessGroup.joinFromEnvironment(process.env, r.device);
   const restoreThreads = saveThreads();
   useThreads(r.threads ?? (dist ? launcherThreads() : undefined));

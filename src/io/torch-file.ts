@@ -229,9 +229,6 @@ function readZip(bytes: Uint8Array, source: string, globals: ReadonlyMap<string,
   return value;
 }
 
-/** How much a gzipped torch file may inflate, per compressed byte (floating-point weights compress about 1.1×; PD_MAX_INFLATE_RATIO). */
-const GZIP_MAX_RATIO = MAX_INFLATE_RATIO;
-
 /**
  * Reads a torch.save file (zip or legacy, optionally gzipped) or its bytes.
  * Returns the pickled object with tensors as TorchTensorRef; `globals`
@@ -246,15 +243,16 @@ export function readTorchFile(pathOrBytes: string | Uint8Array, options: { sourc
     throw new TorchFileError(`cannot read ${source}: ${(e as Error).message}`);
   }
   if (bytes[0] === 0x1f && bytes[1] === 0x8b) {
-    // Weights compress little; gigabytes from a few megabytes are a bomb, stopped at the limit rather than inflated.
-    const limit = Math.max(1 << 26, bytes.length * GZIP_MAX_RATIO);
+    // Weights compress little (about 1.1×): gigabytes from a few megabytes are a bomb, stopped at the
+    // zip reader's ratio (PD_MAX_INFLATE_RATIO) rather than inflated.
+    const limit = Math.max(1 << 26, bytes.length * MAX_INFLATE_RATIO);
     try {
       bytes = gunzipSync(bytes, { maxOutputLength: limit });
     } catch (e) {
-      const tooBig = (e as NodeJS.ErrnoException).code === 'ERR_BUFFER_TOO_LARGE' || /Cannot create a Buffer larger|maxOutputLength|too large/i.test((e as Error).message);
+      const tooBig = (e as NodeJS.ErrnoException).code === 'ERR_BUFFER_TOO_LARGE';
       throw new TorchFileError(
         tooBig
-          ? `${source}: the gzip data inflates to more than ${limit} bytes (${GZIP_MAX_RATIO}× its ${bytes.length} compressed bytes): a decompression bomb, or not weights`
+          ? `${source}: the gzip data inflates to more than ${limit} bytes (${MAX_INFLATE_RATIO}× its ${bytes.length} compressed bytes): a decompression bomb, or not weights`
           : `${source}: corrupt gzip data (${(e as Error).message})`,
       );
     }

@@ -131,7 +131,8 @@ export class DiffusionModel {
   sample(r: SampleRequest): SampledImages {
     if (!r.seeds.length) throw new Error('sample: no seeds given');
     for (const s of r.seeds) if (!Number.isSafeInteger(s) || s < 0 || s >= 2 ** 32) throw new RangeError(`sample: seed ${s} is not an integer in [0, 2^32)`);
-    checkSamplerOptions(r, this.labelDim);
+    checkSamplerSettings(r);
+    checkClassSettings(r, this.labelDim);
     const ablation = r.solver || r.discretization || r.schedule || r.scaling ? { solver: r.solver, discretization: r.discretization, schedule: r.schedule, scaling: r.scaling } : null;
     // The ablation sampler's settings are checked before any work.
     if (ablation) ablationSchedule({ ...ablation, numSteps: r.steps, sigmaMin: r.sigmaMin, sigmaMax: r.sigmaMax, rho: r.rho, netSigmaMin: this.net.sigmaMin, netSigmaMax: this.net.sigmaMax });
@@ -191,8 +192,11 @@ function checkReal(flag: string, v: number | undefined | null, min: number, open
     throw new RangeError(`${flag}: expected a number ${open ? '>' : '≥'} ${min}${max < Infinity ? ` and ≤ ${max}` : ''}, got ${v}`);
 }
 
-/** The sampler's settings as the user gave them, before anything is clamped to the network's range. */
-function checkSamplerOptions(r: SampleRequest, labelDim: number): void {
+/**
+ * The sampler's settings as the user gave them, before anything is clamped to the network's range: what
+ * can be checked without the network (generate checks them before it loads one).
+ */
+export function checkSamplerSettings(r: SamplerOptions & { batch?: number | undefined }): void {
   checkInt('--steps', r.steps, 1, 10_000);
   checkInt('--batch', r.batch, 1, 65536);
   checkInt('--image-size', r.imageSize, 2, 4096);
@@ -205,12 +209,16 @@ function checkSamplerOptions(r: SampleRequest, labelDim: number): void {
   checkReal('--s-max', r.sMax, 0, false);
   checkReal('--s-noise', r.sNoise, 0, false);
   checkReal('--cfg', r.cfg, 0, false);
+  for (const [flag, v] of [['--x-start', r.xStart], ['--y-start', r.yStart]] as const) checkInt(flag, v, -65536, 65536);
+}
+
+/** The settings that depend on the network: guidance and a class need a class-conditional one. */
+function checkClassSettings(r: SamplerOptions, labelDim: number): void {
   if (r.cfg != null && r.cfg !== 1 && !labelDim) throw new Error('--cfg needs a class-conditional network; this one is unconditional');
   if (r.classIndex != null) {
     if (!labelDim) throw new Error('--class needs a class-conditional network; this one is unconditional');
     checkInt('--class', r.classIndex, 0, labelDim - 1);
   }
-  for (const [flag, v] of [['--x-start', r.xStart], ['--y-start', r.yStart]] as const) checkInt(flag, v, -65536, 65536);
 }
 
 /** Writes each image as a PNG (NNNNNN.png by its seed, or the names given) into `dir`; returns the paths. */

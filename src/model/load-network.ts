@@ -12,15 +12,30 @@ export function loadSnapshotNetwork(pathOrDir: string, device: Device): { net: P
   const path = resolveSnapshotPath(pathOrDir);
   const { info, weights } = readNetworkSnapshot(path);
   try {
-    const config = parseNetworkConfig(info.network);
-    checkConfigAgainstWeights(path, config, weights);
-    const net = createNetwork(config, { initialize: false });
-    net.loadStateDict(weights);
+    const net = buildSnapshotNetwork(path, info, weights);
     net.to({ device }).eval();
     return { net, info, path };
   } finally {
     for (const t of weights.values()) t.dispose();
   }
+}
+
+/**
+ * The network a snapshot describes, its weights loaded strictly (a snapshot
+ * our network cannot run is an error). Its metadata is checked against its
+ * tensors before anything is built.
+ */
+export function buildSnapshotNetwork(path: string, info: SnapshotInfo, weights: Map<string, Tensor>): Preconditioner {
+  const config = parseNetworkConfig(info.network);
+  checkConfigAgainstWeights(path, config, weights);
+  const net = createNetwork(config, { initialize: false });
+  try {
+    net.loadStateDict(weights);
+  } catch (err) {
+    net.dispose();
+    throw err;
+  }
+  return net;
 }
 
 /**

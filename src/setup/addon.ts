@@ -8,13 +8,13 @@
 // key below. Where that libtorch lives does not matter: the addon looks for
 // it first through build/Release/libtorch-lib, a link the set-up points at
 // the libtorch in use.
-import { execFileSync, spawn } from 'node:child_process';
+import { execFileSync } from 'node:child_process';
 import { createHash } from 'node:crypto';
 import { copyFileSync, existsSync, mkdirSync, readdirSync, readFileSync, renameSync, rmSync, symlinkSync, writeFileSync } from 'node:fs';
 import { join } from 'node:path';
 import { cacheRoot } from '../util/cache-dir.js';
 import { packageRoot } from '../util/package-root.js';
-import type { Libtorch, SetupLog } from './libtorch.js';
+import { runLogged, type Libtorch, type SetupLog } from './libtorch.js';
 
 /** What build/engine.json records of the addon in place. */
 export interface AddonRecord {
@@ -59,9 +59,13 @@ export function sourcesHash(): string {
   return h.digest('hex').slice(0, 16);
 }
 
-/** The key of an addon for this libtorch on this Node: equal keys, interchangeable addons. */
+/**
+ * The key of an addon for this libtorch on this Node: equal keys, interchangeable addons. Gloo is not
+ * part of it: whether an addon carries multi-process training depends on the headers it was compiled with
+ * (a prebuilt always does), not on the libtorch it fits; `setup --rebuild` recompiles once they are there.
+ */
 export function addonKey(libtorch: Libtorch): string {
-  const parts = [sourcesHash(), libtorch.version ?? 'unknown', libtorch.cuda ? 'cuda' : 'cpu', libtorch.cudaRuntime, libtorch.nccl, libtorch.gloo, process.versions.modules, process.platform, process.arch];
+  const parts = [sourcesHash(), libtorch.version ?? 'unknown', libtorch.cuda ? 'cuda' : 'cpu', libtorch.cudaRuntime, libtorch.nccl, process.versions.modules, process.platform, process.arch];
   return createHash('sha256').update(parts.join('|')).digest('hex').slice(0, 16);
 }
 
@@ -75,27 +79,10 @@ export function addonInPlace(): AddonRecord | null {
   }
 }
 
-/**
- * A shipped prebuilt for this libtorch: CPU builds only, same sources, Node
- * ABI and libtorch version. It was compiled with gloo, which a build here may
- * lack (gloo's headers are a Debian package), so gloo does not have to match.
- */
-export function findPrebuilt(libtorch: Libtorch): { file: string; manifest: PrebuiltManifest } | null {
-  const dir = prebuildsDir();
-  if (!existsSync(dir) || libtorch.cuda) return null;
-  for (const name of readdirSync(dir)) {
-    let manifest: PrebuiltManifest;
-    try {
-      manifest = JSON.parse(readFileSync(join(dir, name, 'manifest.json'), 'utf8')) as PrebuiltManifest;
-    } catch {
-      continue;
-    }
-    const file = join(dir, name, ADDON);
-    const fits = manifest.torchVersion === libtorch.version && !manifest.cuda && manifest.nodeAbi === process.versions.modules &&
-      manifest.key === addonKey({ ...libtorch, gloo: manifest.gloo });
-    if (fits && existsSync(file)) return { file, manifest };
-  }
-  return null;
+/** A shipped prebuilt for this libtorch (prebuilds/<platform>-<arch>/<key>/, named by its key), or null. */
+export function findPrebuilt(libtorch: Libtorch): string | null {
+  const file = join(prebuildsDir(), addonKey(libtorch), ADDON);
+  return existsSync(file) ? file : null;
 }
 
 /** The libtorch version the shipped prebuilt is for (what `setup` pins pip to), or null. */
@@ -185,29 +172,15 @@ export function compilerAvailable(): { ok: true } | { ok: false; missing: string
   return missing.length ? { ok: false, missing } : { ok: true };
 }
 
-/** Compiles the addon against `libtorch` with scripts/build-native.cjs (node-gyp), passing its progress on. */
-export function compileAddon(libtorch: Libtorch, log: SetupLog): Promise<number> {
+/** Compiles the addon against `libtorch` with scripts/build-native.cjs (node-gyp), passing its progress on; resolves with the seconds it took. */
+export async function compileAddon(libtorch: Libtorch, log: SetupLog): Promise<number> {
   const started = Date.now();
-  return new Promise((resolve, reject) => {
-    const child = spawn(process.execPath, [join(packageRoot(), 'scripts', 'build-native.cjs')], {
-      cwd: packageRoot(),
-      env: { ...process.env, LIBTORCH: libtorch.root, ...(libtorch.root === '/usr' ? { LIBTORCH: '', LIBTORCH_USE_PYTORCH: '0' } : {}) },
-      stdio: ['ignore', 'pipe', 'pipe'],
-    });
-    let failure = '';
-    const onData = (chunk: Buffer) => {
-      for (const line of chunk.toString().split('\n')) {
-        if (!line.trim()) continue;
-        failure += `${line}\n`;
-        log(line.replace(/^\[patch-diffusion\] /, ''));
-      }
-    };
-    child.stdout.on('data', onData);
-    child.stderr.on('data', onData);
-    child.on('error', reject);
-    child.on('close', (code) => {
-      if (code === 0) resolve((Date.now() - started) / 1000);
-      else reject(new Error(`compiling the addon failed:\n${failure.split('\n').slice(-30).join('\n')}`));
-    });
-  });
+  // Debian's libtorch is found by its own rule (LIBTORCH=/usr would look for lib/ beside include/).
+  const env = { ...process.env, ...(libtorch.root === '/usr' ? { LIBTORCH: '', LIBTORCH_USE_PYTORCH: '0' } : { LIBTORCH: libtorch.root }) };
+  try {
+    await runLogged(process.execPath, [join(packageRoot(), 'scripts', 'build-native.cjs')], (line) => log(line.replace(/^\[patch-diffusion\] /, '')), { env, prefix: '' });
+  } catch (err) {
+    throw new Error(`compiling the addon failed: ${(err as Error).message}`);
+  }
+  return (Date.now() - started) / 1000;
 }

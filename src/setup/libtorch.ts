@@ -4,7 +4,7 @@
 // scripts/find-libtorch.cjs's, which binding.gyp also runs, so the set-up and
 // the compiler always agree on the libtorch.
 import { execFileSync, spawn } from 'node:child_process';
-import { existsSync, mkdirSync, renameSync, rmSync, writeFileSync } from 'node:fs';
+import { existsSync, mkdirSync, renameSync, rmSync } from 'node:fs';
 import { join } from 'node:path';
 import { cacheRoot } from '../util/cache-dir.js';
 import { packageRoot } from '../util/package-root.js';
@@ -76,7 +76,7 @@ export function runLogged(
         if (!line.trim()) continue;
         tail.push(line);
         if (tail.length > 30) tail.shift();
-        if (!options.hide?.test(line)) log(`${options.prefix ?? '  '}${line.trim()}`);
+        if (!options.hide?.test(line)) log(`${options.prefix ?? '  '}${line.trimEnd()}`);
       }
     };
     child.stdout.on('data', onData);
@@ -119,7 +119,6 @@ export async function installWheel(log: SetupLog, version: string | null): Promi
   // A venv keeps absolute paths in its scripts: bin/python is what we run, and it stays valid after the rename.
   const dir = wheelTorchDir();
   if (!dir) throw new Error(`pip installed ${spec} into ${venv}, but "import torch" fails there`);
-  writeFileSync(join(venv, 'patch-diffusion.json'), JSON.stringify({ installed: new Date().toISOString(), spec }, null, 2) + '\n');
   return dir;
 }
 

@@ -86,9 +86,7 @@ export async function setupEngine(options: SetupOptions = {}): Promise<SetupResu
   const target = join(releaseDir(), 'torch_addon.node');
 
   const current = addonInPlace();
-  // A prebuilt carries gloo whether or not this machine has its headers: its key says gloo.
-  const fitsInPlace = current !== null && (current.key === key || (current.origin === 'prebuilt' && current.key === addonKey({ ...libtorch, gloo: true })));
-  if (!options.rebuild && current && fitsInPlace) {
+  if (!options.rebuild && current?.key === key) {
     // The same addon; the libtorch may have moved (a copied environment): relink, then check.
     if (current.libtorch.libdir !== libtorch.libdir) placeAddon(target, libtorch, current.origin);
     try {
@@ -100,12 +98,12 @@ export async function setupEngine(options: SetupOptions = {}): Promise<SetupResu
   if (!options.rebuild) {
     const candidates: { file: string; origin: AddonRecord['origin'] }[] = [];
     const prebuilt = findPrebuilt(libtorch);
-    if (prebuilt) candidates.push({ file: prebuilt.file, origin: 'prebuilt' });
+    if (prebuilt) candidates.push({ file: prebuilt, origin: 'prebuilt' });
     const cached = findCached(key);
     if (cached) candidates.push({ file: cached, origin: 'cache' });
     for (const c of candidates) {
       log(c.origin === 'prebuilt' ? `using the prebuilt addon for libtorch ${libtorch.version} shipped in the package` : `using the addon compiled before for this libtorch (${c.file})`);
-      placeAddon(c.file, libtorch, c.origin, c.origin === 'prebuilt' ? { key: prebuilt!.manifest.key } : {});
+      placeAddon(c.file, libtorch, c.origin);
       try {
         return done(c.origin, checkAddonLoads());
       } catch (err) {

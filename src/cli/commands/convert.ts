@@ -6,9 +6,8 @@
 import { Command } from 'commander';
 import { existsSync } from 'node:fs';
 import { extname } from 'node:path';
-import { resolveSnapshotPath } from '../../model/load-network.js';
+import { buildSnapshotNetwork, resolveSnapshotPath } from '../../model/load-network.js';
 import { writeTorchStateDict } from '../../io/torch-save.js';
-import { createNetwork, parseNetworkConfig } from '../../networks/config.js';
 import { readNetworkSnapshot, saveNetworkSnapshot } from '../../model/snapshot.js';
 
 export function convertCommand(): Command {
@@ -24,10 +23,9 @@ export function convertCommand(): Command {
       const path = resolveSnapshotPath(input, 'convert');
       const { info, weights } = readNetworkSnapshot(path);
       try {
-        // Build the network and load the weights strictly: a snapshot that our network cannot run is not written.
-        const net = createNetwork(parseNetworkConfig(info.network), { initialize: false });
+        // A snapshot that our network cannot run is not written.
+        const net = buildSnapshotNetwork(path, info, weights);
         try {
-          net.loadStateDict(weights);
           console.log(`${path}: ${String(info.network.model_type)} at ${info.dataset.resolution}×${info.dataset.resolution}, ` +
             `${net.parameterCount().toLocaleString('en-US')} parameters, ${weights.size} tensors`);
         } finally {
