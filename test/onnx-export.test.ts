@@ -16,8 +16,9 @@ import { readSafetensors } from '../src/io/safetensors.js';
 import { createNetwork, parseNetworkConfig, presetConfig, type NetworkConfig, type PresetName } from '../src/networks/config.js';
 import type { Preconditioner } from '../src/networks/precond.js';
 import { Linear } from '../src/nn/linear.js';
-import { decodeModel, exportDenoiser, OnnxExportError, ONNX_OPS_USED, ONNX_OPSET } from '../src/onnx/index.js';
+import { decodeModel, exportDenoiser, exportModel, OnnxExportError, ONNX_OPS_USED, ONNX_OPSET } from '../src/onnx/index.js';
 import { saveNetworkSnapshot } from '../src/model/snapshot.js';
+import { DiffusionModel } from '../src/model/diffusion-model.js';
 import { Generator, cat, noGrad, scope, tensor, type Tensor } from '../src/tensor/index.js';
 import { HAVE_REFERENCE, REFERENCE_DIR } from './helpers/reference.js';
 import { cleanup, makeTempDir } from './helpers/train-fixtures.js';
@@ -319,6 +320,15 @@ describe('the export CLI', () => {
       assert.deepEqual(JSON.parse(meta.inputs!), ['x', 'sigma', 'x_pos', 'class_labels']);
       assert.deepEqual(JSON.parse(meta.network!), config);
       assert.equal(meta.source, 'network-snapshot-000003.safetensors');
+
+      // The CLI's file is exportModel of the loaded model: one way to open a snapshot.
+      const loaded = DiffusionModel.load(run, { device: 'cpu' });
+      try {
+        assert.equal(loaded.path, join(run, 'network-snapshot-000003.safetensors'));
+        assert.ok(Buffer.from(exportModel(loaded).bytes).equals(bytes), 'exportModel(DiffusionModel.load(run)) writes the CLI file');
+      } finally {
+        loaded.dispose();
+      }
 
       const sess = await session(bytes);
       for (const size of [16, 32]) {

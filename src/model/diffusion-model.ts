@@ -63,29 +63,43 @@ export interface SampledImages extends ImageBatch {
   layout: 'nhwc' | 'nchw';
 }
 
+/** How `DiffusionModel.load` opens a network. */
 export interface LoadModelOptions {
   /** cpu, cuda, cuda:N or auto (default auto). */
   device?: string | undefined;
   /** The network's arithmetic: fp32 (default) or bf16. */
   precision?: Precision | undefined;
+  /** Run the network's convolutions in channels-last memory order (default false; often faster on CPUs with oneDNN). */
   channelsLast?: boolean | undefined;
-  /** The VAE that decodes a latent network's samples (default: the one its snapshot names). */
-  vae?: string | undefined;
+  /**
+   * The VAE that decodes a latent network's samples (default: the one its snapshot names). `false` opens
+   * the network alone, as the ONNX export needs it; such a model cannot sample a latent network.
+   */
+  vae?: string | false | undefined;
   /** Zeros in the coordinate channels (default: as the network was trained). */
   maskPos?: boolean | undefined;
 }
 
+/**
+ * A trained network ready to sample: `DiffusionModel.load` opens a snapshot, a run directory or an
+ * official .pkl; `sample` returns 8-bit pixels with their shape. `generate`, training's sample grids and
+ * metrics, `export` and `serve` all go through it. Free it with `dispose`.
+ */
 export class DiffusionModel {
   private constructor(
     /** The denoising network (EDM-preconditioned). */
     readonly net: Preconditioner,
+    /** Where the network runs and samples are drawn. */
     readonly device: Device,
     /** Classes of a class-conditional network (0: unconditional). */
     readonly labelDim: number,
-    private readonly maskPos: boolean,
+    /** Whether the coordinate channels are given as zeros (a network trained with --mask-pos). */
+    readonly maskPos: boolean,
     private readonly vae: AutoencoderKL | null,
     /** What the snapshot says of itself (null for a network handed over by training). */
     readonly info: SnapshotInfo | null,
+    /** The snapshot file it was loaded from (a run directory's newest; null for a network handed over by training). */
+    readonly path: string | null,
     private readonly owned: boolean,
   ) {}
 
@@ -93,19 +107,20 @@ export class DiffusionModel {
   static load(path: string, o: LoadModelOptions = {}): DiffusionModel {
     const device = resolveDevice(o.device);
     checkPrecisionSupport(o.precision ?? 'fp32', device);
-    const { net, info } = loadSnapshotNetwork(path, device);
+    const loaded = loadSnapshotNetwork(path, device);
+    const { net, info } = loaded;
     try {
       net.setCompute({ precision: o.precision ?? 'fp32', channelsLast: o.channelsLast ?? false });
       // A latent network's samples are decoded by the VAE its snapshot names (or the one given).
-      const vaePath = o.vae ?? info.latent?.vae;
-      if (!vaePath && net.outChannels === 4)
+      const vaePath = o.vae === false ? undefined : (o.vae ?? info.latent?.vae);
+      if (o.vae !== false && !vaePath && net.outChannels === 4)
         throw new Error(`${path}: this network makes 4-channel latents (a latent Patch Diffusion model, e.g. an official --train_on_latents snapshot); pass --vae with the Stable Diffusion VAE that decodes them`);
       const vae = vaePath ? openVae(vaePath, device, '--vae') : null;
       if (vae && vae.config.latentChannels !== net.outChannels) {
         vae.dispose();
         throw new Error(`--vae: ${vaePath} decodes ${vae.config.latentChannels}-channel latents, but the network makes ${net.outChannels} channels`);
       }
-      return new DiffusionModel(net, device, info.dataset.labelDim, o.maskPos ?? info.trainingOptions?.maskPos === true, vae, info, true);
+      return new DiffusionModel(net, device, info.dataset.labelDim, o.maskPos ?? info.trainingOptions?.maskPos === true, vae, info, loaded.path, true);
     } catch (err) {
       net.dispose();
       throw err;
@@ -114,7 +129,7 @@ export class DiffusionModel {
 
   /** A network in memory (training's EMA copy): borrowed, so `dispose` leaves it alone. */
   static fromNetwork(net: Preconditioner, o: { device: Device; labelDim: number; maskPos: boolean; vae: AutoencoderKL | null }): DiffusionModel {
-    return new DiffusionModel(net, o.device, o.labelDim, o.maskPos, o.vae, null, false);
+    return new DiffusionModel(net, o.device, o.labelDim, o.maskPos, o.vae, null, null, false);
   }
 
   /** Image channels (after decoding a latent network's output). */
@@ -130,6 +145,8 @@ export class DiffusionModel {
   /** Samples one image per seed, batch by batch, into memory. */
   sample(r: SampleRequest): SampledImages {
     if (!r.seeds.length) throw new Error('sample: no seeds given');
+    if (!this.vae && this.info && (this.info.latent || this.net.outChannels === 4))
+      throw new Error(`sample: ${this.path ?? 'this network'} makes latents and was loaded without the VAE that decodes them (vae: false)`);
     for (const s of r.seeds) if (!Number.isSafeInteger(s) || s < 0 || s >= 2 ** 32) throw new RangeError(`sample: seed ${s} is not an integer in [0, 2^32)`);
     checkSamplerSettings(r);
     checkClassSettings(r, this.labelDim);

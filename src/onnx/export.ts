@@ -33,7 +33,7 @@ import { Preconditioner } from '../networks/precond.js';
 import { ImplicitMlpStem, SongUNet } from '../networks/song-unet.js';
 import { DhariwalUNet } from '../networks/dhariwal-unet.js';
 import { basename } from 'node:path';
-import { loadSnapshotNetwork } from '../model/load-network.js';
+import { DiffusionModel } from '../model/diffusion-model.js';
 import type { SnapshotInfo } from '../model/snapshot.js';
 import { scope } from '../tensor/scope.js';
 import type { Tensor } from '../tensor/tensor.js';
@@ -539,25 +539,39 @@ export function exportDenoiser(net: Preconditioner, options: ExportOptions = {})
 }
 
 /**
- * Exports a snapshot (our .safetensors or an official .pkl, or a run
- * directory's newest) with its training metadata added to metadata_props:
- * `network` (the config JSON), `dataset` (JSON), `kimg`, `latent` (JSON, for
- * a latent-space network) and `source` (the snapshot's file name).
+ * Exports a loaded model's network with what its snapshot says of itself added to metadata_props:
+ * `network` (the config JSON), `dataset` (JSON), `kimg`, `latent` (JSON, for a latent-space network) and
+ * `source` (the snapshot's file name). A model handed over by training has no snapshot: its export carries
+ * the network's own metadata only. The model stays the caller's to dispose.
+ */
+export function exportModel(model: DiffusionModel, options: ExportOptions = {}): ExportResult {
+  const info = model.info;
+  return exportDenoiser(model.net, {
+    ...options,
+    metadata: {
+      ...(info
+        ? {
+            network: JSON.stringify(info.network),
+            dataset: JSON.stringify(info.dataset),
+            kimg: String(info.kimg),
+            ...(info.latent ? { latent: JSON.stringify(info.latent) } : {}),
+          }
+        : {}),
+      ...(model.path ? { source: basename(model.path) } : {}),
+      ...(options.metadata ?? {}),
+    },
+  });
+}
+
+/**
+ * Exports a snapshot (our .safetensors or an official .pkl, or a run directory's newest): `DiffusionModel.load`
+ * on the CPU, without a latent network's VAE (the ONNX graph is the denoiser alone), then `exportModel`.
  */
 export function exportSnapshot(pathOrDir: string): ExportResult & { path: string; info: SnapshotInfo } {
-  const { net, info, path } = loadSnapshotNetwork(pathOrDir, 'cpu');
+  const model = DiffusionModel.load(pathOrDir, { device: 'cpu', vae: false });
   try {
-    const result = exportDenoiser(net, {
-      metadata: {
-        network: JSON.stringify(info.network),
-        dataset: JSON.stringify(info.dataset),
-        kimg: String(info.kimg),
-        ...(info.latent ? { latent: JSON.stringify(info.latent) } : {}),
-        source: basename(path),
-      },
-    });
-    return { ...result, path, info };
+    return { ...exportModel(model), path: model.path!, info: model.info! };
   } finally {
-    net.dispose();
+    model.dispose();
   }
 }

@@ -5,7 +5,8 @@ import { mkdirSync, mkdtempSync, rmSync, writeFileSync } from 'node:fs';
 import { tmpdir } from 'node:os';
 import { join, resolve } from 'node:path';
 import { Command } from 'commander';
-import { exportSnapshot } from '../../onnx/export.js';
+import { exportModel, type ExportResult } from '../../onnx/export.js';
+import { DiffusionModel } from '../../model/diffusion-model.js';
 import { pageBytes, pageFiles, servePage, writeBundle } from '../../web/serve.js';
 import type { ModelInfo } from '../../web/model-info.js';
 import { parseNumber as num } from '../parse.js';
@@ -47,11 +48,22 @@ export interface SamplingPage {
   stop(): Promise<void>;
 }
 
-/** Exports the network and serves (or writes) its sampling page. */
-export async function startSampling(o: { network: string; port?: number; host?: string; bundle?: string }): Promise<SamplingPage> {
-  const exported = exportSnapshot(o.network);
-  if (exported.info.latent)
-    throw new Error(`serve: ${exported.path} is a latent-space network; the browser page has no VAE decoder yet (use generate)`);
+/**
+ * Exports the network and serves (or writes) its sampling page. `network` is a path (loaded on the CPU
+ * without a latent network's VAE, which the page cannot use) or a model already loaded, which stays the
+ * caller's to dispose.
+ */
+export async function startSampling(o: { network: string | DiffusionModel; port?: number; host?: string; bundle?: string }): Promise<SamplingPage> {
+  const model = typeof o.network === 'string' ? DiffusionModel.load(o.network, { device: 'cpu', vae: false }) : o.network;
+  let exported: ExportResult;
+  const source = model.path ?? 'the network';
+  try {
+    // The page has no VAE decoder: a latent network is refused before any export work.
+    if (model.info?.latent) throw new Error(`serve: ${source} is a latent-space network; the browser page has no VAE decoder yet (use generate)`);
+    exported = exportModel(model);
+  } finally {
+    if (model !== o.network) model.dispose();
+  }
   const names = exported.inputs.map((i) => i.name);
   const meta = exported.metadata;
   const info: ModelInfo = {
@@ -59,10 +71,10 @@ export async function startSampling(o: { network: string; port?: number; host?: 
     channels: Number(meta.image_channels),
     labelDim: Number(meta.label_dim),
     coordinates: Number(meta.position_channels) > 0,
-    maskPos: exported.info.trainingOptions?.maskPos === true,
+    maskPos: model.maskPos,
     sigmaMin: Number(meta.sigma_min),
     sigmaMax: Number.isFinite(Number(meta.sigma_max)) ? Number(meta.sigma_max) : null,
-    source: exported.path.split('/').pop()!,
+    source: source.split('/').pop()!,
     inputs: {
       x: 'x',
       sigma: 'sigma',
