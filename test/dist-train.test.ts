@@ -18,7 +18,7 @@ import { loadDataset } from '../src/data/index.js';
 import { buildComponents } from '../src/train/components.js';
 import { resolveTrainOptions, type TrainOptionsInput } from '../src/train/options.js';
 import { accumulateGradients, applyGradients } from '../src/train/step.js';
-import { readTrainingState, saveTrainingState } from '../src/train/checkpoint.js';
+import { TrainingState } from '../src/train/training-state.js';
 import { engineInfo, useThreads } from '../src/tensor/index.js';
 import { assertSameTensors, cleanup, durationForSteps, listRunFiles, makeTempDir, tinyTrainFlags, tinyTrainRequest, writeShapeImages } from './helpers/train-fixtures.js';
 import { CLI, runCli, startCli, type CliResult } from './helpers/dist-run.js';
@@ -72,7 +72,8 @@ test('2 ranks ≡ each rank\'s share computed in one process, gradients averaged
   }
   const reference = join(tmp, 'reference-state.safetensors');
   const c = ranks[0]!;
-  saveTrainingState(reference, { net: c.net, ema: c.ema, adam: c.adam, generators: c.generators, loop: { curNimg, curTick: 0, step: steps, tickStartNimg: 0, elapsedSec: 0, sampler: null }, options: {}, info: { network: {}, dataset: { name: '', resolution: 16, channels: 3, labelDim: 0 }, kimg: 0 } });
+  new TrainingState(c, { curNimg, curTick: 0, step: steps, tickStartNimg: 0, elapsedSec: 0, snapshots: 0 })
+    .save(reference, { options: {}, info: { network: {}, dataset: { name: '', resolution: 16, channels: 3, labelDim: 0 }, kimg: 0 } });
   const compared = assertSameTensors(lastState(runDir), reference, ['net.', 'ema.', 'adam.']);
   assert.ok(compared > 30, `${compared} tensors compared`);
   // The ranks drew their patch sizes independently (as the official code): not always the same.
@@ -85,9 +86,9 @@ test('a 2-rank run resumes exactly with 2 ranks; across world sizes it goes on w
   const r = await runCli(['train', '--nproc', '2', '--resume', half, '--duration', String(durationForSteps(4))]);
   assert.equal(r.code, 0, r.stderr);
   assertSameTensors(lastState(whole), lastState(half), ['net.', 'ema.', 'adam.', 'rng.']);
-  const loopOf = (p: string) => readTrainingState(p).loop;
-  assert.deepEqual(loopOf(lastState(half)).ranks, loopOf(lastState(whole)).ranks, 'each rank\'s sampler and generators');
-  assert.equal(loopOf(lastState(whole)).worldSize, 2);
+  const savedOf = (p: string) => TrainingState.read(p);
+  assert.deepEqual(savedOf(lastState(half)).ranks, savedOf(lastState(whole)).ranks, 'each rank\'s sampler and generators');
+  assert.equal(savedOf(lastState(whole)).ranks.length, 2);
 
   const one = await runCli(['train', '--resume', half, '--duration', String(durationForSteps(6))]);
   assert.equal(one.code, 0, one.stderr);
@@ -95,7 +96,7 @@ test('a 2-rank run resumes exactly with 2 ranks; across world sizes it goes on w
   const back = await runCli(['train', '--nproc', '2', '--resume', half, '--duration', String(durationForSteps(8))]);
   assert.equal(back.code, 0, back.stderr);
   assert.match(readFileSync(join(half, 'log.txt'), 'utf8'), /Resuming a 1-process state with 2 processes/);
-  assert.equal(loopOf(lastState(half)).step, 8);
+  assert.equal(savedOf(lastState(half)).counters.step, 8);
 });
 
 function rankPid(launcherPid: number, rank: number): number | null {
@@ -138,8 +139,8 @@ test('a killed rank: the launcher names it, stops the other, exits 1 within seco
   if (ownWords) assert.match(readFileSync(join(runDirOf(outdir), 'log.txt'), 'utf8'), /error: rank 0 of 2/);
   else assert.match(r.stderr, /rank 0 \(pid \d+\) (exited with code \d+|was killed by SIG\w+) after the stop/);
   assert.ok(tookMs < 20_000, `the run ended ${tookMs} ms after the kill`);
-  const state = readTrainingState(lastState(runDirOf(outdir)));
-  assert.equal(state.loop.worldSize, 2);
+  const state = TrainingState.read(lastState(runDirOf(outdir)));
+  assert.equal(state.ranks.length, 2);
 });
 
 test('Ctrl-C on the launcher: every rank stops after the same step, one state is written, exit 130, and it resumes', async () => {
@@ -153,7 +154,7 @@ test('Ctrl-C on the launcher: every rank stops after the same step, one state is
   assert.match(readFileSync(join(runDir, 'log.txt'), 'utf8'), /Stopped at kimg [\d.]+; the state is saved/);
   const states = listRunFiles(runDir, /^training-state-/);
   assert.equal(states.length, 1);
-  const step = readTrainingState(join(runDir, states[0]!)).loop.step;
+  const step = TrainingState.read(join(runDir, states[0]!)).counters.step;
   const resumed = await runCli(['train', '--nproc', '2', '--resume', runDir, '--duration', String(durationForSteps(step + 1))]);
   assert.equal(resumed.code, 0, resumed.stderr);
 });

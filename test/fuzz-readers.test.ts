@@ -133,5 +133,5 @@ test('our training states', async () => {
   const run = await train(tinyTrainRequest(data, join(tmp, 'runs'), { duration: durationForSteps(1) }));
   const state = join(run!.runDir, 'training-state-000000.safetensors');
   assert.ok(readFileSync(state).length > 0);
-  check('training state', fuzz(state, 600, `const { readTrainingState } = await import('./train/checkpoint.js'); readTrainingState(file);`));
+  check('training state', fuzz(state, 600, `const { TrainingState } = await import('./train/training-state.js'); TrainingState.read(file);`));
 });

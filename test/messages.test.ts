@@ -6,7 +6,7 @@ import assert from 'node:assert/strict';
 import { mkdirSync, symlinkSync, writeFileSync } from 'node:fs';
 import { join } from 'node:path';
 import { startDashboard } from '../src/dashboard/server.js';
-import { readTrainingState, STATE_FORMAT } from '../src/train/checkpoint.js';
+import { STATE_FORMAT, TrainingState } from '../src/train/training-state.js';
 import { readNetworkSnapshot } from '../src/model/snapshot.js';
 import { writeFileAtomic } from '../src/io/atomic.js';
 import { writeSafetensors } from '../src/io/safetensors.js';
@@ -27,9 +27,9 @@ test('a training state with broken or missing metadata: the file and the key are
     return file;
   };
   const broken = write('broken.safetensors', { loop: '{"curNimg": 7,' });
-  assert.throws(() => readTrainingState(broken), new RegExp(`^Error: ${broken}: the training state's metadata 'loop' is not valid JSON`));
+  assert.throws(() => TrainingState.read(broken), new RegExp(`^Error: ${broken}: the training state's metadata 'loop' is not valid JSON`));
   const noCount = write('no-count.safetensors', { loop: '{"curTick": 0, "step": 0, "tickStartNimg": 0, "elapsedSec": 0}' });
-  assert.throws(() => readTrainingState(noCount), new RegExp(`${noCount}: the training state's counters lack a valid 'curNimg' \\(got undefined\\)`));
+  assert.throws(() => TrainingState.read(noCount), new RegExp(`${noCount}: the training state's counters lack a valid 'curNimg' \\(got undefined\\)`));
 });
 
 test('--resume of a file that is not a state or a run directory says so', async () => {

@@ -11,7 +11,7 @@ import { join } from 'node:path';
 import { fileURLToPath } from 'node:url';
 import { train } from '../src/train/train.js';
 import { readSafetensors, writeSafetensors } from '../src/io/safetensors.js';
-import { findLatestState, readTrainingState, saveTrainingState, type LoopState } from '../src/train/checkpoint.js';
+import { findLatestState, TrainingState } from '../src/train/training-state.js';
 import { buildComponents } from '../src/train/components.js';
 import { resolveTrainOptions, type TrainOptionsInput } from '../src/train/options.js';
 import { loadDataset } from '../src/data/index.js';
@@ -93,8 +93,8 @@ test('SIGKILL in the middle of rewriting a training state leaves the previous fi
   assert.match(leftovers[0]!, /^\.training-state-\d{6}\.safetensors\.tmp-\d+$/);
   assert.ok(statSync(join(runDir, leftovers[0]!)).size >= partial);
   assert.equal(findLatestState(runDir), statePath);
-  const state = readTrainingState(statePath);
-  assert.equal(state.loop.curNimg, 2 * NIMG_PER_STEP);
+  const state = TrainingState.read(statePath);
+  assert.equal(state.counters.curNimg, 2 * NIMG_PER_STEP);
   fs.rmSync(join(runDir, leftovers[0]!));
 });
 
@@ -105,14 +105,14 @@ test('the run resumes from the state that survived the kill', async () => {
 });
 
 test('a write that fails half-way (disk full, I/O error) keeps the previous file, removes its temporary file and says why', async () => {
-  // A real saveTrainingState call over the existing state file.
+  // A real TrainingState.save over the existing state file.
   const input = tinyTrainRequest(data, join(tmp, 'unused'));
   delete input.quiet;
   const options = resolveTrainOptions(input as TrainOptionsInput);
   const dataset = await loadDataset(data, { labels: false });
   const c = buildComponents(options, dataset, 'cpu');
-  const loop: LoopState = { curNimg: 999, curTick: 9, step: 99, tickStartNimg: 999, elapsedSec: 1, sampler: c.sampler.getState() };
-  const parts = { net: c.net, ema: c.ema, adam: c.adam, generators: c.generators, loop, options: options as never, info: { network: c.networkConfig, dataset: { name: 'x', resolution: 16, channels: 3, labelDim: 0 }, kimg: 1 } };
+  const state = new TrainingState(c, { curNimg: 999, curTick: 9, step: 99, tickStartNimg: 999, elapsedSec: 1, snapshots: 0 });
+  const meta = { options: options as never, info: { network: c.networkConfig, dataset: { name: 'x', resolution: 16, channels: 3, labelDim: 0 }, kimg: 1 } };
   const target = findLatestState(runDir);
   const before = readFileSync(target);
 
@@ -126,17 +126,17 @@ test('a write that fails half-way (disk full, I/O error) keeps the previous file
       if (++calls === 3) throw Object.assign(new Error(`${code}: simulated failure, write`), { code });
       return (original as (...a: unknown[]) => number)(...args);
     }) as typeof fs.writeSync, () => {
-      assert.throws(() => saveTrainingState(target, parts), expected);
+      assert.throws(() => state.save(target, meta), expected);
     });
     assert.ok(calls >= 3, 'the failure happened after part of the file was written');
     assert.ok(readFileSync(target).equals(before), `${code}: the previous state is byte-identical`);
     assert.deepEqual(tempFiles(runDir), [], `${code}: no temporary file is left behind`);
-    assert.equal(readTrainingState(target).loop.curNimg, 3 * NIMG_PER_STEP);
+    assert.equal(TrainingState.read(target).counters.curNimg, 3 * NIMG_PER_STEP);
   }
 
   // Without the failure the same call replaces the file in one piece.
-  saveTrainingState(target, parts);
-  assert.equal(readTrainingState(target).loop.curNimg, 999);
+  state.save(target, meta);
+  assert.equal(TrainingState.read(target).counters.curNimg, 999);
   assert.deepEqual(tempFiles(runDir), []);
 });
 

@@ -10,7 +10,7 @@ import { existsSync, readFileSync, readdirSync } from 'node:fs';
 import { join } from 'node:path';
 import { fileURLToPath } from 'node:url';
 import { setTimeout as sleep } from 'node:timers/promises';
-import { readTrainingState, stateName } from '../src/train/checkpoint.js';
+import { stateName, TrainingState } from '../src/train/training-state.js';
 import { snapshotName } from '../src/model/snapshot.js';
 import { readNetworkSnapshot } from '../src/model/snapshot.js';
 import { cleanup, makeTempDir, NIMG_PER_STEP, readStats, tinyTrainFlags, writeShapeImages } from './helpers/train-fixtures.js';
@@ -87,9 +87,9 @@ for (const signal of ['SIGTERM', 'SIGINT'] as const) {
       assert.ok(existsSync(statePath), `${statePath} exists`);
       assert.ok(existsSync(snapPath), `${snapPath} exists`);
       assert.equal(progress.lastSnapshot, snapPath);
-      const state = readTrainingState(statePath);
-      assert.equal(state.loop.curNimg, stopNimg);
-      const steps = state.loop.step;
+      const state = TrainingState.read(statePath);
+      assert.equal(state.counters.curNimg, stopNimg);
+      const steps = state.counters.step;
       assert.equal(steps * NIMG_PER_STEP, stopNimg);
       const snap = readNetworkSnapshot(snapPath);
       assert.equal(snap.info.kimg, stopNimg / 1000);
@@ -116,7 +116,7 @@ for (const signal of ['SIGTERM', 'SIGINT'] as const) {
       assert.equal(after[0]!['Progress/tick'], stats.at(-1)!['Progress/tick']! + 1, 'the tick count continues');
       const done = JSON.parse(readFileSync(join(runDir, 'progress.json'), 'utf8')) as { curNimg: number; finished: boolean };
       assert.deepEqual({ curNimg: done.curNimg, finished: done.finished }, { curNimg: target, finished: true });
-      assert.equal(readTrainingState(join(runDir, stateName(target / 1000))).loop.step, steps + 2);
+      assert.equal(TrainingState.read(join(runDir, stateName(target / 1000))).counters.step, steps + 2);
     } finally {
       if (child.exitCode === null && child.signalCode === null) child.kill('SIGKILL');
     }

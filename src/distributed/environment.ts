@@ -24,6 +24,12 @@ export function launcherThreads(env: NodeJS.ProcessEnv = process.env): number | 
   return Number.isInteger(n) && n > 0 ? n : undefined;
 }
 
+/** Our launcher is gone (killed): its ranks stop cleanly instead of training on as orphans. */
+export function launcherGone(env: NodeJS.ProcessEnv = process.env): boolean {
+  const pid = env.PD_LAUNCHER_PID;
+  return pid !== undefined && pid !== '' && process.ppid !== Number(pid);
+}
+
 const NAMES = ['RANK', 'LOCAL_RANK', 'WORLD_SIZE', 'LOCAL_WORLD_SIZE', 'MASTER_ADDR', 'MASTER_PORT'] as const;
 
 function integer(env: NodeJS.ProcessEnv, name: string, fallback: number | null, min: number, max = Number.MAX_SAFE_INTEGER): number {

@@ -25,7 +25,7 @@ export interface TrainingStepArgs {
    * Called after each accumulation round with the round's size, its image
    * count and its mean loss (NaN/Inf possible). It may throw to abort the step.
    */
-  onRound?: (round: { patchSize: number; images: number; lossMean: number }) => void;
+  onRound?: (round: Round) => void;
   /** Data-parallel runs: replaces each gradient by its mean over the ranks (src/distributed). */
   dist?: { averageGradients(params: readonly Tensor[]): void } | null;
 }
@@ -39,22 +39,32 @@ export interface TrainingStepResult {
   nonFiniteGradients: boolean;
   /** Milliseconds spent averaging gradients over the ranks (0 in one process). */
   syncMs: number;
+  /** The step's accumulation rounds, in order. */
+  rounds: Round[];
+}
+
+/** One accumulation round: its patch size, the images it drew and its mean loss (NaN/Inf possible). */
+export interface Round {
+  patchSize: number;
+  images: number;
+  lossMean: number;
 }
 
 export function trainingStep(a: TrainingStepArgs): TrainingStepResult {
-  accumulateGradients(a);
+  const rounds = accumulateGradients(a);
   const started = performance.now();
   a.dist?.averageGradients(a.components.netParams);
   const syncMs = a.dist ? performance.now() - started : 0;
-  return { ...applyGradients(a), syncMs };
+  return { ...applyGradients(a), syncMs, rounds };
 }
 
 /** The step's forward and backward passes: the gradients of this process's share of the batch. */
-export function accumulateGradients(a: TrainingStepArgs): void {
+export function accumulateGradients(a: TrainingStepArgs): Round[] {
   const { options: o, components: c, curNimg, totalNimg } = a;
   // In a data-parallel run `batch` is the global batch: each rank runs batch / world / batchGpu rounds.
   const rounds = o.batch / c.worldSize / o.batchGpu;
   zeroGrad(c.netParams);
+  const done: Round[] = [];
   for (let r = 0; r < rounds; r++) {
     const patchSize = a.patchSize ?? c.patches.choose(curNimg, totalNimg);
     const batchMul = c.patches.batchMul(patchSize);
@@ -66,12 +76,15 @@ export function accumulateGradients(a: TrainingStepArgs): void {
       reducePatchLoss(loss, o.batch / c.worldSize, batchMul, o.lossScaling ?? 1).backward();
       return loss.mean().item();
     });
-    a.onRound?.({ patchSize, images: n, lossMean });
+    const round = { patchSize, images: n, lossMean };
+    done.push(round);
+    a.onRound?.(round);
   }
+  return done;
 }
 
 /** Everything after the gradients: learning rate, NaN/Inf scrubbing, Adam, EMA. */
-export function applyGradients(a: TrainingStepArgs): Omit<TrainingStepResult, 'syncMs'> {
+export function applyGradients(a: TrainingStepArgs): Omit<TrainingStepResult, 'syncMs' | 'rounds'> {
   const { options: o, components: c, curNimg, totalNimg } = a;  // The counter, LR ramp and EMA advance by batch · batch_mul_avg patch samples (as in the official training_loop.py).
   const imagesPerStep = o.batch * c.patches.batchMulAvgAt(curNimg, totalNimg);
   const lr = learningRate(o.lr, curNimg, o.lrRampup);

@@ -19,8 +19,7 @@ import { countParameters } from '../networks/config.js';
 import { checkOutdir, createRunDir, RunLog, TENSORBOARD_DIR, useRunDir, writeJson } from './run-dir.js';
 import { TFEventsWriter } from '../io/tfevents.js';
 import { startLiveDashboard, type LiveDashboard } from '../dashboard/live.js';
-import { openLatestGoodState, type LoadedTrainingState, type LoopState, type RankState, type SkippedState } from './checkpoint.js';
-import { broadcastTrainingState, restoreRankState, savedRanks } from './rank-state.js';
+import { TrainingState, type SavedState, type SkippedState } from './training-state.js';
 import { launcherThreads } from '../distributed/environment.js';
 import { ProcessGroup } from '../distributed/process-group.js';
 import { trainingLoop, type TrainingResult } from './training-loop.js';
@@ -73,13 +72,6 @@ export interface DashboardRequest {
   onReady?: (url: string) => void;
 }
 
-/** What rank 0 read from a training state, sent to every rank. */
-interface ResumeInfo {
-  options: TrainOptionsInput;
-  loop: LoopState;
-  ranks: RankState[];
-}
-
 /**
  * Trains a Patch Diffusion model: a new run (`data` and `duration` needed) or
  * one continued from its state (`resume`). Resolves when the run ends, stops
@@ -121,74 +113,28 @@ export function trainWithEvents(request: TrainRequest): { events: AsyncIterable<
 /** The run itself; a lock it takes goes into `held`, for `train` to release however the run ends. */
 async function runTraining(request: TrainRequest, held: RunLock[]): Promise<TrainingResult | null> {
   const { quiet, log: logTo, progressBar, signal, onEvent, tensorboard, dashboard: dashboardRequest, ...settings } = request;
-  // Checked by the schema below, whichever kind of request it is.
-  const input = settings as Partial<TrainOptionsInput>;
   const sink = quiet || !logTo ? null : logTo === 'stdout' ? (line: string) => process.stdout.write(`${line}\n`) : logTo;
   const bars = progressBar === true && !quiet;
-  if (input.transfer !== undefined && input.resume !== undefined)
-    throw new Error(`invalid training options:\n--transfer and --resume cannot be combined: --resume continues a run from its own state, --transfer starts a new run from a snapshot's weights`);
-  // The official --transfer turns the EMA ramp-up off (ema_rampup_ratio = None) unless it is asked for.
-  if (input.transfer !== undefined && input.emaRampup === undefined) input.emaRampup = null;
-  if (!input.resume) {
-    if (!input.data) throw new Error(`invalid training options:\n--data: required (a folder or .zip of images, or ${Object.keys(BUILTIN_DATASETS).join(', ')})`);
-    if (input.duration === undefined) throw new Error('invalid training options:\n--duration: required (training length in millions of patch samples, e.g. 0.05)');
-    resolveTrainOptions(input as TrainOptionsInput); // option errors before anything else
-  }
+  // Checked by the schema, whichever kind of request it is.
+  const input = checkRequest(settings as Partial<TrainOptionsInput>);
   const dist = input.dryRun ? null : await ProcessGroup.joinFromEnvironment(process.env, input.device);
-  const worldSize = dist?.worldSize ?? 1;
   const isMain = !dist || dist.isMain;
-
-  let options: ResolvedTrainOptions;
-  let resumeState: LoadedTrainingState | null = null;
-  let skippedStates: SkippedState[] = [];
-  let statePath: string | null = null;
-  let resume: ResumeInfo | null = null;
-  let resumeChanges: string[] = [];
-  if (input.resume) {
-    // Rank 0 reads the state; the others get what they need from it (they may not see the file).
-    if (isMain) {
-      const opened = openLatestGoodState(input.resume);
-      statePath = opened.path;
-      resumeState = opened.state;
-      skippedStates = opened.skipped;
-      resume = { options: resumeState.options as TrainOptionsInput, loop: resumeState.loop, ranks: savedRanks(resumeState.loop, resumeState.generatorStates) };
-    }
-    if (dist) resume = dist.broadcastJson(resume ?? undefined, 'the training state\'s options and counters');
-    const saved = resume!.options;
-    resumeChanges = checkResumeSettings(input, saved);
-    const overrides = Object.fromEntries(RESUME_OVERRIDABLE.filter((k) => input[k] !== undefined).map((k) => [k, input[k]]));
-    // A data folder that moved since the run began (the only fixed setting a resume may point elsewhere).
-    if (input.data !== undefined) overrides.data = input.data;
-    const merged = { ...saved, ...overrides, resume: input.resume, dryRun: input.dryRun ?? false };
-    // A state saved by another number of processes: keep its micro-batch where it still divides each rank's share.
-    const perRank = (saved.batch ?? 0) / worldSize;
-    if (input.batchGpu === undefined && saved.batchGpu !== undefined && (!Number.isInteger(perRank) || perRank % saved.batchGpu !== 0)) delete merged.batchGpu;
-    options = resolveTrainOptions(merged, worldSize);
-  } else {
-    // Paths are stored absolute, so the run resumes from any working directory.
-    options = resolveTrainOptions(absolutePaths(input as TrainOptionsInput), worldSize);
-  }
-  if (resume && resume.loop.curNimg >= Math.round(options.duration * 1e6)) {
+  const { options, saved, skipped, changes } = resolveRun(input, dist);
+  if (saved && saved.counters.curNimg >= Math.round(options.duration * 1e6)) {
     // A finished run stays as it is: one more step would overwrite its final state and snapshot.
-    const runDir = statePath ? dirname(statePath) : '';
-    sink?.(`${runDir}: the run is finished (${resume.loop.curNimg / 1000} kimg of its ${+(options.duration * 1000).toPrecision(6)}-kimg duration); give a longer --duration to train further`);
-    return { runDir, curNimg: resume.loop.curNimg, stoppedEarly: false, alreadyFinished: true, lastSnapshot: runDir ? newestSnapshot(runDir) : null };
+    const runDir = isMain ? dirname(saved.path) : '';
+    sink?.(`${runDir}: the run is finished (${saved.counters.curNimg / 1000} kimg of its ${+(options.duration * 1000).toPrecision(6)}-kimg duration); give a longer --duration to train further`);
+    return { runDir, curNimg: saved.counters.curNimg, stoppedEarly: false, alreadyFinished: true, lastSnapshot: runDir ? newestSnapshot(runDir) : null };
   }
   // Where the run will go, before minutes of loading data: a bad --outdir is the first thing said.
-  if (!resume && isMain && !options.dryRun) checkOutdir(options.outdir);
+  if (!saved && isMain && !options.dryRun) checkOutdir(options.outdir);
   // Ranks share the machine's cores: each takes the count its launcher gave it, unless --threads says otherwise.
   useThreads(options.threads ?? (dist ? launcherThreads() : undefined));
   const resolved = resolveDevice(options.device);
   const device = dist ? dist.rankDevice(resolved) : resolved;
   checkPrecisionSupport(options.precision, device);
 
-  const dataset = await loadDataset(options.data, {
-    resolution: options.resolution,
-    channels: options.channels,
-    labels: options.cond,
-    maxImages: options.maxImages,
-    seed: options.seed,
-  });
+  const dataset = await loadDataset(options.data, { resolution: options.resolution, channels: options.channels, labels: options.cond, maxImages: options.maxImages, seed: options.seed });
   // Latent training: the frozen VAE (an error that says where to get it), and the dataset's posteriors once with --pre-encode.
   const vae = options.latents ? openVae(options.vae, device) : null;
   if (vae) checkLatentDataset(vae, dataset, options.vae!);
@@ -204,81 +150,48 @@ async function runTraining(request: TrainRequest, held: RunLock[]): Promise<Trai
 
   // Built before the run directory exists: the checks that need the data (--cond
   // without labels, patch sizes the network cannot take) must not leave an empty run behind.
-  const cachePath = statePath ? join(dirname(statePath), LATENT_CACHE) : null;
+  const cachePath = saved && isMain ? join(dirname(saved.path), LATENT_CACHE) : null;
   const preEncoded = vae && options.preEncode ? preEncodeDataset(vae, dataset, options, cachePath, !bars || !isMain) : null;
-  const components = buildComponents(options, dataset, device, { rank: dist?.rank ?? 0, worldSize }, vae ? { vae, preEncoded } : null);
+  const components = buildComponents(options, dataset, device, { rank: dist?.rank ?? 0, worldSize: dist?.worldSize ?? 1 }, vae ? { vae, preEncoded } : null);
   // --transfer's snapshot is read (and its architecture checked) before the run directory exists: a failure leaves nothing behind.
-  const transferred = options.transfer && !resume && isMain ? transferWeights(options.transfer, [components.net, components.ema]) : null;
-  const runDir = !isMain
-    ? ''
-    : statePath
-    ? dirname(statePath)
-    : options.nosubdir
-    ? useRunDir(options.outdir)
-    : createRunDir(options.outdir, [
-        dataset.name.replace(/[^\w.-]+/g, '_'),
-        options.cond ? 'cond' : 'uncond',
-        options.arch,
-        options.precond,
-        `batch${options.batch}`,
-        ...(options.desc ? [options.desc] : []),
-      ]);
+  const transferred = options.transfer && !saved && isMain ? transferWeights(options.transfer, [components.net, components.ema]) : null;
+  const runDir = isMain ? openRunDir(options, dataset, saved) : '';
   // One writer per run directory (rank 0 writes for all): a second process on it stops here, before writing anything.
   if (isMain) held.push(RunLock.acquire(runDir));
   const log = new RunLog(isMain ? runDir : null, sink);
-  if (isMain && !statePath) writeJson(join(runDir, 'training_options.json'), options);
+  if (isMain && !saved) writeJson(join(runDir, 'training_options.json'), options);
   if (isMain && preEncoded && !existsSync(join(runDir, LATENT_CACHE))) preEncoded.save(join(runDir, LATENT_CACHE), latentCacheKey(options, dataset));
-  if (isMain && statePath) {
-    const dropped = supersedeStats(runDir, resume!.loop.curNimg / 1000);
-    if (dropped) log.line(`stats.jsonl: ${dropped} entries past kimg ${resume!.loop.curNimg / 1000} (written after this state by an earlier process) removed; TensorBoard drops them too`);
+  if (isMain && saved) {
+    const dropped = supersedeStats(runDir, saved.counters.curNimg / 1000);
+    if (dropped) log.line(`stats.jsonl: ${dropped} entries past kimg ${saved.counters.curNimg / 1000} (written after this state by an earlier process) removed; TensorBoard drops them too`);
   }
-  if (resumeChanges.length) log.line(`Resuming with ${resumeChanges.join(', ')}`);
+  if (changes.length) log.line(`Resuming with ${changes.join(', ')}`);
   // A newer state that did not verify is named, never used: the run goes on from the newest good one.
-  for (const s of skippedStates) log.line(`warning: passing over ${s.path}: ${s.why}`);
-  log.line(statePath ? `Resuming ${statePath}` : `Run directory: ${runDir}`);
+  for (const s of skipped) log.line(`warning: passing over ${s.path}: ${s.why}`);
+  log.line(saved ? `Resuming ${saved.path}` : `Run directory: ${runDir}`);
   log.line(describe);
   log.line(`Threads: ${getNumThreads()}, device: ${device}`);
+  if (transferred) log.line(describeTransfer(transferred));
 
-  if (transferred) {
-    const t = transferred;
-    log.line(`Transfer: ${t.copied} tensors from ${t.path}` +
-      (t.missing.length ? `; ${t.missing.length} not in the snapshot keep their initial values (e.g. ${t.missing.slice(0, 3).join(', ')})` : '') +
-      (t.unused.length ? `; ${t.unused.length} snapshot tensors unused (e.g. ${t.unused.slice(0, 3).join(', ')})` : ''));
+  const state = new TrainingState(components);
+  if (saved) {
+    const worldChange = state.restore(saved, options.seed, options.data);
+    if (worldChange) log.line(worldChange);
   }
-  if (resumeState) resumeState.restore({ net: components.net, ema: components.ema, adam: components.adam, generators: components.generators });
-  if (resume) {
-    const changed = restoreRankState(components, resume.ranks, options.seed, resume.loop.step, options.data);
-    if (changed) log.line(changed);
-  }
-  if (dist) {
-    // As DDP at construction: rank 0's weights and buffers everywhere (and, resuming, its EMA and optimizer moments).
-    broadcastTrainingState(dist, components);
-  }
+  // As DDP at construction: rank 0's weights and buffers everywhere (and, resuming, its EMA and optimizer moments).
+  if (dist) state.broadcast(dist);
   // Rank 0's extras, beside the run: TensorBoard events and the live page. Neither can stop the training.
   if (isMain && tensorboard !== false)
     // Resumed: TensorBoard drops what an interrupted process logged past the state (steps > its curNimg).
-    log.tensorboard = new TFEventsWriter(join(runDir, TENSORBOARD_DIR), { startStep: resume ? resume.loop.curNimg + 1 : 0, onError: (m) => log.line(`warning: ${m}`) });
-  let dashboard: LiveDashboard | null = null;
-  if (isMain && dashboardRequest) {
-    dashboard = await startLiveDashboard({
-      runDir,
-      port: dashboardRequest.port,
-      host: dashboardRequest.host,
-      options: JSON.parse(JSON.stringify(options)) as Record<string, unknown>,
-      log: (m) => log.line(m),
-    });
-    if (dashboard) {
-      log.line(`Dashboard: ${dashboard.url}`);
-      dashboardRequest.onReady?.(dashboard.url);
-    }
-  }
+    log.tensorboard = new TFEventsWriter(join(runDir, TENSORBOARD_DIR), { startStep: saved ? saved.counters.curNimg + 1 : 0, onError: (m) => log.line(`warning: ${m}`) });
+  let dashboard = isMain && dashboardRequest ? await openDashboard(dashboardRequest, runDir, options, log) : null;
   let result: TrainingResult | undefined;
   // --max-minutes: the same clean stop as an abort, requested by a timer (the loop yields between steps).
   let timeUp = false;
   const timer = options.maxMinutes ? setTimeout(() => (timeUp = true), options.maxMinutes * 60_000) : null;
   const stop = { get requested() { return timeUp || signal?.aborted === true; } };
   try {
-    const ended = await trainingLoop({ options, dataset, components, runDir, log, resumeLoop: resume?.loop, stopSignal: stop, progressBar: bars, onEvent, dist });
+    const ended = await trainingLoop({ options, dataset, components, state, resumed: saved !== null, runDir, log, stopSignal: stop, progressBar: bars, onEvent, dist });
     if (timeUp && ended.stoppedEarly) log.line(`--max-minutes ${options.maxMinutes}: the time budget of this process is spent.`);
     result = { ...ended, timeLimitReached: timeUp && ended.stoppedEarly };
   } catch (err) {
@@ -303,6 +216,72 @@ async function runTraining(request: TrainRequest, held: RunLock[]): Promise<Trai
     await dashboard.close();
   }
   return result;
+}
+
+/** The request's own contradictions and missing settings, before anything is joined or loaded. */
+function checkRequest(input: Partial<TrainOptionsInput>): Partial<TrainOptionsInput> {
+  if (input.transfer !== undefined && input.resume !== undefined)
+    throw new Error(`invalid training options:\n--transfer and --resume cannot be combined: --resume continues a run from its own state, --transfer starts a new run from a snapshot's weights`);
+  // The official --transfer turns the EMA ramp-up off (ema_rampup_ratio = None) unless it is asked for.
+  if (input.transfer !== undefined && input.emaRampup === undefined) input.emaRampup = null;
+  if (!input.resume) {
+    if (!input.data) throw new Error(`invalid training options:\n--data: required (a folder or .zip of images, or ${Object.keys(BUILTIN_DATASETS).join(', ')})`);
+    if (input.duration === undefined) throw new Error('invalid training options:\n--duration: required (training length in millions of patch samples, e.g. 0.05)');
+    resolveTrainOptions(input as TrainOptionsInput); // option errors before anything else
+  }
+  return input;
+}
+
+/**
+ * The run's options: the request's, or, resuming, the saved run's with the
+ * few settings a resume may change. Rank 0 reads the state; the others get
+ * its JSON part (they may not see the file) and the weights later by broadcast.
+ */
+function resolveRun(input: Partial<TrainOptionsInput>, dist: ProcessGroup | null): { options: ResolvedTrainOptions; saved: SavedState | null; skipped: SkippedState[]; changes: string[] } {
+  const worldSize = dist?.worldSize ?? 1;
+  // Paths are stored absolute, so the run resumes from any working directory.
+  if (!input.resume) return { options: resolveTrainOptions(absolutePaths(input as TrainOptionsInput), worldSize), saved: null, skipped: [], changes: [] };
+  const opened = !dist || dist.isMain ? TrainingState.openLatestGood(input.resume) : null;
+  let saved = opened?.saved ?? null;
+  if (dist) {
+    const { tensors, ...header } = saved ?? ({} as SavedState);
+    const shared = dist.broadcastJson(saved ? header : undefined, 'the training state\'s options and counters');
+    saved = tensors ? { ...shared, tensors } : shared;
+  }
+  const previous = saved!.options as Partial<TrainOptionsInput>;
+  const changes = checkResumeSettings(input, previous);
+  const overrides = Object.fromEntries(RESUME_OVERRIDABLE.filter((k) => input[k] !== undefined).map((k) => [k, input[k]]));
+  // A data folder that moved since the run began (the only fixed setting a resume may point elsewhere).
+  if (input.data !== undefined) overrides.data = input.data;
+  const merged = { ...previous, ...overrides, resume: input.resume, dryRun: input.dryRun ?? false } as TrainOptionsInput;
+  // A state saved by another number of processes: keep its micro-batch where it still divides each rank's share.
+  const perRank = (previous.batch ?? 0) / worldSize;
+  if (input.batchGpu === undefined && previous.batchGpu !== undefined && (!Number.isInteger(perRank) || perRank % previous.batchGpu !== 0)) delete merged.batchGpu;
+  return { options: resolveTrainOptions(merged, worldSize), saved, skipped: opened?.skipped ?? [], changes };
+}
+
+/** Rank 0's run directory: the resumed run's, --outdir itself (--nosubdir), or a new numbered one. */
+function openRunDir(o: ResolvedTrainOptions, dataset: ImageDataset, saved: SavedState | null): string {
+  if (saved) return dirname(saved.path);
+  if (o.nosubdir) return useRunDir(o.outdir);
+  const name = [dataset.name.replace(/[^\w.-]+/g, '_'), o.cond ? 'cond' : 'uncond', o.arch, o.precond, `batch${o.batch}`, ...(o.desc ? [o.desc] : [])];
+  return createRunDir(o.outdir, name);
+}
+
+function describeTransfer(t: NonNullable<ReturnType<typeof transferWeights>>): string {
+  return `Transfer: ${t.copied} tensors from ${t.path}` +
+    (t.missing.length ? `; ${t.missing.length} not in the snapshot keep their initial values (e.g. ${t.missing.slice(0, 3).join(', ')})` : '') +
+    (t.unused.length ? `; ${t.unused.length} snapshot tensors unused (e.g. ${t.unused.slice(0, 3).join(', ')})` : '');
+}
+
+/** The live training page (rank 0); null when it could not start (the run goes on without it). */
+async function openDashboard(request: DashboardRequest, runDir: string, options: ResolvedTrainOptions, log: RunLog): Promise<LiveDashboard | null> {
+  const dashboard = await startLiveDashboard({ runDir, port: request.port, host: request.host, options: JSON.parse(JSON.stringify(options)) as Record<string, unknown>, log: (m) => log.line(m) });
+  if (dashboard) {
+    log.line(`Dashboard: ${dashboard.url}`);
+    request.onReady?.(dashboard.url);
+  }
+  return dashboard;
 }
 
 /** The run directory's store of the dataset's VAE posteriors (--pre-encode), reused when the run resumes. */
