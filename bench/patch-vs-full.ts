@@ -97,7 +97,7 @@ async function child(cfg: ChildCfg): Promise<ChildResult> {
       const n = o.batchGpu * mul;
       images += n;
       lastLoss = scope(() => {
-        const b = c.sampler.nextBatch(n);
+        const b = c.batches.nextBatch(n);
         const loss = c.lossFn(b.images, b.labels, size);
         reducePatchLoss(loss, o.batch, mul).backward();
         return loss.mean().item();

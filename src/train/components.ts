@@ -32,7 +32,8 @@ export interface TrainingComponents {
   /** Every generator whose state a resume must restore, by name. */
   generators: Record<string, Generator>;
   patches: PatchSchedule;
-  sampler: {
+  /** The training images, batch by batch, in the shuffled order a resume continues (the data position). */
+  batches: {
     nextBatch(n: number): { images: Tensor; labels: Tensor | null };
     getState(): unknown;
     setState(state: unknown): void;
@@ -174,7 +175,7 @@ export function buildComponents(
     adam: new Adam(net.parameters(), { lr: o.lr, beta1: 0.9, beta2: 0.999, eps: 1e-8 }),
     generators: { dropout: dropoutGen, train: trainGen, ...(patchGen ? { [SHARED_PATCH_GENERATOR]: patchGen } : {}) },
     patches,
-    sampler: {
+    batches: {
       nextBatch(n) {
         const b = loader.next(n);
         // uint8 → [−1, 1] as the official loop: x / 127.5 − 1.

@@ -70,7 +70,7 @@ export function accumulateGradients(a: TrainingStepArgs): Round[] {
     const batchMul = c.patches.batchMul(patchSize);
     const n = o.batchGpu * batchMul;
     const lossMean = scope(() => {
-      const batch = c.sampler.nextBatch(n);
+      const batch = c.batches.nextBatch(n);
       const loss = c.lossFn(batch.images, batch.labels, patchSize);
       // Sum over pixels per sample, averaged over samples of the whole step (as in the official training_loop.py).
       reducePatchLoss(loss, o.batch / c.worldSize, batchMul, o.lossScaling ?? 1).backward();

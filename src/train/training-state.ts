@@ -65,7 +65,7 @@ export interface SkippedState {
 }
 
 /** The parts of a run a state saves and restores. */
-export type StateParts = Pick<TrainingComponents, 'net' | 'ema' | 'netParams' | 'emaParams' | 'adam' | 'generators' | 'sampler' | 'rank' | 'worldSize'>;
+export type StateParts = Pick<TrainingComponents, 'net' | 'ema' | 'netParams' | 'emaParams' | 'adam' | 'generators' | 'batches' | 'rank' | 'worldSize'>;
 
 const COUNTERS: readonly (keyof Counters)[] = ['curNimg', 'curTick', 'step', 'tickStartNimg', 'elapsedSec'];
 
@@ -104,7 +104,7 @@ export class TrainingState {
   /** This rank's own streams. */
   ownStreams(): RankStreams {
     return {
-      sampler: this.parts.sampler.getState(),
+      sampler: this.parts.batches.getState(),
       rng: Object.fromEntries(Object.entries(this.parts.generators).map(([name, g]) => [name, Buffer.from(g.getState()).toString('base64')])),
     };
   }
@@ -120,7 +120,7 @@ export class TrainingState {
     const loop = {
       ...this.counters,
       elapsedSec: this.totalSeconds(),
-      sampler: this.parts.sampler.getState(),
+      sampler: this.parts.batches.getState(),
       ...(dist ? { worldSize: dist.worldSize, ranks } : {}),
     };
     const tensors = new Map<string, Tensor>();
@@ -234,7 +234,7 @@ export class TrainingState {
   }
 
   private restoreStreams(saved: RankStreams[], seed: number, data: string): string | null {
-    const { sampler, generators, rank, worldSize } = this.parts;
+    const { batches: sampler, generators, rank, worldSize } = this.parts;
     // The data set must be the one the state was saved with: its order is the sampler's state.
     const was = (saved[0]!.sampler as SamplerState | null)?.length;
     const now = (sampler.getState() as SamplerState).length;
