@@ -6,8 +6,7 @@
 // float64 bookkeeping) and tensors (per-sample σ inside the loss/precond).
 // The tensor forms follow the official op order in float32 so that parity
 // with the PyTorch reference stays far inside 1e-4.
-import type { Generator } from '../tensor/random.js';
-import type { Device, Tensor } from '../tensor/tensor.js';
+import type { Tensor } from '../tensor/tensor.js';
 
 /** Standard deviation of the data distribution; the official code keeps 0.5 even for SD-VAE latents. */
 export const SIGMA_DATA = 0.5;
@@ -56,13 +55,14 @@ export function lossWeightTensor(sigma: Tensor, sigmaData = SIGMA_DATA): Tensor 
   return num.div(den);
 }
 
-/** The coefficients as tensors broadcastable like `sigma` (for preconditioners that want them). */
+/** The coefficients as tensors shaped like `sigma` (what the EDM preconditioner applies). */
 export function preconditioningTensors(sigma: Tensor, sigmaData = SIGMA_DATA): { cSkip: Tensor; cOut: Tensor; cIn: Tensor; cNoise: Tensor } {
   const s2 = sigma.square().add(sigmaData * sigmaData);
   return {
     cSkip: s2.reciprocal().mul(sigmaData * sigmaData),
     cOut: sigma.mul(sigmaData).div(s2.sqrt()),
-    cIn: s2.rsqrt(),
+    // 1 / sqrt, not rsqrt: the official EDMPrecond's order, which the parity tests hold us to.
+    cIn: s2.sqrt().reciprocal(),
     cNoise: sigma.log().div(4),
   };
 }
@@ -70,17 +70,4 @@ export function preconditioningTensors(sigma: Tensor, sigmaData = SIGMA_DATA): {
 /** σ = exp(rnd·P_std + P_mean) from standard-normal draws `rnd` (any shape; float32 as the official). */
 export function sigmaFromNormal(rnd: Tensor, pMean = P_MEAN, pStd = P_STD): Tensor {
   return rnd.mul(pStd).add(pMean).exp();
-}
-
-/**
- * Draws one training σ per sample, shape [n, 1, 1, 1] (so it broadcasts over
- * C, H, W). Returns the normal draw as well, for logging and parity checks.
- */
-export function sampleTrainingSigma(
-  n: number,
-  generator: Generator,
-  options: { device?: Device; pMean?: number; pStd?: number } = {},
-): { rnd: Tensor; sigma: Tensor } {
-  const rnd = generator.randn([n, 1, 1, 1], { device: options.device });
-  return { rnd, sigma: sigmaFromNormal(rnd, options.pMean, options.pStd) };
 }

@@ -16,13 +16,14 @@
 // included (5 for RGB, 6 for SD latents), `outChannels` the image channels
 // (3 or 4; defaults to imgChannels). The UNet is held as `model`, so state-dict
 // names are `model.enc.…`, as in the official snapshots.
+import { preconditioningTensors } from '../diffusion/edm.js';
 import { Module } from '../nn/module.js';
 import { applyPrecision, type Precision } from '../nn/precision.js';
 import type { RandomInit } from '../nn/init.js';
 import { cat, onesLike, scalar, tensor as tensorOf } from '../tensor/creation.js';
 import { scope } from '../tensor/scope.js';
 import type { Generator } from '../tensor/random.js';
-import type { Device, DType, Tensor } from '../tensor/tensor.js';
+import type { DType, Tensor } from '../tensor/tensor.js';
 import { DhariwalUNet, type DhariwalUNetOptions } from './dhariwal-unet.js';
 import { SongUNet, type SongUNetOptions } from './song-unet.js';
 import type { UNetBase } from './unet-base.js';
@@ -205,16 +206,7 @@ export class Preconditioner extends Module {
       }));
     if (this.kind === 've')
       return scope(() => ({ cSkip: onesLike(sigma), cOut: sigma.clone(), cIn: onesLike(sigma), cNoise: sigma.mul(0.5).log() }));
-    return scope(() => {
-      const s2 = sigma.square();
-      const denom = s2.add(sd * sd); // σ² + σd²
-      return {
-        cSkip: denom.reciprocal().mul(sd * sd),
-        cOut: sigma.mul(sd).div(denom.sqrt()),
-        cIn: denom.sqrt().reciprocal(),
-        cNoise: sigma.log().div(4),
-      };
-    });
+    return scope(() => preconditioningTensors(sigma, sd));
   }
 
   /**
@@ -237,7 +229,7 @@ export class Preconditioner extends Module {
     return scope(() => {
       if (x.ndim !== 4) throw new Error(`${this.className}: x must be [N, C, H, W], got [${x.shape}]`);
       const [n, c, h, w] = x.shape as [number, number, number, number];
-      const device = x.device as Device;
+      const device = x.device;
       const xf = x.dtype === 'float32' ? x : x.to('float32');
 
       // σ → [M, 1, 1, 1] float32 with M ∈ {1, N}.
