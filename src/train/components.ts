@@ -120,47 +120,16 @@ export function buildComponents(
   if (o.latents && !latent) throw new Error('buildComponents: --latents needs the VAE (a LatentSource)');
   const config = networkConfigFor(o, dataset, latent);
   const labelDim = config.label_dim ?? 0;
-
-  // Separate streams, each saved in the training state: initial weights,
-  // dropout inside the network, and everything the loss draws (patch sizes,
-  // crop offsets, σ, noise). The last two are each rank's own; the initial
-  // weights are rank 0's everywhere (broadcast at start, as DDP does).
-  const own = rankSeed(o.seed, place.rank, place.worldSize);
-  const initGen = new Generator(o.seed);
-  const dropoutGen = new Generator(own + 1);
-  const trainGen = new Generator(own + 2);
-  // --same-patch-size: the patch-size draw from a stream every rank shares (the same seed everywhere).
-  const patchGen = o.samePatchSize && place.worldSize > 1 ? new Generator(o.seed + 3) : null;
-
-  const net = createNetwork(config, { generator: initGen });
-  net.setGenerator(dropoutGen);
-  net.to({ device }).train();
-  const compute = { precision: o.precision, channelsLast: o.channelsLast };
-  net.setCompute(compute);
-  const ema = createNetwork(config, { initialize: false });
-  ema.to({ device }).eval();
-  ema.setCompute(compute);
-  ema.loadStateDict(net.stateDict());
-  for (const p of ema.parameters()) p.requiresGrad_(false);
-
+  const streams = trainingStreams(o, place);
+  const { net, ema } = createNetworks(config, o, device, streams);
   const patches = new PatchSchedule({
     resolution: config.img_resolution,
     mode: latent ? 'latent' : 'pixel',
     realP: o.realP,
     progressive: o.progressive,
     minPatchMultiple: net.sizeMultiple,
-    generator: patchGen ?? trainGen,
+    generator: streams.patch ?? streams.train,
   });
-  // One shuffled stream for all ranks; rank r takes its items r, r + world, ... (disjoint shards).
-  const loader = new BatchLoader(dataset, { seed: o.seed, xflip: o.xflip, rank: place.rank, worldSize: place.worldSize });
-  const R = dataset.resolution, C = dataset.channels;
-  // --mask-pos (the coordinate ablation): zeros where the coordinates would be, in training and sampling.
-  const pos = (xPos: Tensor | null) => (xPos && o.maskPos ? zerosLike(xPos) : xPos);
-  const denoiser: Denoiser = (x, sigma, xPos, labels, augmentLabels) => net.forward(x, sigma, pos(xPos), labels ?? null, augmentLabels ?? null);
-  const noiseLevels = noiseLevelsFor(o.precond);
-  const pipe = o.augment > 0 ? augmentPipeFor(o.augment) : null;
-  const augment: AugmentFn | null = pipe ? (patches) => pipe.apply(patches, trainGen) : null;
-
   return {
     device,
     rank: place.rank,
@@ -173,28 +142,89 @@ export function buildComponents(
     netParams: net.parameters(),
     emaParams: ema.parameters(),
     adam: new Adam(net.parameters(), { lr: o.lr, beta1: 0.9, beta2: 0.999, eps: 1e-8 }),
-    generators: { dropout: dropoutGen, train: trainGen, ...(patchGen ? { [SHARED_PATCH_GENERATOR]: patchGen } : {}) },
+    generators: { dropout: streams.dropout, train: streams.train, ...(streams.patch ? { [SHARED_PATCH_GENERATOR]: streams.patch } : {}) },
     patches,
-    batches: {
-      nextBatch(n) {
-        const b = loader.next(n);
-        // uint8 → [−1, 1] as the official loop: x / 127.5 − 1.
-        // Latent training: the posterior sample × scaling factor, before any crop (the official order).
-        const images = latent?.preEncoded
-          ? latent.preEncoded.sample(b.indices, trainGen, latent.vae.config.scalingFactor, device)
-          : scope(() => {
-              const pixels = tensor(b.images, [n, C, R, R], { dtype: 'uint8' }).to({ device, dtype: 'float32' }).div(127.5).sub(1);
-              return latent ? encodeToLatents(latent.vae, pixels, trainGen) : pixels;
-            });
-        const labels = labelDim > 0 && b.labels ? tensor(b.labels, [n, labelDim]).to({ device }) : null;
-        return { images, labels };
-      },
-      getState: () => loader.getState(),
-      setState: (s) => loader.setState(s as SamplerState),
-    },
-    // EDM's whole-image losses crop nothing (the schedule gives them full size only) and pass no coordinates.
-    lossFn: (images, labels, patchSize) =>
-      patchLoss({ net: denoiser, images, labels, patchSize: o.precond === 'pedm' ? patchSize : null, generator: trainGen, noiseLevels, augment }).loss,
+    batches: batchSource(o, dataset, device, place, labelDim, latent, streams.train),
+    lossFn: lossFunction(o, net, streams.train),
     model: DiffusionModel.fromNetwork(ema, { device, labelDim, maskPos: o.maskPos, vae: latent?.vae ?? null }),
   };
+}
+
+/**
+ * Separate random streams, each saved in the training state: initial weights,
+ * dropout inside the network, and everything the loss draws (patch sizes,
+ * crop offsets, σ, noise). The last two are each rank's own; the initial
+ * weights are rank 0's everywhere (broadcast at start, as DDP does).
+ */
+function trainingStreams(o: ResolvedTrainOptions, place: Placement): { init: Generator; dropout: Generator; train: Generator; patch: Generator | null } {
+  const own = rankSeed(o.seed, place.rank, place.worldSize);
+  return {
+    init: new Generator(o.seed),
+    dropout: new Generator(own + 1),
+    train: new Generator(own + 2),
+    // --same-patch-size: the patch-size draw from a stream every rank shares (the same seed everywhere).
+    patch: o.samePatchSize && place.worldSize > 1 ? new Generator(o.seed + 3) : null,
+  };
+}
+
+/** The trained network and its EMA copy (same initial weights, no gradients, eval mode). */
+function createNetworks(config: NetworkConfig, o: ResolvedTrainOptions, device: Device, streams: { init: Generator; dropout: Generator }): { net: Preconditioner; ema: Preconditioner } {
+  const net = createNetwork(config, { generator: streams.init });
+  net.setGenerator(streams.dropout);
+  net.to({ device }).train();
+  const compute = { precision: o.precision, channelsLast: o.channelsLast };
+  net.setCompute(compute);
+  const ema = createNetwork(config, { initialize: false });
+  ema.to({ device }).eval();
+  ema.setCompute(compute);
+  ema.loadStateDict(net.stateDict());
+  for (const p of ema.parameters()) p.requiresGrad_(false);
+  return { net, ema };
+}
+
+/**
+ * The training images as tensors on the device, batch by batch: one shuffled
+ * stream for all ranks, rank r taking items r, r + world, ... (disjoint shards).
+ */
+function batchSource(
+  o: ResolvedTrainOptions,
+  dataset: ImageDataset,
+  device: Device,
+  place: Placement,
+  labelDim: number,
+  latent: LatentSource | null,
+  trainGen: Generator,
+): TrainingComponents['batches'] {
+  const loader = new BatchLoader(dataset, { seed: o.seed, xflip: o.xflip, rank: place.rank, worldSize: place.worldSize });
+  const R = dataset.resolution, C = dataset.channels;
+  return {
+    nextBatch(n) {
+      const b = loader.next(n);
+      // uint8 → [−1, 1] as the official loop: x / 127.5 − 1.
+      // Latent training: the posterior sample × scaling factor, before any crop (the official order).
+      const images = latent?.preEncoded
+        ? latent.preEncoded.sample(b.indices, trainGen, latent.vae.config.scalingFactor, device)
+        : scope(() => {
+            const pixels = tensor(b.images, [n, C, R, R], { dtype: 'uint8' }).to({ device, dtype: 'float32' }).div(127.5).sub(1);
+            return latent ? encodeToLatents(latent.vae, pixels, trainGen) : pixels;
+          });
+      const labels = labelDim > 0 && b.labels ? tensor(b.labels, [n, labelDim]).to({ device }) : null;
+      return { images, labels };
+    },
+    getState: () => loader.getState(),
+    setState: (s) => loader.setState(s as SamplerState),
+  };
+}
+
+/** The elementwise patch loss of a batch at a patch size, drawing from the loss's stream. */
+function lossFunction(o: ResolvedTrainOptions, net: Preconditioner, trainGen: Generator): TrainingComponents['lossFn'] {
+  // --mask-pos (the coordinate ablation): zeros where the coordinates would be, in training and sampling.
+  const pos = (xPos: Tensor | null) => (xPos && o.maskPos ? zerosLike(xPos) : xPos);
+  const denoiser: Denoiser = (x, sigma, xPos, labels, augmentLabels) => net.forward(x, sigma, pos(xPos), labels ?? null, augmentLabels ?? null);
+  const noiseLevels = noiseLevelsFor(o.precond);
+  const pipe = o.augment > 0 ? augmentPipeFor(o.augment) : null;
+  const augment: AugmentFn | null = pipe ? (patches) => pipe.apply(patches, trainGen) : null;
+  // EDM's whole-image losses crop nothing (the schedule gives them full size only) and pass no coordinates.
+  return (images, labels, patchSize) =>
+    patchLoss({ net: denoiser, images, labels, patchSize: o.precond === 'pedm' ? patchSize : null, generator: trainGen, noiseLevels, augment }).loss;
 }
