@@ -14,6 +14,10 @@ import { exportCommand } from './commands/export.js';
 import { serveCommand } from './commands/serve.js';
 import { setupCommand } from './commands/setup.js';
 
+/**
+ * The `patch-diffusion` command line as a commander program, with every command; `runCli` runs it without
+ * touching the process.
+ */
 export function buildProgram(): Command {
   const program = new Command('patch-diffusion')
     .description('Patch Diffusion (Wang et al., NeurIPS 2023) on libtorch: train, sample and evaluate image diffusion models')

@@ -9,6 +9,7 @@ import { readImages, type SkippedFile } from './images.js';
 import type { ItemProgressOptions } from '../util/progress.js';
 import { resizeDataset } from './resize.js';
 
+/** The built-in data sets by name, each with a line saying what it is. */
 export const BUILTIN_DATASETS = {
   'fashion-mnist': 'Fashion-MNIST train split: 60,000 grey 28×28 images padded to 32×32, 10 classes (Debian package dataset-fashion-mnist)',
   'fashion-mnist-5k': 'a fixed seeded 5,000-image subset of the Fashion-MNIST train split (the small-data regime), 32×32, 10 classes',
@@ -19,6 +20,7 @@ export const BUILTIN_DATASETS = {
   emoji: 'Google Noto emoji, 64×64 RGB on white, unlabelled (npm emoji-datasource-google, Apache-2.0 images)',
 } as const;
 
+/** A built-in data set name (fashion-mnist, its subsets, emoji). */
 export type BuiltinName = keyof typeof BUILTIN_DATASETS;
 
 /** Seed of the fixed fashion-mnist-5k subset. Never change it: results compare across runs by it. */
@@ -27,10 +29,12 @@ export const FASHION_MNIST_5K_SEED = 0;
 /** The built-in seeded subsets of the Fashion-MNIST train split and their sizes (all on FASHION_MNIST_5K_SEED, so nested). */
 export const FASHION_MNIST_SUBSETS = { 'fashion-mnist-5k': 5000, 'fashion-mnist-2k': 2000, 'fashion-mnist-500': 500 } as const;
 
+/** Whether `spec` names a built-in data set rather than a path. */
 export function isBuiltinName(spec: string): spec is BuiltinName {
   return Object.hasOwn(BUILTIN_DATASETS, spec);
 }
 
+/** How `loadDataset` reads a built-in set, a folder or a zip. */
 export interface LoadDatasetOptions extends ItemProgressOptions {
   /** Output side. Default: the source's own (fashion-mnist 32, emoji 64, files: their common size). */
   resolution?: number | undefined;

@@ -4,6 +4,7 @@
 // the native engine.
 import { permutation } from './rng.js';
 
+/** A dataset in memory: square uint8 images (CHW each) with optional labels, read image by image. */
 export interface ImageDataset {
   readonly name: string;
   /** Number of images (before x-flip). */
@@ -26,6 +27,7 @@ export interface ImageDataset {
   readonly notice?: string;
 }
 
+/** What `ArrayDataset` is made from: the images back to back, and their labels. */
 export interface ArrayDatasetInit {
   name: string;
   resolution: number;
@@ -39,6 +41,7 @@ export interface ArrayDatasetInit {
   notice?: string;
 }
 
+/** Throws a RangeError (naming `what`) unless the resolution is an integer from 1 to 8192. */
 export function checkResolution(resolution: number, what = 'resolution'): void {
   if (!Number.isInteger(resolution) || resolution < 1 || resolution > 8192) {
     throw new RangeError(`${what} must be an integer between 1 and 8192, got ${resolution}`);

@@ -46,6 +46,7 @@ export function datasetJson(ds: ImageDataset): string {
   return JSON.stringify({ labels: rows });
 }
 
+/** How `writeEdmZip` writes: the notice to store with the data, and progress. */
 export interface WriteEdmZipOptions extends ItemProgressOptions {
   /**
    * Licence/attribution text; defaults to the dataset's own `notice`. When
@@ -55,6 +56,7 @@ export interface WriteEdmZipOptions extends ItemProgressOptions {
   notice?: string | undefined;
 }
 
+/** What `writeEdmZip` wrote. */
 export interface WriteEdmZipResult {
   readonly path: string;
   readonly count: number;

@@ -22,11 +22,14 @@ import { readImages, type SkippedFile } from './images.js';
 import type { ItemProgressOptions } from '../util/progress.js';
 import { cacheRoot } from '../util/cache-dir.js';
 
+/** The npm package the emoji images come from. */
 export const EMOJI_PACKAGE = 'emoji-datasource-google';
 /** Pinned so the dataset (and any FID reference made from it) never changes under us. */
 export const EMOJI_PACKAGE_VERSION = '16.0.0';
+/** The package's folder of 64×64 Google Noto images. */
 export const EMOJI_IMAGE_SUBDIR = 'img/google/64';
 
+/** The emoji images' licence and attribution, stored as NOTICE with any dataset made from them. */
 export const LICENSE_NOTE = [
   `Emoji images: Noto Emoji by Google, from the npm package ${EMOJI_PACKAGE}@${EMOJI_PACKAGE_VERSION}`,
   '(https://github.com/iamcal/emoji-data, images from https://github.com/googlefonts/noto-emoji).',
@@ -92,6 +95,7 @@ export function ensureEmoji(options: { cacheDir?: string | undefined; install?: 
   return imgDir;
 }
 
+/** How `loadEmoji` reads the emoji images: size, skin tones, and where the package is. */
 export interface EmojiOptions extends ItemProgressOptions {
   /** Output side (default 64, the stored size: no resampling). */
   resolution?: number | undefined;

@@ -1,6 +1,10 @@
 // One error type for everything the data layer rejects, so callers (the CLI)
 // can tell a bad dataset from a programming error and print it without a stack.
 
+/**
+ * Whatever the data layer rejects (a missing file, a damaged zip or image, a bad dataset.json): the CLI
+ * prints its message without a stack.
+ */
 export class DatasetError extends Error {
   /** The file the problem is in, when there is one. */
   readonly file: string | undefined;

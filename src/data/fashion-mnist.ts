@@ -16,7 +16,9 @@ import { DatasetError, describeError } from './errors.js';
 import { padImages, resizeDataset } from './resize.js';
 import type { ItemProgressOptions } from '../util/progress.js';
 
+/** Where Debian's dataset-fashion-mnist package puts the IDX files (the default folder). */
 export const FASHION_MNIST_DIR = '/usr/share/datasets/fashion-mnist';
+/** The Debian package that holds Fashion-MNIST. */
 export const FASHION_MNIST_PACKAGE = 'dataset-fashion-mnist';
 
 /** Class names in label order (0..9), from the Fashion-MNIST README. */
@@ -33,6 +35,7 @@ export const FASHION_MNIST_CLASSES: readonly string[] = Object.freeze([
   'Ankle boot',
 ]);
 
+/** Fashion-MNIST's licence and attribution, stored with any dataset made from it. */
 export const FASHION_MNIST_NOTICE = [
   'Fashion-MNIST images and labels: Copyright (c) 2017 Zalando SE, https://github.com/zalandoresearch/fashion-mnist',
   'Licensed under the MIT (Expat) licence: the above copyright notice and this permission notice shall be',
@@ -40,9 +43,12 @@ export const FASHION_MNIST_NOTICE = [
   'Images may have been padded (28->32 with black borders) or resized.',
 ].join('\n');
 
+/** The magic number of an IDX image file (unsigned bytes, 3 dimensions). */
 export const IDX_IMAGES_MAGIC = 2051;
+/** The magic number of an IDX label file (unsigned bytes, 1 dimension). */
 export const IDX_LABELS_MAGIC = 2049;
 
+/** The images of an IDX file, as read. */
 export interface IdxImages {
   readonly count: number;
   readonly rows: number;
@@ -106,6 +112,7 @@ export async function readMaybeGzip(file: string): Promise<Uint8Array> {
   return raw;
 }
 
+/** Which Fashion-MNIST images: 'train' (60,000), 'test' (10,000) or 'all' (train then test). */
 export type FashionMnistSplit = 'train' | 'test' | 'all';
 
 const FILES = {
@@ -159,6 +166,7 @@ export async function readFashionMnistSplit(dir: string, split: 'train' | 'test'
   return { images, labels };
 }
 
+/** How `loadFashionMnist` reads Fashion-MNIST: the split, the size, and where the files are. */
 export interface FashionMnistOptions extends ItemProgressOptions {
   /** Default 'train' (60,000); 'test' is 10,000; 'all' is train then test. */
   split?: FashionMnistSplit | undefined;
@@ -181,6 +189,7 @@ export interface FashionMnistOptions extends ItemProgressOptions {
   name?: string | undefined;
 }
 
+/** Fashion-MNIST as an ImageDataset (10 classes, grey), from the IDX files of the Debian package. */
 export async function loadFashionMnist(options: FashionMnistOptions = {}): Promise<ImageDataset> {
   const split = options.split ?? 'train';
   if (split !== 'train' && split !== 'test' && split !== 'all') throw new RangeError(`Fashion-MNIST split must be train, test or all, got ${String(split)}`);

@@ -7,6 +7,7 @@ import * as path from 'node:path';
 import { DatasetError, describeError } from './errors.js';
 import { ZipReader, type ZipEntryInfo } from './zip-reader.js';
 
+/** A folder or a zip seen as a sorted list of files that can be read. */
 export interface FileSource {
   readonly kind: 'folder' | 'zip';
   /** The path given by the user. */
@@ -25,6 +26,10 @@ export function isIgnoredPath(relPath: string): boolean {
   return relPath.split('/').some((part) => part.startsWith('.') || part === '__MACOSX');
 }
 
+/**
+ * Opens a folder or a .zip as a FileSource (hidden files and __MACOSX left out); a DatasetError when it is
+ * neither.
+ */
 export async function openFileSource(source: string): Promise<FileSource> {
   let st;
   try {

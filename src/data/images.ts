@@ -23,22 +23,26 @@ import { decodeSimplePng } from './png.js';
 import { startProgress, type ItemProgressOptions } from '../util/progress.js';
 import * as path from 'node:path';
 
+/** The file extensions read as images (PNG and JPEG), lower case. */
 export const IMAGE_EXTENSIONS: readonly string[] = ['.png', '.jpg', '.jpeg'];
 
 function isPng(relPath: string): boolean {
   return relPath.toLowerCase().endsWith('.png');
 }
 
+/** Whether a path has an image extension (IMAGE_EXTENSIONS, any case). */
 export function isImageFile(relPath: string): boolean {
   return IMAGE_EXTENSIONS.includes(path.posix.extname(relPath).toLowerCase());
 }
 
+/** A file `readImages` left out, and why. */
 export interface SkippedFile {
   /** Where the file is: a path, or zip:entry. */
   readonly file: string;
   readonly reason: string;
 }
 
+/** How `readImages` reads a folder or zip: the size and channels to make, labels, and limits. */
 export interface ReadImagesOptions extends ItemProgressOptions {
   /**
    * Output side in pixels. Omitted: every image's centred square must already
@@ -65,6 +69,7 @@ export interface ReadImagesOptions extends ItemProgressOptions {
   concurrency?: number | undefined;
 }
 
+/** `readImages`'s result: the dataset, the files it holds and the files left out. */
 export interface ReadImagesResult {
   readonly dataset: ImageDataset;
   /** The relative paths of the images in the dataset, in dataset order. */

@@ -60,6 +60,7 @@ export function encodePngRaw(hwc: Uint8Array, width: number, height: number, cha
   return Buffer.concat([SIGNATURE, chunk('IHDR', ihdr), chunk('IDAT', idat), chunk('IEND', new Uint8Array(0))]);
 }
 
+/** A decoded PNG: its size, channels and HWC pixels. */
 export interface SimplePng {
   readonly width: number;
   readonly height: number;

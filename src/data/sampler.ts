@@ -13,7 +13,9 @@ import type { ImageDataset } from './dataset.js';
 import { flipX } from './dataset.js';
 import { permutation } from './rng.js';
 
+/** `InfiniteSampler`'s settings: the seed, x-flip, shuffling and this process's share. */
 export interface SamplerOptions {
+  /** Seed of the epoch permutations (default 0). */
   seed?: number;
   /** Double the dataset with horizontally mirrored copies. Default false. */
   xflip?: boolean;
@@ -21,6 +23,7 @@ export interface SamplerOptions {
   shuffle?: boolean;
   /** For multi-process training: this process takes stream items k with k % worldSize === rank. */
   rank?: number;
+  /** Processes in the run (default 1). */
   worldSize?: number;
 }
 
@@ -43,6 +46,10 @@ function nonNegInt(v: unknown, what: string): number {
   return v;
 }
 
+/**
+ * The endless stream of dataset indices training reads: epoch after epoch, each a seeded permutation (doubled
+ * with x-flip). Its state is a few numbers, so a resume rebuilds the order exactly.
+ */
 export class InfiniteSampler {
   readonly length: number;
   /** Index space: length, or 2*length with x-flip. */
@@ -140,6 +147,7 @@ export class InfiniteSampler {
   }
 }
 
+/** One batch of training data: the images as bytes and their labels. */
 export interface Batch {
   /** N images, CHW each, back to back: N*C*R*R bytes. */
   readonly images: Uint8Array;

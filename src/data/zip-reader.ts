@@ -10,6 +10,7 @@ import * as zlib from 'node:zlib';
 import { DatasetError } from './errors.js';
 import { crc32 } from './png.js';
 
+/** An entry of a zip's central directory. */
 export interface ZipEntryInfo {
   /** As stored, '/'-separated. */
   readonly name: string;
@@ -40,6 +41,7 @@ function decodeName(raw: Buffer, utf8: boolean): string {
   return s;
 }
 
+/** How `ZipReader.open` words its errors. */
 export interface ZipOpenOptions {
   /** What the caller wanted, for the error when the file is not a zip (default: a dataset's wording). */
   expected?: string;
@@ -59,6 +61,10 @@ function inflateRatioSetting(): number {
   return Number.isFinite(v) && v >= 1 ? v : 100;
 }
 
+/**
+ * A zip read synchronously: one read of the central directory, two positioned reads per entry, each entry's
+ * CRC-32 checked; stored and deflated entries, zip64 and UTF-8 names.
+ */
 export class ZipReader {
   readonly entries: readonly ZipEntryInfo[];
   private fd: number | null;

@@ -149,6 +149,10 @@ export function storedZipChunks(files: Iterable<[string, Uint8Array]>, options: 
   return chunks;
 }
 
+/**
+ * Writes an uncompressed zip entry by entry, streaming (zip64 when the offsets or entry count need it): EDM's
+ * dataset zips.
+ */
 export class StoredZipWriter {
   private readonly layout = new StoredZipLayout();
   private pending: Buffer[] = [];

@@ -12,11 +12,14 @@ import type { Tensor } from '../tensor/tensor.js';
 export const SIGMA_DATA = 0.5;
 /** Log-normal training σ: ln σ ~ N(P_MEAN, P_STD²). Median σ = e^−1.2 ≈ 0.301. */
 export const P_MEAN = -1.2;
+/** Standard deviation of ln σ in training (see P_MEAN). */
 export const P_STD = 1.2;
 /** The preconditioner's supported σ range (EDMPrecond defaults): unclamped. */
 export const SIGMA_MIN_SUPPORTED = 0;
+/** The upper end of the supported σ range: unbounded (see SIGMA_MIN_SUPPORTED). */
 export const SIGMA_MAX_SUPPORTED = Infinity;
 
+/** EDM's preconditioning coefficients at one σ, as plain numbers (Karras et al. 2022, Table 1). */
 export interface Preconditioning {
   /** Weight of the skip path: σ_d² / (σ² + σ_d²). */
   cSkip: number;

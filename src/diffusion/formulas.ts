@@ -2,10 +2,15 @@
 // no tensors: the EDM time steps, the coordinate of a pixel, and what a sampler is asked to draw. Plain
 // JavaScript, so the browser's sampler (src/web) computes exactly what Node does.
 
+/** The EDM time steps' settings; each unset one takes SAMPLER_DEFAULTS. */
 export interface TimeStepOptions {
+  /** Sampler steps N (default 18). */
   numSteps?: number;
+  /** Lowest noise level σ (default 0.002). */
   sigmaMin?: number;
+  /** Highest noise level σ (default 80). */
   sigmaMax?: number;
+  /** Time-step exponent ρ (default 7). */
   rho?: number;
 }
 
@@ -27,6 +32,7 @@ export interface CanvasOptions {
   cfg?: number | null;
 }
 
+/** The EDM sampler's defaults, as the official generate.py: 18 steps, σ from 80 to 0.002, ρ 7, no churn. */
 export const SAMPLER_DEFAULTS = {
   numSteps: 18,
   sigmaMin: 0.002,

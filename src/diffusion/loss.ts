@@ -19,6 +19,7 @@ export type NoiseLevels =
 
 /** The loss classes' defaults (loss.py): VPLoss(19.9, 0.1, 1e-5), VELoss(0.02, 100). */
 export const VP_LOSS_DEFAULTS = { betaD: 19.9, betaMin: 0.1, epsilonT: 1e-5 } as const;
+/** VELoss's defaults (loss.py): σ_min 0.02, σ_max 100. */
 export const VE_LOSS_DEFAULTS = { sigmaMin: 0.02, sigmaMax: 100 } as const;
 
 /** The draw behind σ: standard normal [n,1,1,1] for EDM, uniform in [0, 1) for VP and VE. */
@@ -62,7 +63,12 @@ export type Denoiser = (x: Tensor, sigma: Tensor, xPos: Tensor | null, classLabe
 /** An augmentation applied to the crops (their coordinates are left as they are, like the official code). */
 export type AugmentFn = (patches: Tensor) => { images: Tensor; labels: Tensor | null };
 
+/**
+ * `patchLoss`'s inputs: the network, the images, the patch size, and the draws (from a generator, or
+ * injected).
+ */
 export interface PatchLossOptions {
+  /** The preconditioned denoiser D(x; σ, pos) being trained. */
   net: Denoiser;
   /** Training images in [−1, 1], [N, C, R, R] (latents in latent mode). */
   images: Tensor;
@@ -92,6 +98,7 @@ export interface PatchLossOptions {
   sigmaData?: number;
 }
 
+/** `patchLoss`'s result: the elementwise loss and what it was computed from. */
 export interface PatchLossResult {
   /** Elementwise λ(σ)·(D − y)², [N, C, s, s]. Reduce with reducePatchLoss. */
   loss: Tensor;

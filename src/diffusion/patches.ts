@@ -12,11 +12,13 @@ import { Tensor, type Device } from '../tensor/tensor.js';
 /** 'pixel': sizes [R/4, R/2, R]; 'latent': [R/2, R] (the official latent-space variant). */
 export type PatchMode = 'pixel' | 'latent';
 
+/** How the patch size of each accumulation round is drawn (the official real_p and progressive settings). */
 export interface PatchScheduleOptions {
   /** Training resolution R (the latent resolution in latent mode). */
   resolution: number;
   /** Probability of a full-size round, p ∈ [0, 1] (official default 0.5). */
   realP: number;
+  /** 'pixel' (default) or 'latent' (see PatchMode). */
   mode?: PatchMode;
   /** Train from small to large patches instead of drawing sizes at random. */
   progressive?: boolean;
@@ -206,6 +208,7 @@ export function patchCoordinates(
   return out;
 }
 
+/** Where a sampling canvas sits in the coordinate grid, and its size. */
 export interface GridOptions {
   /** Column index of the canvas' left edge in training-resolution pixels (may be negative). Default 0. */
   xStart?: number;
@@ -245,6 +248,10 @@ export function fullCoordinateGrid(batch: number, resolution: number, options: G
 
 // ---- crops -----------------------------------------------------------------------------------
 
+/**
+ * Where `pachify` crops each image: offsets drawn from a generator, as the official code draws them, or
+ * given.
+ */
 export interface PachifyOptions {
   /** Draws the offsets: rows first, then columns, as the official torch.randint calls. */
   generator?: Generator;
@@ -254,6 +261,7 @@ export interface PachifyOptions {
   colOffsets?: Tensor | readonly number[];
 }
 
+/** `pachify`'s result: one crop per image with its coordinate channels and offsets. */
 export interface PatchBatch {
   /** The crops, [N, C, s, s], same dtype and device as the images. */
   patches: Tensor;

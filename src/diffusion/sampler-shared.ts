@@ -46,10 +46,13 @@ export function samplerDenoiser(net: Denoiser, xPos: Tensor | null, classLabels:
   return denoise;
 }
 
+/** EDM's stochastic sampling settings (S_churn, S_min, S_max, S_noise); the defaults are deterministic. */
 export interface ChurnOptions {
   /** Total churn; γ = min(S_churn/N, √2 − 1) inside [S_min, S_max]. 0 = deterministic. */
   sChurn?: number;
+  /** Lowest σ at which churn is added (default 0). */
   sMin?: number;
+  /** Highest σ at which churn is added (default ∞). */
   sMax?: number;
   /** Inflation of the added noise's standard deviation. */
   sNoise?: number;

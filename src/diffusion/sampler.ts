@@ -26,6 +26,9 @@ export function churnGamma(t: number, numSteps: number, o: ChurnOptions = {}): n
   return sMin <= t && t <= sMax ? Math.min(sChurn / numSteps, Math.SQRT2 - 1) : 0;
 }
 
+/**
+ * `edmSample`'s settings: the time steps, churn, labels and guidance, and where the churn noise comes from.
+ */
 export interface EdmSampleOptions extends TimeStepOptions, ChurnOptions {
   /** Conditioning labels [B, label_dim] (one-hot), or null. */
   classLabels?: Tensor | null;
@@ -135,7 +138,11 @@ export class SeedGenerators {
   }
 }
 
+/**
+ * `generateImages`' settings: the seeds, shape and canvas, the sampler's settings, and the network's σ range.
+ */
 export interface GenerateOptions extends TimeStepOptions, ChurnOptions, CanvasOptions {
+  /** Where the sampler state lives (default the CPU). */
   device?: Device;
   onStep?: (step: number, total: number) => void;
   /** The network's supported σ range: the sampler's σ range is clamped to it, as generate.py does. */
@@ -145,6 +152,7 @@ export interface GenerateOptions extends TimeStepOptions, ChurnOptions, CanvasOp
   ablation?: Pick<AblationOptions, 'solver' | 'discretization' | 'schedule' | 'scaling'> | null;
 }
 
+/** `generateImages`' result: one batch of images, before quantisation, and their classes. */
 export interface GenerateResult {
   /** Float64 [B, C, S, S], roughly in [−1, 1]. */
   images: Tensor;

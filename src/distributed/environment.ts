@@ -4,6 +4,7 @@
 // agent hosts the store). Our own launcher (launch.ts) sets the same variables,
 // so a rank cannot tell, and need not know, who started it.
 
+/** A rank's place in a multi-process run, as torchrun (or our launcher) sets it in the environment. */
 export interface RankEnvironment {
   rank: number;
   localRank: number;

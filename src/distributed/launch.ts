@@ -12,6 +12,7 @@ import { createServer } from 'node:net';
 import { availableParallelism } from 'node:os';
 import { createInterface } from 'node:readline';
 
+/** How `launchRanks` starts a run's processes on this machine (torchrun's settings). */
 export interface LaunchOptions {
   /** Ranks on this machine. */
   nproc: number;

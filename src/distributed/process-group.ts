@@ -70,6 +70,10 @@ export function chooseBackend(vars: NodeJS.ProcessEnv, deviceHint: string | unde
   return have.includes('gloo') ? 'gloo' : 'nccl';
 }
 
+/**
+ * This rank's membership in a data-parallel run, and the collectives training needs; each failure names the
+ * rank and what probably happened to the others.
+ */
 export class ProcessGroup {
   private constructor(
     readonly env: RankEnvironment,

@@ -19,15 +19,25 @@ import type { Precision } from '../nn/precision.js';
 /** The overview grid `generate` writes beside the samples (`metrics --images` on that folder leaves it out). */
 export const GRID_FILE = 'grid.png';
 
+/** What `generate` draws and where it writes it: generate.py's options by their library names. */
 export interface GenerateRequest {
+  /** A network snapshot (.safetensors), a run directory (its newest snapshot) or an official .pkl. */
   network: string;
+  /** The folder the PNGs go to (made when missing). */
   outdir: string;
+  /** One image per seed, NNNNNN.png by its seed; an image depends only on its seed. */
   seeds: number[];
+  /** Images per network call (default 64); changes the speed, never the images. */
   batch?: number;
+  /** Sampler steps (default 18). */
   steps?: number;
+  /** Lowest noise level σ (default 0.002, clamped to the network's range). */
   sigmaMin?: number;
+  /** Highest noise level σ (default 80, clamped to the network's range). */
   sigmaMax?: number;
+  /** Time-step exponent ρ (default 7). */
   rho?: number;
+  /** Stochasticity S_churn (default 0: deterministic); S_min, S_max and S_noise shape it as in EDM. */
   sChurn?: number;
   sMin?: number;
   sMax?: number;
@@ -37,18 +47,33 @@ export interface GenerateRequest {
   discretization?: Discretization;
   schedule?: Schedule;
   scaling?: Scaling;
+  /** A class-conditional network: this class for every image (default: a random class per seed). */
   classIndex?: number | null;
+  /** Classifier-free guidance scale (a network trained with label dropout). */
   cfg?: number | null;
+  /**
+   * Canvas side in the network's pixels (default its resolution; larger canvases extrapolate); xStart and
+   * yStart offset it in the coordinate grid.
+   */
   imageSize?: number;
   xStart?: number;
   yStart?: number;
+  /** Put each image in a subfolder per 1,000 seeds (000000/, 001000/, …), as generate.py --subdirs. */
   subdirs?: boolean;
+  /** Write grid.png of all the images beside them (default true). */
   grid?: boolean;
+  /** cpu, cuda, cuda:N or auto (default auto). */
   device?: string;
+  /**
+   * CPU threads (default: the cores other processes leave free); a fixed count makes reruns bit-for-bit
+   * identical.
+   */
   threads?: number;
   /** The network's arithmetic (src/nn/precision.ts); default fp32. */
   precision?: Precision;
+  /** Run the network's convolutions in channels-last memory order (default false). */
   channelsLast?: boolean;
+  /** No progress bar. */
   quiet?: boolean;
   /** Zeros in the coordinate channels (generate.py's --mask_pos for a network trained with train --mask-pos; default: as it was trained). */
   maskPos?: boolean;
@@ -56,13 +81,23 @@ export interface GenerateRequest {
   vae?: string;
 }
 
+/** What `generate` wrote, and how fast. */
 export interface GenerateSummary {
+  /** The PNGs written (this process's share when several processes split the seeds). */
   files: string[];
+  /** grid.png, or null when not written (grid false, or a rank other than 0). */
   gridPath: string | null;
+  /** Wall-clock seconds of sampling and writing (loading the network not included). */
   seconds: number;
+  /** This process's images per second over those seconds. */
   imagesPerSec: number;
 }
 
+/**
+ * Samples one PNG per seed from a trained network into `outdir`, and grid.png: the `generate` command as a
+ * function. Under torchrun or generate --nproc the processes split the seeds; the files are the bytes one
+ * process writes.
+ */
 export async function generate(r: GenerateRequest): Promise<GenerateSummary> {
   if (!r.seeds.length) throw new Error('--seeds: no seeds given');
   // The sampler's settings before the network loads: a typo fails in milliseconds.

@@ -24,17 +24,28 @@ import { F, Generator, noGrad, scope, tensor, type Device, type Tensor } from '.
 import { BatchNorm2d, Conv2d, Linear } from './layers.js';
 import { weightsSha256, type FeatureNetwork } from './feature-network.js';
 
+/** The shipped Fashion-MNIST classifier's name, recorded with the statistics made with it. */
 export const CLASSIFIER_NAME = 'fashion-mnist-classifier';
+/** The `format` metadata of the classifier's weights file. */
 export const CLASSIFIER_FORMAT = 'patch-diffusion/fashion-mnist-classifier';
+/** The classifier's architecture: three conv blocks, then a 128-wide layer (the features) and 10 logits. */
 export const CLASSIFIER_ARCHITECTURE = 'cnn3-fc128';
+/** How images are prepared for the classifier, recorded with its statistics. */
 export const CLASSIFIER_PREPROCESSING = 'grey(luma);28→32 pad 2 (else bilinear-antialias to 32);x/127.5-1';
+/** The classifier's input side in pixels. */
 export const CLASSIFIER_RESOLUTION = 32;
+/** The width of its features (the FD and KID space). */
 export const CLASSIFIER_FEATURE_DIM = 128;
+/** Its classes: Fashion-MNIST's 10. */
 export const CLASSIFIER_CLASSES = 10;
 
 /** models/fashion-mnist-classifier.safetensors in the package (from dist/src/metrics/). */
 export const DEFAULT_CLASSIFIER_PATH = fileURLToPath(new URL('../../../models/fashion-mnist-classifier.safetensors', import.meta.url));
 
+/**
+ * The small Fashion-MNIST CNN whose 128-wide penultimate layer is the feature space of `fd-classifier` and
+ * `kid-classifier` (not comparable with FID).
+ */
 export class FashionClassifier extends Module {
   readonly conv1: Conv2d;
   readonly bn1: BatchNorm2d;
@@ -100,6 +111,7 @@ export function preprocessForClassifier(images: Tensor): Tensor {
   });
 }
 
+/** The shipped classifier loaded as a feature network, with its logits and predictions too. */
 export interface LoadedClassifier extends FeatureNetwork {
   readonly model: FashionClassifier;
   readonly path: string;

@@ -22,16 +22,24 @@ import { loadInception, type InceptionPreprocessing } from './inception.js';
 import { kernelInceptionDistance, type KidResult } from './kid.js';
 import { SwdDescriptors, swdFromDescriptors, type SwdOptions, type SwdResult } from './swd.js';
 
+/**
+ * The metrics `computeMetrics` offers: FD and KID in the shipped classifier's feature space, SWD, and FID and
+ * KID with Inception-v3 weights the user supplies.
+ */
 export const METRIC_NAMES = ['fd-classifier', 'kid-classifier', 'swd', 'fid-inception', 'kid-inception'] as const;
+/** One of METRIC_NAMES. */
 export type MetricName = (typeof METRIC_NAMES)[number];
 
+/** Generated images for `computeMetrics`: one uint8 NCHW array, or batches of them (sync or async). */
 export type GeneratedImages = ImageArray | Iterable<ImageArray> | AsyncIterable<ImageArray>;
 
+/** `computeMetrics`' inputs: the generated images, the reference, the metrics and their settings. */
 export interface ComputeMetricsOptions {
   /** Generated images: one uint8 NCHW array, or batches of them (sync or async). */
   generated: GeneratedImages;
   /** Reference: a dataset, or the path of a statistics file written by saveStatistics / this function's cache. */
   reference: ImageDataset | string;
+  /** The metrics to compute. */
   metrics: readonly MetricName[];
   /** FID Inception-v3 weights (pytorch-fid's .pth or safetensors); required for the *-inception metrics. */
   detectorPath?: string;
@@ -55,6 +63,7 @@ export interface ComputeMetricsOptions {
   log?: (line: string) => void;
 }
 
+/** A feature network as a report names it: name, weights hash, file and preprocessing. */
 export interface NetworkInfo {
   name: string;
   sha256: string;
@@ -62,6 +71,10 @@ export interface NetworkInfo {
   preprocessing: string;
 }
 
+/**
+ * `computeMetrics`' result: each metric asked for, what was measured, with which networks, and how long it
+ * took.
+ */
 export interface MetricsReport {
   metrics: {
     'fd-classifier'?: number;
@@ -90,6 +103,9 @@ export interface MetricsReport {
   seconds: number;
 }
 
+/**
+ * A KID figure as reported: the mean and standard deviation over subsets, and the subsets' count and size.
+ */
 export interface KidSummary {
   mean: number;
   std: number;
@@ -97,6 +113,7 @@ export interface KidSummary {
   subsetSize: number;
 }
 
+/** An SWD figure as reported: per-level values (×10³, finest first), their mean, and the images per set. */
 export interface SwdSummary {
   resolutions: number[];
   levels: number[];
@@ -119,6 +136,10 @@ export function datasetSha256(ds: ImageDataset): string {
 
 const safeName = (s: string) => s.replace(/[^A-Za-z0-9._-]+/g, '_').slice(0, 80) || 'dataset';
 
+/**
+ * A reference set's statistics: its feature moments and the features kept for KID, from the cache or computed
+ * now.
+ */
 export interface ReferenceStatistics {
   stats: FeatureStatistics;
   /** Float32 features of a seeded subset, for KID (CPU; caller disposes). */

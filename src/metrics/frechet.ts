@@ -160,7 +160,9 @@ function symmetric(m: Tensor): Tensor {
 
 // ---- saving and loading ---------------------------------------------------------------------------
 
+/** The `format` metadata of a statistics file. */
 export const STATS_FORMAT = 'patch-diffusion/feature-statistics';
+/** The version of the statistics file format. */
 export const STATS_FORMAT_VERSION = '1';
 
 /** Who made a statistics file: required so cached reference figures are never mixed up. */
@@ -179,6 +181,7 @@ export interface StatisticsInfo {
   extra?: Record<string, string>;
 }
 
+/** A statistics file as read: the moments, who made them, and the features kept for KID. */
 export interface SavedStatistics {
   stats: FeatureStatistics;
   info: StatisticsInfo;

@@ -13,6 +13,10 @@ export interface ImageArray {
   width: number;
 }
 
+/**
+ * Throws a RangeError (naming `what`) unless the dimensions are positive integers and the bytes are exactly
+ * count×channels×height×width.
+ */
 export function checkImageArray(images: ImageArray, what = 'images'): void {
   const { data, count, channels, height, width } = images;
   for (const [k, v] of [['count', count], ['channels', channels], ['height', height], ['width', width]] as const)

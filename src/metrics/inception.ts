@@ -44,7 +44,12 @@ import { F, Generator, cat, noGrad, scope, tensor, type Device, type Tensor } fr
 import { BatchNorm2d, Conv2d } from './layers.js';
 import { weightsSha256, type FeatureNetwork } from './feature-network.js';
 
+/**
+ * How images are prepared for Inception-v3: 'pytorch-fid' (pytorch-fid's) or 'tf1' (EDM's and
+ * torch-fidelity's); FIDs compare only within one.
+ */
 export type InceptionPreprocessing = 'pytorch-fid' | 'tf1';
+/** Every InceptionPreprocessing. */
 export const INCEPTION_PREPROCESSINGS: readonly InceptionPreprocessing[] = ['pytorch-fid', 'tf1'];
 /** The feature network's name per preprocessing: statistics made one way are never compared with the other. */
 export const INCEPTION_NAMES: Record<InceptionPreprocessing, string> = { tf1: 'inception-v3-fid', 'pytorch-fid': 'inception-v3-pytorch-fid' };
@@ -52,8 +57,11 @@ const PREPROCESSING_TEXT: Record<InceptionPreprocessing, string> = {
   tf1: 'legacy_tf: grey→RGB, TF1 bilinear to 299 (align_corners=False), (x-128)/128',
   'pytorch-fid': 'pytorch-fid: x/255, grey→RGB, torch bilinear to 299 (align_corners=False), 2x-1',
 };
+/** The feature network's name with the 'tf1' preprocessing. */
 export const INCEPTION_NAME = INCEPTION_NAMES.tf1;
+/** The width of the pool3 features FID uses. */
 export const INCEPTION_FEATURE_DIM = 2048;
+/** Inception-v3's input side in pixels (images are resized to it). */
 export const INCEPTION_RESOLUTION = 299;
 
 type Pair = number | [number, number];
@@ -349,6 +357,7 @@ export function matchInceptionState(
   return { used, ignored };
 }
 
+/** Inception-v3 loaded from the user's weights file as a feature network. */
 export interface LoadedInception extends FeatureNetwork {
   readonly model: InceptionV3;
   readonly path: string;

@@ -6,6 +6,7 @@
 // is meaningful with a few thousand samples, unlike FD.
 import { Generator, scope, type Device, type Tensor } from '../tensor/index.js';
 
+/** KID's settings: subsets, their size, the polynomial kernel, and the seed. */
 export interface KidOptions {
   /** Number of random subsets (default 100). */
   subsets?: number;
@@ -22,6 +23,7 @@ export interface KidOptions {
   seed?: number;
 }
 
+/** Kernel distance (KID) over random subsets: the mean and spread of the unbiased MMD² estimates. */
 export interface KidResult {
   /** Mean of the per-subset unbiased MMD² estimates. */
   mean: number;

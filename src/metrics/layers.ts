@@ -15,6 +15,7 @@ export interface Conv2dOptions {
   generator?: Generator;
 }
 
+/** A plain 2-D convolution with PyTorch's parameter names, for the feature networks. */
 export class Conv2d extends Module {
   readonly weight: Tensor;
   readonly bias: Tensor | null;
@@ -37,6 +38,10 @@ export class Conv2d extends Module {
   }
 }
 
+/**
+ * Batch normalisation with PyTorch's parameter and buffer names (running_mean, running_var), for the feature
+ * networks.
+ */
 export class BatchNorm2d extends Module {
   readonly weight: Tensor;
   readonly bias: Tensor;
@@ -60,6 +65,7 @@ export class BatchNorm2d extends Module {
   }
 }
 
+/** A fully connected layer with PyTorch's parameter names, for the feature networks. */
 export class Linear extends Module {
   readonly weight: Tensor;
   readonly bias: Tensor | null;

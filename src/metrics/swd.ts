@@ -27,6 +27,7 @@
 import { F, Generator, Tensor, cat, keep, scope, tensor, arange, type Device } from '../tensor/index.js';
 import { deriveSeed, imageArrayToTensor, sliceImages, type ImageArray } from './images.js';
 
+/** SWD's settings (ProGAN's defaults): the seed, the neighbourhoods, the directions. */
 export interface SwdOptions {
   /** Seed for positions and directions (default 0). */
   seed?: number;
@@ -43,6 +44,10 @@ export interface SwdOptions {
   device?: Device;
 }
 
+/**
+ * Sliced Wasserstein distance per level of the Laplacian pyramid (×10³, as ProGAN reports it), and their
+ * mean.
+ */
 export interface SwdResult {
   /** Resolution of each pyramid level, finest first. */
   resolutions: number[];

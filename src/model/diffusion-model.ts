@@ -28,13 +28,19 @@ export interface SamplerOptions {
   rho?: number | undefined;
   /** Stochasticity S_churn (default 0: deterministic). */
   sChurn?: number | undefined;
+  /** Lowest σ at which churn is added (default 0). */
   sMin?: number | undefined;
+  /** Highest σ at which churn is added (default ∞). */
   sMax?: number | undefined;
+  /** Scale of the churn noise's standard deviation (default 1). */
   sNoise?: number | undefined;
   /** generate.py's ablation sampler: any of these given runs it instead of EDM's Heun sampler. */
   solver?: Solver | undefined;
+  /** The ablation sampler's noise levels: 'vp', 've', 'iddpm' or 'edm'. */
   discretization?: Discretization | undefined;
+  /** The ablation sampler's σ(t): 'vp', 've' or 'linear'. */
   schedule?: Schedule | undefined;
+  /** The ablation sampler's input scaling s(t): 'vp' or 'none'. */
   scaling?: Scaling | undefined;
   /** A class-conditional network: this class for every image (default: a random class per seed). */
   classIndex?: number | null | undefined;
@@ -44,9 +50,11 @@ export interface SamplerOptions {
   imageSize?: number | undefined;
   /** The canvas's offset in the coordinate grid, in pixels. */
   xStart?: number | undefined;
+  /** The canvas's row offset in the coordinate grid, in pixels (`xStart` is its column offset). */
   yStart?: number | undefined;
 }
 
+/** What `DiffusionModel.sample` draws: one image per seed, with any of the sampler settings. */
 export interface SampleRequest extends SamplerOptions {
   /** One image per seed; an image depends only on its seed. */
   seeds: readonly number[];
@@ -60,6 +68,7 @@ export interface SampleRequest extends SamplerOptions {
 
 /** Generated images: 8-bit pixels of `count` images, `layout` order. */
 export interface SampledImages extends ImageBatch {
+  /** The byte order: 'nhwc' as PNGs store pixels, 'nchw' as the metrics read them. */
   layout: 'nhwc' | 'nchw';
 }
 

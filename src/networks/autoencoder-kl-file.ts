@@ -11,9 +11,15 @@ import { AUTOENCODER_KL_DEFAULTS, AutoencoderKL, type AutoencoderKLConfig } from
 import { stripUndefined } from './unet-base.js';
 import type { Device, Tensor } from '../tensor/tensor.js';
 
+/** The weights file of a diffusers VAE folder, as `loadAutoencoderKL` looks for it. */
 export const VAE_WEIGHTS_FILE = 'diffusion_pytorch_model.safetensors';
+/**
+ * Where the Stable Diffusion VAE the official latent code uses (stabilityai/sd-vae-ft-ema) is downloaded;
+ * nothing here fetches it.
+ */
 export const VAE_DOWNLOAD_URL = 'https://huggingface.co/stabilityai/sd-vae-ft-ema';
 
+/** How `loadAutoencoderKL` builds the VAE it reads. */
 export interface LoadAutoencoderKLOptions {
   /**
    * Settings over those of config.json / the shapes: normNumGroups (no shape

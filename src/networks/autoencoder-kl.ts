@@ -43,6 +43,7 @@ export interface AutoencoderKLOptions extends RandomInit {
   midBlockAddAttention?: boolean;
 }
 
+/** An AutoencoderKL's complete configuration (every option set; diffusers' config.json in camel case). */
 export type AutoencoderKLConfig = Required<Omit<AutoencoderKLOptions, keyof RandomInit>>;
 
 /** The configuration of stabilityai/sd-vae-ft-ema (and of the other SD 1.x/2.x VAEs). */
@@ -287,6 +288,10 @@ class Decoder extends Module {
   }
 }
 
+/**
+ * The Stable Diffusion VAE (diffusers' AutoencoderKL) under diffusers' parameter names, for inference:
+ * `encode` images to latents, `decode` latents to images, both in [−1, 1].
+ */
 export class AutoencoderKL extends Module {
   readonly config: AutoencoderKLConfig;
   /** Image side / latent side: 2^(levels − 1). */

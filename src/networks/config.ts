@@ -12,6 +12,10 @@ import { Preconditioner, PRECOND_KINDS, VE_DEFAULTS, VP_DEFAULTS, vpSigmaRange, 
 import { SONG_UNET_DEFAULTS, type DecoderType, type EmbeddingType, type EncoderType } from './song-unet.js';
 import { DHARIWAL_UNET_DEFAULTS } from './dhariwal-unet.js';
 
+/**
+ * A network's configuration as snapshots store it: the official Patch_EDMPrecond keyword arguments (snake
+ * case, as in the official network_kwargs).
+ */
 export interface NetworkConfig {
   /** Default 'DhariwalUNet' (the official Patch_EDMPrecond default). */
   model_type?: ModelType;
@@ -274,6 +278,7 @@ export function precondOptions(config: NetworkConfig, rng: { generator?: Generat
   };
 }
 
+/** How `createNetwork` fills the weights: drawn from a generator, or zeros to load a state dict into. */
 export interface CreateNetworkOptions {
   /** Draws the initial weights (and NCSN++'s Fourier frequencies); kept for dropout. */
   generator?: Generator;
@@ -300,13 +305,23 @@ export function countParameters(config: NetworkConfig): number {
 
 // ---- presets ---------------------------------------------------------------------------
 
+/**
+ * The network presets: EDM's ddpmpp, ncsnpp and adm, and ddpmpp-cpu (the CLI's `small`, a CPU-sized DDPM++).
+ */
 export type PresetName = 'ddpmpp' | 'ncsnpp' | 'adm' | 'ddpmpp-cpu';
+/** Every PresetName, in the order the CLI lists them. */
 export const PRESET_NAMES: readonly PresetName[] = ['ddpmpp', 'ncsnpp', 'adm', 'ddpmpp-cpu'];
 
+/**
+ * What `presetConfig` needs besides the preset: the resolution, and any of train.py's settings that change
+ * the network.
+ */
 export interface PresetOptions {
+  /** Training resolution in pixels (the latent resolution for a latent network). */
   imgResolution: number;
   /** Image channels (3 for RGB, 4 for SD latents); the network gets 2 more for the coordinates. Default 3. */
   imageChannels?: number;
+  /** Classes of a class-conditional network (default 0: unconditional). */
   labelDim?: number;
   /** Default: train.py's 0.13 for the paper presets, 0 for ddpmpp-cpu. */
   dropout?: number;

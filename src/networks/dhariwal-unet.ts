@@ -22,6 +22,10 @@ import { scope } from '../tensor/scope.js';
 import type { Tensor } from '../tensor/tensor.js';
 import { checkCommonOptions, named, stripUndefined, UNetBase, type UNetCommonOptions } from './unet-base.js';
 
+/**
+ * DhariwalUNet's constructor options: the options every U-Net here takes (the official `DhariwalUNet`
+ * arguments in camel case).
+ */
 export type DhariwalUNetOptions = UNetCommonOptions;
 
 /** The DhariwalUNet defaults of the official constructor. */
@@ -42,6 +46,10 @@ export type DhariwalEncoderStep = { kind: 'conv'; module: Conv2d } | { kind: 'bl
 /** One step of the decoder: a block, after concatenating the newest skip when `concat`. */
 export type DhariwalDecoderStep = { module: UNetBlock; concat: boolean };
 
+/**
+ * EDM's ADM U-Net (the official DhariwalUNet, after Dhariwal & Nichol), its parameters named as the official
+ * state dict.
+ */
 export class DhariwalUNet extends UNetBase {
   readonly mapNoise: PositionalEmbedding;
   readonly mapAugment: Linear | null = null;

@@ -28,6 +28,7 @@ import { DhariwalUNet, type DhariwalUNetOptions } from './dhariwal-unet.js';
 import { SongUNet, type SongUNetOptions } from './song-unet.js';
 import type { UNetBase } from './unet-base.js';
 
+/** The U-Net inside a preconditioner: SongUNet (DDPM++, NCSN++) or DhariwalUNet (ADM). */
 export type ModelType = 'SongUNet' | 'DhariwalUNet';
 /** Which family of coefficients: EDM's (also Patch Diffusion's), variance preserving or variance exploding. */
 export type PrecondKind = 'edm' | 'vp' | 've';
@@ -53,14 +54,20 @@ export function vpSigmaRange(betaD: number, betaMin: number, epsilonT: number): 
   return scope(() => vpSigma(tensorOf([epsilonT, 1]), betaD, betaMin).toArray() as number[]) as [number, number];
 }
 
+/**
+ * The preconditioner's options (the official Patch_EDMPrecond / EDMPrecond / VPPrecond / VEPrecond arguments)
+ * and its U-Net's.
+ */
 export interface PreconditionerOptions extends RandomInit {
   /** The coefficients (default 'edm'). */
   kind?: PrecondKind;
+  /** Training resolution in pixels (the latent resolution for a latent network). */
   imgResolution: number;
   /** Network input channels: image channels + 2 coordinate channels (official `img_channels`). */
   imgChannels: number;
   /** Image channels the network predicts; default imgChannels. */
   outChannels?: number;
+  /** Classes of a class-conditional network (default 0: unconditional). */
   labelDim?: number;
   /** Run the UNet in float16 on CUDA (weights stay float32); ignored on the CPU, as the official. */
   useFp16?: boolean;
@@ -80,6 +87,7 @@ export interface PreconditionerOptions extends RandomInit {
   model?: ModelKwargs;
 }
 
+/** The preconditioning coefficients at a σ: D(x; σ) = c_skip·x + c_out·F(c_in·x, c_noise). */
 export interface PreconditionerCoefficients {
   cSkip: Tensor;
   cOut: Tensor;
@@ -87,6 +95,10 @@ export interface PreconditionerCoefficients {
   cNoise: Tensor;
 }
 
+/**
+ * The preconditioned denoiser D(x; σ, pos) = c_skip·x + c_out·F(concat[c_in·x, pos], c_noise) around a U-Net
+ * held as `model`: EDM's and Patch Diffusion's coefficients ('edm'), or VP's or VE's (`kind`).
+ */
 export class Preconditioner extends Module {
   readonly kind: PrecondKind;
   readonly imgResolution: number;

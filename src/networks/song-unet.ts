@@ -21,10 +21,17 @@ import { scope } from '../tensor/scope.js';
 import type { Tensor } from '../tensor/tensor.js';
 import { checkCommonOptions, named, stripUndefined, UNetBase, type UNetCommonOptions } from './unet-base.js';
 
+/** The noise embedding: 'positional' (DDPM++) or 'fourier' (NCSN++). */
 export type EmbeddingType = 'positional' | 'fourier';
+/** SongUNet's encoder: 'standard' (DDPM++), 'skip' or 'residual' (NCSN++), as the official `encoder_type`. */
 export type EncoderType = 'standard' | 'skip' | 'residual';
+/** SongUNet's decoder: 'standard' (DDPM++ and NCSN++) or 'skip', as the official `decoder_type`. */
 export type DecoderType = 'standard' | 'skip';
 
+/**
+ * SongUNet's constructor options (the official `SongUNet` arguments in camel case); unset ones take
+ * SONG_UNET_DEFAULTS.
+ */
 export interface SongUNetOptions extends UNetCommonOptions {
   /** 'positional' for DDPM++, 'fourier' for NCSN++. */
   embeddingType?: EmbeddingType;
@@ -32,6 +39,7 @@ export interface SongUNetOptions extends UNetCommonOptions {
   channelMultNoise?: number;
   /** 'standard' for DDPM++, 'residual' for NCSN++. */
   encoderType?: EncoderType;
+  /** 'standard' for DDPM++ and NCSN++. */
   decoderType?: DecoderType;
   /** [1,1] for DDPM++, [1,3,3,1] for NCSN++. */
   resampleFilter?: readonly number[];
@@ -97,6 +105,10 @@ export type SongDecoderStep =
   | { kind: 'aux_norm'; module: GroupNorm }
   | { kind: 'aux_conv'; module: Conv2d };
 
+/**
+ * EDM's DDPM++ and NCSN++ U-Net (the official SongUNet), its parameters named as the official state dict, so
+ * official weights load 1:1.
+ */
 export class SongUNet extends UNetBase {
   readonly embeddingType: EmbeddingType;
   readonly encoderType: EncoderType;

@@ -62,6 +62,10 @@ export function checkCommonOptions(what: string, o: Required<Omit<UNetCommonOpti
   if (problems.length) throw new Error(`${what}: invalid configuration:\n  - ${problems.join('\n  - ')}`);
 }
 
+/**
+ * What SongUNet and DhariwalUNet share: the forward the preconditioner calls, their common options' checks,
+ * input checks that name the size a network cannot take, and label dropout.
+ */
 export abstract class UNetBase extends Module {
   readonly imgResolution: number;
   readonly inChannels: number;

@@ -10,8 +10,13 @@ import {
 } from './addon.js';
 import { installDebianLibtorch, installWheel, locateLibtorch, wheelTorchDir, type Libtorch, type SetupLog } from './libtorch.js';
 
+/**
+ * Which libtorch `setupEngine` uses: 'auto' (the first found, else PyTorch's CPU wheel), 'wheel' (the wheel
+ * in the per-user cache) or 'debian' (Debian's libtorch-dev).
+ */
 export type EngineChoice = 'auto' | 'wheel' | 'debian';
 
+/** How `setupEngine` finds a libtorch and puts an addon in place for it. */
 export interface SetupOptions {
   /**
    * Which libtorch: 'auto' (default) takes the first one found ($LIBTORCH, a
@@ -30,12 +35,15 @@ export interface SetupOptions {
   log?: SetupLog | undefined;
 }
 
+/** The engine `setupEngine` left in place. */
 export interface SetupResult {
+  /** The libtorch the addon is built against: where it was found, its folders and version. */
   libtorch: Libtorch;
   /** Where the addon in place came from; 'unchanged' when it already fitted. */
   addon: AddonRecord['origin'] | 'unchanged';
   /** libtorch's version as the loaded addon reports it. */
   loadedVersion: string;
+  /** Wall-clock seconds the set-up took. */
   seconds: number;
 }
 

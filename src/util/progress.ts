@@ -57,8 +57,13 @@ function silentProgress(): Progress {
 
 // ---- counted items (files read, images written): a callback for programs, the bar for people ----
 
+/** Called as items are done: `done` of `total`. */
 export type ProgressCallback = (done: number, total: number) => void;
 
+/**
+ * How a long job over counted items (files read, images written) reports: a callback, a bar on stderr, or
+ * both.
+ */
 export interface ItemProgressOptions {
   onProgress?: ProgressCallback | undefined;
   /** Draw a bar on stderr: default when stderr is a terminal and the job is large; true forces it, false hides it. */

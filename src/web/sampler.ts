@@ -18,23 +18,31 @@ export type WebDenoiser = (
   shape: readonly [number, number, number, number],
 ) => Promise<Float32Array>;
 
+/** What `webSample` draws: seeds, shape and canvas (as `generate`), and the network's inputs. */
 export interface WebSampleOptions extends CanvasOptions {
   /** The network takes coordinate channels (Patch Diffusion). */
   coordinates: boolean;
   /** Feed zeros there (a network trained with --mask-pos). */
   maskPos?: boolean;
+  /** Sampler steps (default 18). */
   numSteps?: number;
+  /** Lowest noise level σ (default 0.002, clamped to the network's range as `generate` does). */
   sigmaMin?: number;
+  /** Highest noise level σ (default 80, clamped to the network's range). */
   sigmaMax?: number;
+  /** Time-step exponent ρ (default 7). */
   rho?: number;
   /** Called after every step with the current state, for pictures of the denoising. */
   onStep?: (step: number, total: number, state: Float64Array) => void | Promise<void>;
 }
 
+/** `webSample`'s images, before quantisation (`toRgba` makes pixels of them). */
 export interface WebSampleResult {
   /** float64 [N, C, S, S], roughly in [−1, 1]. */
   images: Float64Array;
+  /** The class of each image, or null for an unconditional network. */
   classes: number[] | null;
+  /** The canvas side S in pixels. */
   size: number;
 }
 
@@ -52,6 +60,10 @@ export function coordinateGrid(n: number, resolution: number, size: number, xSta
   return out;
 }
 
+/**
+ * EDM's deterministic Heun sampler on typed arrays, with the network behind an async function
+ * (onnxruntime-web's session in the page): for the same seeds and network, the images `generate` draws.
+ */
 export async function webSample(net: WebDenoiser, o: WebSampleOptions): Promise<WebSampleResult> {
   const n = o.seeds.length;
   const size = o.imageSize ?? o.resolution;
