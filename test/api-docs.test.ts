@@ -81,3 +81,12 @@ test('every relative link and image in README.md, RESULTS.md and docs/ resolves 
   const broken = script.checkLinks(files);
   assert.deepEqual(broken.map((b) => `${b.file}:${b.line}: ${b.target} (${b.why})`), []);
 });
+
+test("the README's library example is examples/quickstart.ts (without its opening comment)", () => {
+  const readme = readFileSync(join(ROOT, 'README.md'), 'utf8');
+  const section = readme.slice(readme.indexOf('\n## As a library'));
+  const block = /```ts\n([\s\S]*?)```/.exec(section)?.[1];
+  assert.ok(block, "no ```ts block under '## As a library'");
+  const example = readFileSync(join(ROOT, 'examples/quickstart.ts'), 'utf8').replace(/^(\/\/.*\n)+/, '');
+  assert.equal(block, example);
+});
