@@ -7,7 +7,7 @@ import { existsSync, mkdirSync, mkdtempSync, readFileSync, readdirSync, rmSync, 
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import { liveTensors, scalar, scope, tensor, zeros, type DType, type Tensor } from '../src/tensor/index.js';
-import { native } from '../src/tensor/native.js';
+import { tensorBytes } from '../src/tensor/raw-bytes.js';
 import { ChecksumError, decodeSafetensors, encodeSafetensors, inspectSafetensors, readSafetensors, writeSafetensors } from '../src/io/safetensors.js';
 import { writeFileAtomic } from '../src/io/atomic.js';
 import { REFERENCE_DIR } from './helpers/reference.js';
@@ -16,7 +16,7 @@ import { liveTensorsAfterGc } from './helpers/gc.js';
 
 
 /** The raw bytes of a tensor (what safetensors stores). */
-const rawBytes = (t: Tensor) => Buffer.from(native.toBuffer(t.handle) as ArrayBuffer);
+const rawBytes = (t: Tensor) => Buffer.from(tensorBytes(t));
 
 /** Builds a safetensors file from a header (object or raw string) and a data section. */
 function buildFile(header: unknown, data: Uint8Array = new Uint8Array(0), lengthOverride?: bigint): Buffer {

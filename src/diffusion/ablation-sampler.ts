@@ -13,7 +13,7 @@
 // float64 numbers, as the official float64 tensors.
 import { noGrad } from '../tensor/autograd.js';
 import { scope } from '../tensor/scope.js';
-import type { Device, Tensor } from '../tensor/tensor.js';
+import type { Tensor } from '../tensor/tensor.js';
 import type { Denoiser } from './loss.js';
 import { churnNoiseAt, runSteps, samplerDenoiser, type ChurnNoiseSource, type ChurnOptions } from './sampler-shared.js';
 
@@ -166,7 +166,7 @@ export function ablationSample(net: Denoiser, latents: Tensor, xPos: Tensor | nu
       const tHat = sigmaInv(sigma(tCur) + gamma * sigma(tCur));
       let xHat = s(tHat) / s(tCur) === 1 ? x : x.mul(s(tHat) / s(tCur));
       if (o.churnNoise) {
-        const eps = noiseAt(i, x.shape).to({ dtype: 'float64', device: x.device as Device });
+        const eps = noiseAt(i, x.shape).to({ dtype: 'float64', device: x.device });
         const amount = Math.sqrt(Math.max(sigma(tHat) ** 2 - sigma(tCur) ** 2, 0)) * s(tHat) * sNoise;
         if (amount !== 0) xHat = xHat.add(eps.mul(amount));
       }

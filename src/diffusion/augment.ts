@@ -141,12 +141,12 @@ export class AugmentPipe {
     if (images.ndim !== 4) throw new Error(`augment: images must be [N, C, H, W], got [${images.shape}]`);
     const o = this.options;
     const [N, C, H, W] = images.shape as [number, number, number, number];
-    const device = images.device as Device;
+    const device = images.device;
     const labels: number[][] = []; // columns, each N values
     const draw = {
-      rand: (shape: number[]) => floats(generator.rand(shape)),
-      randn: (shape: number[]) => floats(generator.randn(shape)),
-      randint: (high: number, shape: number[]) => floats(generator.randint(0, high, shape)),
+      rand: (shape: number[]) => scope(() => floats(generator.rand(shape))),
+      randn: (shape: number[]) => scope(() => floats(generator.randn(shape))),
+      randint: (high: number, shape: number[]) => scope(() => floats(generator.randint(0, high, shape))),
     };
     // torch.where(rand < mult·p, w, 0): the threshold is compared in float32, as torch does with a Python float.
     const gate = (w: number[], u: number[], prob: number) => w.map((x, k) => (u[k]! < Math.fround(prob) ? x : 0));
@@ -284,13 +284,9 @@ export class AugmentPipe {
   }
 }
 
-/** Values of a (small) tensor as numbers; disposes it. */
+/** Values of a (small) tensor as numbers. */
 function floats(t: Tensor): number[] {
-  try {
-    return Array.from(t.data() as ArrayLike<number | bigint>, Number);
-  } finally {
-    t.dispose();
-  }
+  return Array.from(t.data() as ArrayLike<number | bigint>, Number);
 }
 
 function onDevice(t: Tensor, device: Device): Tensor {
@@ -316,7 +312,7 @@ function filterWeights(taps: readonly number[], channels: number, axis: 'x' | 'y
  */
 function resample(images: Tensor, gInvIn: Mat[]): Tensor {
   const [N, C, H, W] = images.shape as [number, number, number, number];
-  const device = images.device as Device;
+  const device = images.device;
   const hzPad = Math.floor(SYM6.length / 4);
   const cx = (W - 1) / 2, cy = (H - 1) / 2;
 
@@ -369,7 +365,7 @@ function resample(images: Tensor, gInvIn: Mat[]): Tensor {
 /** Applies per-image 4×4 colour matrices (homogeneous RGB) to RGB or grey images. */
 function recolour(images: Tensor, m: Mat[]): Tensor {
   const [N, C, H, W] = images.shape as [number, number, number, number];
-  const device = images.device as Device;
+  const device = images.device;
   const flat = images.reshape(N, C, H * W);
   if (C === 3) {
     const lin = new Float32Array(N * 9), off = new Float32Array(N * 3);

@@ -6,7 +6,7 @@
 // weight: VP draws t uniformly in [ε_t, 1] and takes σ(t) of its schedule,
 // VE draws ln σ uniformly in [ln σ_min, ln σ_max]; both weight by 1/σ².
 import type { Generator } from '../tensor/random.js';
-import type { Tensor } from '../tensor/tensor.js';
+import type { Device, Tensor } from '../tensor/tensor.js';
 import { full } from '../tensor/creation.js';
 import { lossWeightTensor, P_MEAN, P_STD, SIGMA_DATA, sigmaFromNormal } from './edm.js';
 import { pachify } from './patches.js';
@@ -23,8 +23,8 @@ export const VP_LOSS_DEFAULTS = { betaD: 19.9, betaMin: 0.1, epsilonT: 1e-5 } as
 export const VE_LOSS_DEFAULTS = { sigmaMin: 0.02, sigmaMax: 100 } as const;
 
 /** The draw behind σ: standard normal [n,1,1,1] for EDM, uniform in [0, 1) for VP and VE. */
-export function drawNoiseLevel(levels: NoiseLevels, n: number, generator: Generator, device?: string): Tensor {
-  return levels.kind === 'edm' ? generator.randn([n, 1, 1, 1], { device: device as never }) : generator.rand([n, 1, 1, 1], { device: device as never });
+export function drawNoiseLevel(levels: NoiseLevels, n: number, generator: Generator, device?: Device): Tensor {
+  return levels.kind === 'edm' ? generator.randn([n, 1, 1, 1], { device }) : generator.rand([n, 1, 1, 1], { device });
 }
 
 /** σ and the loss weight from the draw, with the official op order (float32). */
@@ -42,7 +42,7 @@ export function noiseLevelAndWeight(levels: NoiseLevels, rnd: Tensor): { sigma: 
     }
     case 've': {
       const { sigmaMin, sigmaMax } = { ...VE_LOSS_DEFAULTS, ...definedOnly(levels) };
-      const sigma = full(rnd.shape, sigmaMax / sigmaMin, { device: rnd.device as never }).pow(rnd).mul(sigmaMin);
+      const sigma = full(rnd.shape, sigmaMax / sigmaMin, { device: rnd.device }).pow(rnd).mul(sigmaMin);
       return { sigma, weight: sigma.square().reciprocal() };
     }
   }
@@ -116,7 +116,7 @@ export interface PatchLossResult {
 export function patchLoss(o: PatchLossOptions): PatchLossResult {
   const { images, patchSize } = o;
   const n = images.shape[0]!;
-  const device = images.device as never;
+  const device = images.device;
   const levels: NoiseLevels = o.noiseLevels ?? { kind: 'edm', pMean: o.pMean, pStd: o.pStd, sigmaData: o.sigmaData };
 
   const crop =
@@ -126,7 +126,7 @@ export function patchLoss(o: PatchLossOptions): PatchLossResult {
 
   const rnd = o.rndNormal ?? drawNoiseLevel(levels, n, need(o.generator, 'rndNormal'), device);
   checkShape(rnd, [n, 1, 1, 1], 'rndNormal');
-  const { sigma, weight } = noiseLevelAndWeight(levels, rnd.to(images.device as never));
+  const { sigma, weight } = noiseLevelAndWeight(levels, rnd.to(device));
 
   // Augmentation acts on the crops only; a flipped crop keeps its coordinates (as officially).
   let y = crop.patches;
@@ -139,7 +139,7 @@ export function patchLoss(o: PatchLossOptions): PatchLossResult {
 
   const eps = o.noise ?? need(o.generator, 'noise').randn(y.shape, { dtype: y.dtype, device });
   checkShape(eps, y.shape, 'noise');
-  const yn = y.add(eps.to(images.device as never).mul(sigma));
+  const yn = y.add(eps.to(device).mul(sigma));
   // The coordinates go in raw (never noised): the precond scales only the image channels by c_in.
   const denoised = o.net(yn, sigma, crop.xPos, o.labels ?? null, augmentLabels);
   const loss = weight.mul(denoised.sub(y).square());

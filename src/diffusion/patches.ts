@@ -3,6 +3,7 @@
 // images it draws, where each image is cropped, and the coordinate channels
 // that tell the network where the crop came from.
 import { cat, tensor } from '../tensor/creation.js';
+import { scope } from '../tensor/scope.js';
 import { coordinateValues } from './formulas.js';
 import type { Generator } from '../tensor/random.js';
 import { Tensor, type Device } from '../tensor/tensor.js';
@@ -127,10 +128,7 @@ export class PatchSchedule {
    */
   sample(generator: Generator | undefined = this.generator): number {
     if (!generator) throw new Error('PatchSchedule.sample: no generator given');
-    const u = generator.rand([1], { dtype: 'float64' });
-    const value = u.item();
-    u.dispose();
-    return this.sizeForUniform(value);
+    return this.sizeForUniform(scope(() => generator.rand([1], { dtype: 'float64' }).item()));
   }
 
   /** The size a uniform u ∈ [0, 1) selects (numpy's searchsorted(cdf/cdf[-1], u, 'right')). */
@@ -183,7 +181,7 @@ export function patchCoordinates(
   colOffsets: Tensor | readonly number[],
   patchSize: number,
   resolution: number,
-  device: Device | string = 'cpu',
+  device: Device = 'cpu',
 ): Tensor {
   const rows = offsetList(rowOffsets);
   const cols = offsetList(colOffsets);
@@ -199,13 +197,7 @@ export function patchCoordinates(
     xv.set(table.subarray(cols[k]!, cols[k]! + s), k * s);
     yv.set(table.subarray(rows[k]!, rows[k]! + s), k * s);
   }
-  const x = onDevice(tensor(xv, [n, 1, 1, s]), device);
-  const y = onDevice(tensor(yv, [n, 1, s, 1]), device);
-  const xe = x.expand(n, 1, s, s);
-  const ye = y.expand(n, 1, s, s);
-  const out = cat([xe, ye], 1);
-  for (const t of [x, y, xe, ye]) t.dispose();
-  return out;
+  return scope(() => cat([tensor(xv, [n, 1, 1, s], { device }).expand(n, 1, s, s), tensor(yv, [n, 1, s, 1], { device }).expand(n, 1, s, s)], 1));
 }
 
 /** Where a sampling canvas sits in the coordinate grid, and its size. */
@@ -233,17 +225,10 @@ export function fullCoordinateGrid(batch: number, resolution: number, options: G
     plane.set(xs, a * size);
     plane.fill(ys[a]!, size * size + a * size, size * size + (a + 1) * size);
   }
-  const one = tensor(plane, [1, 2, size, size]);
-  const expanded = one.expand(batch, 2, size, size);
-  let grid = expanded.contiguous();
-  if (options.device && options.device !== 'cpu') {
-    const moved = grid.to(options.device);
-    grid.dispose();
-    grid = moved;
-  }
-  one.dispose();
-  expanded.dispose();
-  return grid;
+  return scope(() => {
+    const grid = tensor(plane, [1, 2, size, size]).expand(batch, 2, size, size).contiguous();
+    return options.device && options.device !== 'cpu' ? grid.to(options.device) : grid;
+  });
 }
 
 // ---- crops -----------------------------------------------------------------------------------
@@ -326,37 +311,19 @@ export function pachify(images: Tensor, patchSize: number, options: PachifyOptio
         colIdx[k * s + a] = cols[k]! + a;
       }
     }
-    const ri = onDevice(toInt64(tensor(rowIdx, [n, 1, s, 1])), device);
-    const ci = onDevice(toInt64(tensor(colIdx, [n, 1, 1, s])), device);
-    const riE = ri.expand(n, c, s, R);
-    const ciE = ci.expand(n, c, s, s);
-    const band = images.gather(2, riE);
-    patches = band.gather(3, ciE);
-    for (const t of [ri, ci, riE, ciE, band]) t.dispose();
+    patches = scope(() => {
+      const ri = tensor(rowIdx, [n, 1, s, 1]).to({ dtype: 'int64', device });
+      const ci = tensor(colIdx, [n, 1, 1, s]).to({ dtype: 'int64', device });
+      return images.gather(2, ri.expand(n, c, s, R)).gather(3, ci.expand(n, c, s, s));
+    });
   }
   return { patches, xPos, rowOffsets: rows, colOffsets: cols };
 }
 
 function drawOffsets(generator: Generator, maxOffset: number, n: number): number[] {
-  const t = generator.randint(0, maxOffset + 1, [n]);
-  const v = t.toArray();
-  t.dispose();
-  return v;
+  return scope(() => generator.randint(0, maxOffset + 1, [n]).toArray());
 }
 
 function offsetList(v: Tensor | readonly number[]): number[] {
   return v instanceof Tensor ? v.toArray() : [...v];
-}
-
-function toInt64(t: Tensor): Tensor {
-  const out = t.to('int64');
-  t.dispose();
-  return out;
-}
-
-function onDevice(t: Tensor, device: Device | string): Tensor {
-  if (device === 'cpu') return t;
-  const moved = t.to(device as Device);
-  t.dispose();
-  return moved;
 }

@@ -7,7 +7,7 @@
 import { cat, scalar, zeros } from '../tensor/creation.js';
 import { scope } from '../tensor/scope.js';
 import { adaptThreads } from '../tensor/cpu-share.js';
-import type { Device, Tensor } from '../tensor/tensor.js';
+import type { Tensor } from '../tensor/tensor.js';
 import type { Denoiser } from './loss.js';
 
 export interface SamplerDenoiser {
@@ -26,13 +26,13 @@ export function samplerDenoiser(net: Denoiser, xPos: Tensor | null, classLabels:
     guided
       ? {
           pos: xPos ? cat([xPos, xPos], 0) : null,
-          labels: cat([zeros(classLabels!.shape, { dtype: classLabels!.dtype, device: classLabels!.device as Device }), classLabels!], 0),
+          labels: cat([zeros(classLabels!.shape, { dtype: classLabels!.dtype, device: classLabels!.device }), classLabels!], 0),
         }
       : { pos: xPos, labels: classLabels },
   );
   const denoise = ((x: Tensor, t: number): Tensor =>
     scope(() => {
-      const sigma = scalar(t, { dtype: 'float32', device: x.device as Device });
+      const sigma = scalar(t, { dtype: 'float32', device: x.device });
       const x32 = x.to('float32');
       if (!guided) return net(x32, sigma, pos, labels).to('float64');
       const both = net(cat([x32, x32], 0), sigma, pos, labels).to('float64');

@@ -75,7 +75,7 @@ export function edmSample(net: Denoiser, latents: Tensor, xPos: Tensor | null, o
       let xHat = x;
       if (gamma > 0 || drawAll) {
         const eps = noiseAt(i, x.shape);
-        if (gamma > 0) xHat = x.add(eps.to({ dtype: 'float64', device: x.device as Device }).mul(Math.sqrt(tHat * tHat - tCur * tCur) * sNoise));
+        if (gamma > 0) xHat = x.add(eps.to({ dtype: 'float64', device: x.device }).mul(Math.sqrt(tHat * tHat - tCur * tCur) * sNoise));
       }
       // Euler step from t̂ to t_{i+1}.
       const dCur = xHat.sub(denoise(xHat, tHat)).div(tHat);
@@ -124,12 +124,7 @@ export class SeedGenerators {
 
   /** One integer in [0, high) per image (torch.randint(high, size=[]) per generator). */
   randint(high: number): number[] {
-    return this.generators.map((g) => {
-      const t = g.randint(0, high, []);
-      const v = t.item();
-      t.dispose();
-      return v;
-    });
+    return this.generators.map((g) => scope(() => g.randint(0, high, []).item()));
   }
 
   /** Churn noise source for edmSample: float64 like the official randn_like(x) on the float64 state. */
@@ -210,11 +205,7 @@ export function oneHot(classes: readonly number[], dim: number, device: Device =
     if (!Number.isInteger(c) || c < 0 || c >= dim) throw new Error(`class ${c} is outside [0, ${dim})`);
     data[k * dim + c] = 1;
   });
-  const t = tensor(data, [classes.length, dim]);
-  if (device === 'cpu') return t;
-  const moved = t.to(device);
-  t.dispose();
-  return moved;
+  return tensor(data, [classes.length, dim], { device });
 }
 
 /**

@@ -10,6 +10,7 @@ import {
   allreduceSum, averageGradients, barrier, broadcast, collectiveBackends, collectivesAvailable, joinProcessGroup, type CollectiveBackend,
 } from '../tensor/collectives.js';
 import { tensor } from '../tensor/creation.js';
+import { scope } from '../tensor/scope.js';
 import { cudaAvailable, cudaDeviceCount, describeEngine } from '../tensor/runtime.js';
 import type { Device, Tensor } from '../tensor/tensor.js';
 import { readRankEnvironment, type RankEnvironment } from './environment.js';
@@ -177,13 +178,11 @@ export class ProcessGroup {
 
   /** Sums numbers over the ranks (float64, exact for integers below 2^53). */
   sum(values: readonly number[]): number[] {
-    const t = tensor(Float64Array.from(values), [values.length], { dtype: 'float64' });
-    try {
+    return scope(() => {
+      const t = tensor(Float64Array.from(values), [values.length], { dtype: 'float64' });
       this.sumTensor(t, 'statistics');
       return Array.from(t.data() as Float64Array);
-    } finally {
-      t.dispose();
-    }
+    });
   }
 
   /** Sums a contiguous tensor over the ranks, in place. */
@@ -197,13 +196,11 @@ export class ProcessGroup {
    * gets back everyone's bytes.
    */
   sumBytes(slots: Uint8Array, what: string): Uint8Array {
-    const t = tensor(slots, [slots.length], { dtype: 'uint8' });
-    try {
+    return scope(() => {
+      const t = tensor(slots, [slots.length], { dtype: 'uint8' });
       this.sumTensor(t, what);
       return new Uint8Array(t.data() as Uint8Array);
-    } finally {
-      t.dispose();
-    }
+    });
   }
 
   /** Every tensor takes rank 0's values (weights and buffers at start, resumed state). */
@@ -224,13 +221,11 @@ export class ProcessGroup {
   broadcastJson<T>(value: T | undefined, what: string): T {
     const bytes = this.isMain ? new TextEncoder().encode(JSON.stringify(value ?? null)) : new Uint8Array(0);
     const [length] = this.sum([this.isMain ? bytes.length : 0]);
-    const buf = tensor(this.isMain ? bytes : new Uint8Array(length!), [length!], { dtype: 'uint8' });
-    try {
+    return scope(() => {
+      const buf = tensor(this.isMain ? bytes : new Uint8Array(length!), [length!], { dtype: 'uint8' });
       this.broadcastTensors([buf], what);
       return JSON.parse(new TextDecoder().decode(buf.data() as Uint8Array)) as T;
-    } finally {
-      buf.dispose();
-    }
+    });
   }
 
   /** Every rank's JSON value, in rank order, on every rank. */

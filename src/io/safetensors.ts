@@ -10,8 +10,8 @@
 // load as before.
 import { createHash } from 'node:crypto';
 import { readFileSync } from 'node:fs';
-import { native } from '../tensor/native.js';
-import { wrap, type DType, type Tensor } from '../tensor/tensor.js';
+import { tensorBytes, tensorFromBytes } from '../tensor/raw-bytes.js';
+import type { DType, Tensor } from '../tensor/tensor.js';
 import { writeFileAtomic } from './atomic.js';
 
 const FORMAT_TO_DTYPE: Record<string, DType> = {
@@ -123,7 +123,7 @@ export function decodeSafetensors(bytes: Uint8Array, source = '<buffer>'): Safet
     // Copy into an aligned buffer: the data section has no alignment guarantee.
     const data = new Uint8Array(e.end - e.begin);
     data.set(bytes.subarray(dataStart + e.begin, dataStart + e.end));
-    tensors.set(name, wrap(native.fromBuffer(data, e.shape, e.dtype)));
+    tensors.set(name, tensorFromBytes(data, e.shape, e.dtype));
   }
   return { tensors, metadata };
 }
@@ -156,7 +156,7 @@ export function encodeSafetensors(tensors: Map<string, Tensor> | Record<string, 
   let offset = 0;
   for (const [name, t] of list) {
     if (name === '__metadata__') throw new Error(`safetensors: '__metadata__' is reserved and cannot name a tensor`);
-    const data = new Uint8Array(native.toBuffer(t.handle) as ArrayBuffer);
+    const data = tensorBytes(t);
     header[name] = { dtype: DTYPE_TO_FORMAT[t.dtype], shape: [...t.shape], data_offsets: [offset, offset + data.length] };
     offset += data.length;
     chunks.push(data);

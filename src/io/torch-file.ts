@@ -15,8 +15,8 @@
 import { readFileSync } from 'node:fs';
 import { gunzipSync } from 'node:zlib';
 import { MAX_INFLATE_RATIO, ZipReader } from '../data/zip-reader.js';
-import { native } from '../tensor/native.js';
-import { wrap, type DType, type Tensor } from '../tensor/tensor.js';
+import { tensorFromBytes } from '../tensor/raw-bytes.js';
+import type { DType, Tensor } from '../tensor/tensor.js';
 import { PickleError, PyDict, PyGlobal, PyTuple, describeValue, unpickle, type GlobalHandler } from './pickle.js';
 
 /** A storage's element type as torch names it (int8/int16 widen to int32 when made into tensors). */
@@ -307,7 +307,7 @@ export function toTensor(ref: TorchTensorRef, where: string): Tensor {
     data = new Uint8Array(wide.buffer);
     dtype = 'int32';
   }
-  return wrap(native.fromBuffer(data, [...shape], dtype));
+  return tensorFromBytes(data, shape, dtype);
 }
 
 /**

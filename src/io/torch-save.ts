@@ -9,7 +9,7 @@
 // The pickle uses only the opcodes and globals torch's weights-only unpickler accepts.
 import { basename } from 'node:path';
 import { storedZipChunks } from '../data/zip-writer.js';
-import { native } from '../tensor/native.js';
+import { tensorBytes } from '../tensor/raw-bytes.js';
 import type { DType, Tensor } from '../tensor/tensor.js';
 import { writeFileAtomic } from './atomic.js';
 
@@ -105,13 +105,7 @@ export function encodeTorchStateDict(tensors: Map<string, Tensor>, archiveName =
   for (const [name, t] of tensors) {
     const cls = STORAGE_CLASS[t.dtype];
     if (!cls) throw new Error(`torch.save: tensor '${name}' has dtype ${t.dtype}, which has no torch storage class here`);
-    const c = t.device === 'cpu' ? t.contiguous() : t.to('cpu').contiguous();
-    let data: Uint8Array;
-    try {
-      data = new Uint8Array(native.toBuffer(c.handle) as ArrayBuffer);
-    } finally {
-      c.dispose();
-    }
+    const data = tensorBytes(t);
     const shape = t.shape;
     const stride = shape.map((_, i) => shape.slice(i + 1).reduce((a, b) => a * b, 1));
     const numel = shape.reduce((a, b) => a * b, 1);

@@ -91,7 +91,7 @@ export class PreEncodedLatents {
         const { images } = fillBatch(dataset, indices);
         const [mean, std] = noGrad(() =>
           scope(() => {
-            const x = tensor(images, [indices.length, C, R, R], { dtype: 'uint8' }).to({ dtype: 'float32', device: vae.encoder.convIn.weight!.device as Device }).div(127.5).sub(1);
+            const x = tensor(images, [indices.length, C, R, R], { dtype: 'uint8' }).to({ dtype: 'float32', device: vae.encoder.convIn.weight!.device }).div(127.5).sub(1);
             const posterior = vae.encode(x);
             return [posterior.mean.to('cpu'), vae.std(posterior).to('cpu')] as const;
           }),

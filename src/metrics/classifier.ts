@@ -101,7 +101,7 @@ export function preprocessForClassifier(images: Tensor): Tensor {
   return scope(() => {
     let x = images.float();
     if (c === 3) {
-      const weights = tensor([0.299, 0.587, 0.114], [1, 3, 1, 1], { device: images.device as Device });
+      const weights = tensor([0.299, 0.587, 0.114], [1, 3, 1, 1], { device: images.device });
       x = x.mul(weights).sum(1, true);
     }
     if (h === 28 && w === 28) x = F.pad(x, [2, 2, 2, 2], 'constant', 0);
@@ -151,7 +151,7 @@ export function loadClassifier(path: string = DEFAULT_CLASSIFIER_PATH, options: 
 
 /** Wraps a classifier (eval mode) as a FeatureNetwork. */
 export function classifierNetwork(model: FashionClassifier, info: { path: string; sha256: string; metadata: Record<string, string> }): LoadedClassifier {
-  const device = () => model.conv1.weight.device as Device;
+  const device = () => model.conv1.weight.device;
   const onDevice = (images: Tensor) => images.to({ device: device() });
   return {
     name: CLASSIFIER_NAME,

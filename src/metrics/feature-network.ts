@@ -1,7 +1,7 @@
 // What FD/KID need from a feature network, and the weights hash that
 // identifies one (so cached reference statistics are tied to exact weights).
 import { createHash } from 'node:crypto';
-import { native } from '../tensor/native.js';
+import { tensorBytes } from '../tensor/raw-bytes.js';
 import type { Tensor } from '../tensor/index.js';
 
 export interface FeatureNetwork {
@@ -28,12 +28,7 @@ export function weightsSha256(tensors: Map<string, Tensor>): string {
   for (const name of [...tensors.keys()].sort()) {
     const t = tensors.get(name)!;
     hash.update(`${name}\0${t.dtype}\0${t.shape.join(',')}\0`);
-    const c = t.device === 'cpu' ? t.contiguous() : t.to('cpu').contiguous();
-    try {
-      hash.update(new Uint8Array(native.toBuffer(c.handle) as ArrayBuffer));
-    } finally {
-      c.dispose();
-    }
+    hash.update(tensorBytes(t));
   }
   return hash.digest('hex');
 }

@@ -45,7 +45,7 @@ export class FeatureStatsAccumulator {
     if (features.ndim !== 2 || features.shape[1] !== this.dim)
       throw new Error(`FeatureStatsAccumulator.add: expected features [n, ${this.dim}], got [${features.shape}]`);
     scope(() => {
-      const x = features.to({ dtype: 'float64', device: this.#sum.device as Device });
+      const x = features.to({ dtype: 'float64', device: this.#sum.device });
       this.#sum.add_(x.sum(0));
       this.#sumOuter.add_(x.transpose(0, 1).mm(x));
     });
@@ -76,7 +76,7 @@ export class FeatureStatsAccumulator {
 
 /** Statistics of a whole feature matrix [n, dim]. */
 export function featureStatistics(features: Tensor): FeatureStatistics {
-  const acc = new FeatureStatsAccumulator(features.shape[1]!, features.device as Device);
+  const acc = new FeatureStatsAccumulator(features.shape[1]!, features.device);
   try {
     acc.add(features);
     return acc.finalize();

@@ -291,7 +291,7 @@ export function tf1BilinearMatrix(inSize: number, outSize: number): Float32Array
 export function resizeBilinearTf1(x: Tensor, outH: number, outW: number): Tensor {
   const [, , h, w] = x.shape as [number, number, number, number];
   return scope(() => {
-    const dev = x.device as Device;
+    const dev = x.device;
     const ry = tensor(tf1BilinearMatrix(h, outH), [outH, h], { device: dev });
     const rxT = tensor(tf1BilinearMatrix(w, outW), [outW, w], { device: dev }).transpose(0, 1);
     return ry.matmul(x).matmul(rxT);
@@ -402,7 +402,7 @@ export function loadInception(path: string, options: { device?: Device; preproce
 export function inceptionNetwork(model: InceptionV3, info: { path: string; sha256: string; ignored?: string[]; mode?: InceptionPreprocessing }): LoadedInception {
   model.eval();
   const mode = info.mode ?? 'tf1';
-  const device = () => model.stem[0]!.conv.weight.device as Device;
+  const device = () => model.stem[0]!.conv.weight.device;
   return {
     name: INCEPTION_NAMES[mode],
     sha256: info.sha256,

@@ -4,7 +4,7 @@
 // (defaults 100 subsets of min(1000, n) samples drawn without replacement;
 // std is the population std over subsets, numpy's default). Unbiased, so it
 // is meaningful with a few thousand samples, unlike FD.
-import { Generator, scope, type Device, type Tensor } from '../tensor/index.js';
+import { Generator, scope, type Tensor } from '../tensor/index.js';
 
 /** KID's settings: subsets, their size, the polynomial kernel, and the seed. */
 export interface KidOptions {
@@ -84,8 +84,8 @@ export function kernelInceptionDistance(x: Tensor, y: Tensor, options: KidOption
   for (let s = 0; s < subsets; s++) {
     values.push(
       scope(() => {
-        const ix = generator.randperm(n1).slice(0, 0, m).to({ device: x.device as Device });
-        const iy = generator.randperm(n2).slice(0, 0, m).to({ device: y.device as Device });
+        const ix = generator.randperm(n1).slice(0, 0, m).to({ device: x.device });
+        const iy = generator.randperm(n2).slice(0, 0, m).to({ device: y.device });
         return polynomialMmd2Unbiased(x.indexSelect(0, ix), y.indexSelect(0, iy), options);
       }),
     );

@@ -73,7 +73,7 @@ export function pyrDown(x: Tensor): Tensor {
   return scope(() => {
     const c = x.shape[1]!;
     const padded = F.pad(x, [2, 2, 2, 2], 'reflect');
-    return F.conv2d(padded, gaussianKernel(c, 1, x.device as Device), null, { stride: 2, groups: c });
+    return F.conv2d(padded, gaussianKernel(c, 1, x.device), null, { stride: 2, groups: c });
   });
 }
 
@@ -88,7 +88,7 @@ export function pyrUp(x: Tensor, size?: [number, number]): Tensor {
     if (size && (size[0] !== 2 * h || size[1] !== 2 * w)) up = up.slice(2, 0, size[0]).slice(3, 0, size[1]);
     // The stuffed image is blurred with mirror padding, as scipy.ndimage.convolve(mode='mirror').
     const padded = F.pad(up, [2, 2, 2, 2], 'reflect');
-    return F.conv2d(padded, gaussianKernel(c, 4, x.device as Device), null, { groups: c });
+    return F.conv2d(padded, gaussianKernel(c, 4, x.device), null, { groups: c });
   });
 }
 
@@ -261,35 +261,35 @@ export function slicedWasserstein(a: Tensor, b: Tensor, generator: Generator, di
   // Project a few directions at a time so the [k, M] projections stay near 4 M floats.
   const chunk = Math.max(1, Math.min(dirsPerRepeat, Math.floor(2 ** 22 / m)));
   const scratch = { keys: new Uint32Array(m), tmp: new Uint32Array(m) };
-  const aT = a.transpose(0, 1);
-  const bT = b.transpose(0, 1);
-  let total = 0;
-  for (let r = 0; r < dirRepeats; r++) {
-    let sum = 0;
-    scope(() => {
-      const dirs = generator.randn([dim, dirsPerRepeat]);
-      const unitT = dirs.div(dirs.square().sum(0, true).sqrt()).transpose(0, 1).contiguous().to({ device: a.device as Device });
-      for (let s = 0; s < dirsPerRepeat; s += chunk) {
-        const k = Math.min(dirsPerRepeat, s + chunk) - s;
-        const [pa, pb] = scope(() => {
-          const d = unitT.slice(0, s, s + k);
-          // [k, M] row-major: one projection per row.
-          return [d.mm(aT).to('cpu').data() as Float32Array, d.mm(bT).to('cpu').data() as Float32Array];
-        });
-        for (let j = 0; j < k; j++) {
-          const ra = sortFloat32(pa.subarray(j * m, (j + 1) * m), scratch);
-          const rb = sortFloat32(pb.subarray(j * m, (j + 1) * m), scratch);
-          let acc = 0;
-          for (let i = 0; i < m; i++) acc += Math.abs(ra[i]! - rb[i]!);
-          sum += acc;
+  return scope(() => {
+    const aT = a.transpose(0, 1);
+    const bT = b.transpose(0, 1);
+    let total = 0;
+    for (let r = 0; r < dirRepeats; r++) {
+      let sum = 0;
+      scope(() => {
+        const dirs = generator.randn([dim, dirsPerRepeat]);
+        const unitT = dirs.div(dirs.square().sum(0, true).sqrt()).transpose(0, 1).contiguous().to({ device: a.device });
+        for (let s = 0; s < dirsPerRepeat; s += chunk) {
+          const k = Math.min(dirsPerRepeat, s + chunk) - s;
+          const [pa, pb] = scope(() => {
+            const d = unitT.slice(0, s, s + k);
+            // [k, M] row-major: one projection per row.
+            return [d.mm(aT).to('cpu').data() as Float32Array, d.mm(bT).to('cpu').data() as Float32Array];
+          });
+          for (let j = 0; j < k; j++) {
+            const ra = sortFloat32(pa.subarray(j * m, (j + 1) * m), scratch);
+            const rb = sortFloat32(pb.subarray(j * m, (j + 1) * m), scratch);
+            let acc = 0;
+            for (let i = 0; i < m; i++) acc += Math.abs(ra[i]! - rb[i]!);
+            sum += acc;
+          }
         }
-      }
-    });
-    total += sum / (m * dirsPerRepeat);
-  }
-  aT.dispose();
-  bT.dispose();
-  return total / dirRepeats;
+      });
+      total += sum / (m * dirsPerRepeat);
+    }
+    return total / dirRepeats;
+  });
 }
 
 /** SWD ×10³ per level and their mean, from two finalized descriptor sets. */

@@ -126,18 +126,14 @@ export async function trainClassifier(options: TrainClassifierOptions = {}): Pro
   const t0 = performance.now();
   let step = 0;
   for (let epoch = 0; epoch < epochs; epoch++) {
-    const order = g.randperm(n);
-    const perm = order.toArray();
-    order.dispose();
+    const perm = scope(() => g.randperm(n).toArray());
     let lossSum = 0;
     let correct = 0;
     for (let b = 0; b < stepsPerEpoch; b++) {
       // Augmentation draws: shifts in [−2, 2] and flips, from the same generator.
       let draws: number[] = [];
       if (augment !== 'none') {
-        const d = g.randint(0, 5 * 5 * 2, [batchSize]);
-        draws = d.toArray();
-        d.dispose();
+        draws = scope(() => g.randint(0, 5 * 5 * 2, [batchSize]).toArray());
       }
       for (let k = 0; k < batchSize; k++) {
         const i = perm[b * batchSize + k]!;

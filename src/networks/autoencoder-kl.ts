@@ -20,7 +20,7 @@ import { noGrad } from '../tensor/autograd.js';
 import * as F from '../tensor/functional.js';
 import type { Generator } from '../tensor/random.js';
 import { scope } from '../tensor/scope.js';
-import type { Device, Tensor } from '../tensor/tensor.js';
+import type { Tensor } from '../tensor/tensor.js';
 import { named, stripUndefined } from './unet-base.js';
 
 /** diffusers' AutoencoderKL constructor arguments, camelCased (those this port supports). */
@@ -350,7 +350,7 @@ export class AutoencoderKL extends Module {
       throw new Error(`AutoencoderKL.sample: mean [${mean.shape}] and logvar [${logvar.shape}] must have the same shape`);
     return noGrad(() =>
       scope(() => {
-        const eps = generator.randn(mean.shape, { dtype: mean.dtype, device: mean.device as Device });
+        const eps = generator.randn(mean.shape, { dtype: mean.dtype, device: mean.device });
         return mean.add(this.std(posterior).mul(eps));
       }),
     );

@@ -125,14 +125,14 @@ export abstract class UNetBase extends Module {
     checkLabels(name, 'class labels', 'label_dim', classLabels, this.labelDim, n);
     checkLabels(name, 'augment labels', 'augment_dim', augmentLabels, this.augmentDim, n);
     if (this.labelDim === 0) return null;
-    return classLabels ?? zeros([1, this.labelDim], { device: x.device as Device });
+    return classLabels ?? zeros([1, this.labelDim], { device: x.device });
   }
 
   /** In training with label_dropout > 0, zeroes each sample's label with that probability. */
-  protected dropLabels(labels: Tensor, n: number, device: string): Tensor {
+  protected dropLabels(labels: Tensor, n: number, device: Device): Tensor {
     if (!this.training || !this.labelDropout) return labels;
     const g = this.rng.get(`${this.constructor.name} label dropout`);
-    const keep = g.rand([n, 1], { device: device as Device }).ge(this.labelDropout).to(labels.dtype);
+    const keep = g.rand([n, 1], { device }).ge(this.labelDropout).to(labels.dtype);
     return labels.mul(keep);
   }
 }

@@ -6,7 +6,7 @@ import { asDType } from './dtype.js';
 import type { RandomInit } from './init.js';
 import { arange, cat, full, outer, zeros } from '../tensor/creation.js';
 import { scope } from '../tensor/scope.js';
-import type { Device, Tensor } from '../tensor/tensor.js';
+import type { Tensor } from '../tensor/tensor.js';
 
 function checkInput(x: Tensor, what: string): void {
   if (x.ndim !== 1) throw new Error(`${what}: expects a 1-D tensor of noise labels [N], got [${x.shape}]`);
@@ -45,7 +45,7 @@ export class PositionalEmbedding extends Module {
     checkInput(x, 'PositionalEmbedding');
     return scope(() => {
       const f = this.frequencies();
-      const freqs = x.device === 'cpu' ? f : f.to({ device: x.device as Device });
+      const freqs = x.device === 'cpu' ? f : f.to({ device: x.device });
       const xf = outer(x, asDType(freqs, x.dtype));
       return cat([xf.cos(), xf.sin()], 1);
     });

@@ -1,9 +1,9 @@
 // The base of every network: named parameters, buffers and sub-modules, with
 // PyTorch's state-dict naming ("enc.16x16_conv.weight"), so the official
 // weights map 1:1 onto ours and our snapshots read back into PyTorch.
-import { native } from '../tensor/native.js';
+import { replaceData } from '../tensor/parameter-updates.js';
 import { noGrad } from '../tensor/autograd.js';
-import { keep } from '../tensor/scope.js';
+import { keep, scope } from '../tensor/scope.js';
 import type { Device, DType, Tensor } from '../tensor/tensor.js';
 
 export abstract class Module {
@@ -101,11 +101,7 @@ export abstract class Module {
   /** Moves every parameter and buffer to a device and/or float dtype, keeping the same tensor objects. */
   to(target: { device?: Device; dtype?: DType }): this {
     noGrad(() => {
-      for (const [, t] of [...this.namedParameters(), ...this.namedBuffers()]) {
-        const moved = t.to(target);
-        native.setData(t.handle, moved.handle);
-        moved.dispose();
-      }
+      for (const [, t] of [...this.namedParameters(), ...this.namedBuffers()]) scope(() => replaceData(t, t.to(target)));
     });
     return this;
   }

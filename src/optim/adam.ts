@@ -1,8 +1,8 @@
 // Adam, as torch.optim.Adam (no amsgrad): the update itself runs fused in C++
 // over all parameters; the moments live here as tensors so the optimizer
 // state can be saved and restored exactly.
-import { native } from '../tensor/native.js';
 import { zerosLike } from '../tensor/creation.js';
+import { adamUpdate } from '../tensor/parameter-updates.js';
 import { keep } from '../tensor/scope.js';
 import type { Tensor } from '../tensor/tensor.js';
 
@@ -51,10 +51,7 @@ export class Adam {
   /** One update with the current gradients; `lr` may be given per step (learning-rate schedules). */
   step(lr: number = this.lr): void {
     this.stepCount += 1;
-    native.adamStep(
-      this.params.map((p) => p.handle), this.expAvg.map((t) => t.handle), this.expAvgSq.map((t) => t.handle),
-      this.stepCount, lr, this.beta1, this.beta2, this.eps, this.weightDecay,
-    );
+    adamUpdate(this.params, this.expAvg, this.expAvgSq, this.stepCount, { lr, beta1: this.beta1, beta2: this.beta2, eps: this.eps, weightDecay: this.weightDecay });
   }
 
   /** The live state (moments are the optimizer's own tensors: copy them before changing). */
@@ -76,7 +73,5 @@ export class Adam {
   }
 }
 
-/** ema = net.lerp(ema, beta) for each pair, fused (the official EMA form). */
-export function emaUpdate(ema: readonly Tensor[], net: readonly Tensor[], beta: number): void {
-  native.emaUpdate(ema.map((t) => t.handle), net.map((t) => t.handle), beta);
-}
+// The EMA of the weights belongs with the optimizer for the library's users (src/index.ts).
+export { emaUpdate } from '../tensor/parameter-updates.js';

@@ -4,7 +4,7 @@ import type { Tensor } from './tensor.js';
 
 /** Runs `fn` with gradient recording off (torch.no_grad). */
 export function noGrad<T>(fn: () => T): T {
-  const previous = native.setGradEnabled(false) as boolean;
+  const previous = native.setGradEnabled(false);
   try {
     return fn();
   } finally {
@@ -13,7 +13,7 @@ export function noGrad<T>(fn: () => T): T {
 }
 
 export function isGradEnabled(): boolean {
-  return native.isGradEnabled() as boolean;
+  return native.isGradEnabled();
 }
 
 /** Drops the gradients of the given parameters (set to none, as torch's zero_grad). */
@@ -27,5 +27,5 @@ export function zeroGrad(params: readonly Tensor[]): void {
  * returns how many parameters had any.
  */
 export function sanitizeGradients(params: readonly Tensor[], nan = 0, posinf = 1e5, neginf = -1e5): number {
-  return native.gradNanToNum(params.map((p) => p.handle), nan, posinf, neginf) as number;
+  return native.gradNanToNum(params.map((p) => p.handle), nan, posinf, neginf);
 }

@@ -33,12 +33,12 @@ export type CollectiveBackend = 'gloo' | 'nccl';
 
 /** Whether the addon can join a group at all (built with Gloo's or NCCL's headers). */
 export function collectivesAvailable(): boolean {
-  return native.distAvailable() as boolean;
+  return native.distAvailable();
 }
 
 /** The process-group backends this build has: 'gloo' with gloo's headers, 'nccl' in a CUDA build with NCCL's. */
 export function collectiveBackends(): CollectiveBackend[] {
-  return native.distBackends() as CollectiveBackend[];
+  return native.distBackends();
 }
 
 export function joinProcessGroup(a: JoinArgs): void {
@@ -63,7 +63,7 @@ export function broadcast(tensors: readonly Tensor[], root: number): void {
  * Returns the number of buckets.
  */
 export function averageGradients(params: readonly Tensor[], bucketBytes: number): number {
-  return native.distAverageGradients(params.map((t) => t.handle), bucketBytes) as number;
+  return native.distAverageGradients(params.map((t) => t.handle), bucketBytes);
 }
 
 export function barrier(): void {

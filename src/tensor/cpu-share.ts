@@ -80,7 +80,7 @@ export function adaptThreads(): number {
       }
     }
   }
-  return native.getNumThreads() as number;
+  return native.getNumThreads();
 }
 
 /** `threads` fixes the count; undefined follows the free cores (the default of train and generate). */
@@ -98,7 +98,7 @@ export function useThreads(threads: number | undefined): void {
  * for its own work leaves the process as it found it.
  */
 export function saveThreads(): () => void {
-  const threads = native.getNumThreads() as number;
+  const threads = native.getNumThreads();
   const saved = policy ? { ...policy } : null;
   return () => {
     policy = saved;

@@ -1,5 +1,6 @@
 // Making tensors: from JS arrays and typed arrays, constants and ranges.
 import { native } from './native.js';
+import { scope } from './scope.js';
 import { isDType, wrap, type Device, type DType, type Tensor, type TypedArray } from './tensor.js';
 
 export interface CreateOptions {
@@ -64,10 +65,10 @@ function packInto(values: ArrayLike<number>, dtype: DType): TypedArray {
  * from a Uint16Array of their raw bits.
  */
 export function tensor(data: Nested | TypedArray, shape?: readonly number[], options: CreateOptions = {}): Tensor {
-  const half = options.dtype === 'float16' || options.dtype === 'bfloat16';
+  const half = options.dtype === 'float16' || options.dtype === 'bfloat16' ? options.dtype : null;
   if (data instanceof Uint16Array) {
     if (!half) throw new Error("tensor(): a Uint16Array holds raw float16/bfloat16 bits: pass { dtype: 'float16' } or { dtype: 'bfloat16' }");
-    return placed(wrap(native.fromBuffer(data, shape ?? [data.length], options.dtype)), options.device);
+    return scope(() => placed(wrap(native.fromBuffer(data, shape ?? [data.length], half)), options.device));
   }
   let values: TypedArray;
   let dims: readonly number[];
@@ -84,21 +85,16 @@ export function tensor(data: Nested | TypedArray, shape?: readonly number[], opt
     dims = shape ?? inferred;
     values = packInto(flat, build ?? 'float32');
   }
-  let t = wrap(native.fromBuffer(values, dims, build ?? defaultDType(values)));
-  if (half) {
-    const converted = t.to(options.dtype!);
-    t.dispose();
-    t = converted;
-  }
-  return placed(t, options.device);
+  // Made on the CPU (a half dtype as float32), then converted and moved: the scope frees the copies made on the way.
+  return scope(() => {
+    const t = wrap(native.fromBuffer(values, dims, build ?? defaultDType(values)));
+    return placed(half ? t.to(half) : t, options.device);
+  });
 }
 
-/** Moves a freshly made CPU tensor to `device`, freeing the CPU copy. */
+/** `t` on `device` (a copy there, unless it is the CPU). */
 function placed(t: Tensor, device: Device | undefined): Tensor {
-  if (!device || device === 'cpu') return t;
-  const moved = t.to({ device });
-  t.dispose();
-  return moved;
+  return !device || device === 'cpu' ? t : t.to({ device });
 }
 
 /** A zero-dimensional tensor holding one number. */
@@ -152,8 +148,8 @@ export function outer(a: Tensor, b: Tensor): Tensor {
 }
 /** Eigen-decomposition of a symmetric matrix: eigenvalues ascending and eigenvectors as columns. */
 export function eigh(matrix: Tensor): { values: Tensor; vectors: Tensor } {
-  const [values, vectors] = (native.linalgEigh(matrix.handle) as unknown[]).map((h) => wrap(h as never));
-  return { values: values!, vectors: vectors! };
+  const [values, vectors] = native.linalgEigh(matrix.handle);
+  return { values: wrap(values), vectors: wrap(vectors) };
 }
 
 export { isDType };

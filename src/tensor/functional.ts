@@ -123,7 +123,7 @@ export function pad(x: Tensor, padding: number[], mode: 'constant' | 'reflect' |
 
 /** libtorch 2.x's fused attention is there (1.x: compose it from bmm and softmax). */
 export function fusedAttentionAvailable(): boolean {
-  return native.fusedAttentionAvailable() as boolean;
+  return native.fusedAttentionAvailable();
 }
 /** softmax(q·kᵀ/√d)·v for q, k, v [B, H, L, d] → [B, H, L, d] (libtorch 2.x only: see fusedAttentionAvailable). */
 export function scaledDotProductAttention(q: Tensor, k: Tensor, v: Tensor): Tensor {

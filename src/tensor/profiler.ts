@@ -21,7 +21,7 @@ export function startOpProfiler(): void {
 }
 /** Stops timing; the totals per op since startOpProfiler. */
 export function stopOpProfiler(): OpTiming[] {
-  return native.profilerStop() as OpTiming[];
+  return native.profilerStop();
 }
 /** Times `fn`'s ops. */
 export function profileOps<T>(fn: () => T): { result: T; ops: OpTiming[] } {

@@ -1,38 +1,30 @@
 // Seeded random numbers. Every draw names its generator, so a run is
 // reproducible from its seeds. Draws happen on the CPU generator and are then
 // moved to the target device, so a seed gives the same numbers on CPU and GPU.
-import { native, type Handle } from './native.js';
+import { native, type GeneratorHandle } from './native.js';
 import { wrap, type Device, type DType, type Tensor } from './tensor.js';
 import { tensor } from './creation.js';
+import { tensorBytes } from './raw-bytes.js';
+import { scope } from './scope.js';
 
 export class Generator {
   /** @internal */
-  readonly handle: Handle;
+  readonly handle: GeneratorHandle;
   readonly seed: number;
 
   /** A Mersenne-Twister generator as torch.Generator().manual_seed(seed): same seed, same numbers as PyTorch on CPU. */
   constructor(seed: number) {
     if (!Number.isSafeInteger(seed) || seed < 0) throw new Error(`Generator: seed must be a non-negative integer, got ${seed}`);
     this.seed = seed;
-    this.handle = native.generatorCreate(seed) as Handle;
+    this.handle = native.generatorCreate(seed);
   }
 
   /** The full generator state as bytes, for exact resume. */
   getState(): Uint8Array {
-    const t = wrap(native.generatorGetState(this.handle));
-    try {
-      return t.data() as Uint8Array;
-    } finally {
-      t.dispose();
-    }
+    return scope(() => tensorBytes(wrap(native.generatorGetState(this.handle))));
   }
   setState(state: Uint8Array): void {
-    const t = tensor(state, [state.length], { dtype: 'uint8' });
-    try {
-      native.generatorSetState(this.handle, t.handle);
-    } finally {
-      t.dispose();
-    }
+    scope(() => native.generatorSetState(this.handle, tensor(state, [state.length], { dtype: 'uint8' }).handle));
   }
 
   /** Standard normal draws. */

@@ -19,7 +19,7 @@ export function setNumThreads(n: number = availableParallelism()): void {
   native.setNumThreads(n);
 }
 export function getNumThreads(): number {
-  return native.getNumThreads() as number;
+  return native.getNumThreads();
 }
 /**
  * OpenBLAS's own pool size (-1 when the BLAS is not OpenBLAS). The addon sets
@@ -27,24 +27,24 @@ export function getNumThreads(): number {
  * OPENBLAS_NUM_THREADS was set (see native/addon.cc).
  */
 export function blasThreads(): number {
-  return native.blasThreads() as number;
+  return native.blasThreads();
 }
 export function parallelInfo(): string {
-  return native.parallelInfo() as string;
+  return native.parallelInfo();
 }
 export function cudaAvailable(): boolean {
-  return native.cudaAvailable() as boolean;
+  return native.cudaAvailable();
 }
 export function cudaDeviceCount(): number {
-  return native.cudaDeviceCount() as number;
+  return native.cudaDeviceCount();
 }
 /** Whether the addon was compiled against a CUDA libtorch (whether or not a GPU is visible now). */
 export function cudaBuild(): boolean {
-  return native.cudaBuild() as boolean;
+  return native.cudaBuild();
 }
 /** Why no GPU can be used (CUDA's own words, e.g. no NVIDIA driver), or null when one can. */
 export function cudaUnavailableReason(): string | null {
-  return native.cudaUnavailableReason() as string | null;
+  return native.cudaUnavailableReason();
 }
 /** A visible GPU (name null and figures 0 when the addon was built without the CUDA runtime's headers). */
 export interface CudaDevice {
@@ -57,7 +57,7 @@ export interface CudaDevice {
   multiprocessors: number;
 }
 export function cudaDevices(): CudaDevice[] {
-  return native.cudaDevices() as CudaDevice[];
+  return native.cudaDevices();
 }
 /** "cuda:0 NVIDIA H200, 139.7 GiB, compute capability 9.0, 132 SMs" */
 export function describeCudaDevice(d: CudaDevice): string {
@@ -79,7 +79,7 @@ export interface CudaMemoryStats {
   peakReserved: number;
 }
 export function cudaMemoryStats(device: Device): CudaMemoryStats | null {
-  return device === 'cpu' ? null : (native.cudaMemoryStats(cudaIndex(device)) as CudaMemoryStats | null);
+  return device === 'cpu' ? null : (native.cudaMemoryStats(cudaIndex(device)));
 }
 export function resetCudaPeakMemory(device: Device): void {
   if (device !== 'cpu') native.cudaResetPeakMemory(cudaIndex(device));
@@ -111,20 +111,24 @@ export function resolveDevice(name: string | undefined): Device {
 function checkedDevice(name: string | undefined): Device {
   if (name === undefined || name === 'auto') return defaultDevice();
   if (name === 'cpu') return 'cpu';
-  if (/^cuda(:\d+)?$/.test(name)) {
+  if (isCudaName(name)) {
     if (!cudaBuild())
       throw new Error(`device '${name}' requested but this libtorch has no CUDA: the addon is a CPU build (${engineInfo().version}); build it against a CUDA libtorch (pip install torch, or set LIBTORCH), see README, "On a GPU"`);
     if (!cudaAvailable())
       throw new Error(`device '${name}' requested, but no GPU is visible: the addon is a CUDA build (libtorch ${engineInfo().version}${engineInfo().cuda ? `, CUDA ${engineInfo().cuda}` : ''}) and CUDA says: ${cudaUnavailableReason() ?? 'no device'}`);
     const count = cudaDeviceCount();
-    if (cudaIndex(name as Device) >= count) throw new Error(`device '${name}' does not exist: ${count} GPU(s) visible (cuda:0${count > 1 ? `..cuda:${count - 1}` : ''})`);
-    return name as Device;
+    if (cudaIndex(name) >= count) throw new Error(`device '${name}' does not exist: ${count} GPU(s) visible (cuda:0${count > 1 ? `..cuda:${count - 1}` : ''})`);
+    return name;
   }
   throw new Error(`unknown device '${name}': expected cpu, cuda, cuda:N or auto`);
 }
+/** 'cuda' or 'cuda:N' as the user wrote it (whether that GPU exists is checked apart). */
+function isCudaName(name: string): name is Exclude<Device, 'cpu'> {
+  return /^cuda(:\d+)?$/.test(name);
+}
 /** Number of tensor handles not yet disposed (for leak checks). */
 export function liveTensors(): number {
-  return native.liveTensors() as number;
+  return native.liveTensors();
 }
 /**
  * V8's running total of external memory, which it weighs when deciding to
@@ -133,7 +137,7 @@ export function liveTensors(): number {
  * (see ScopedResource.releasedToGc). Compare differences, not absolute values.
  */
 export function externalMemoryReported(): number {
-  return native.externalMemory() as number;
+  return native.externalMemory();
 }
 /**
  * The caching allocator for CPU tensor storage (native/cpu_allocator.cc):
@@ -150,7 +154,7 @@ export interface CpuCacheStats {
   capBytes: number;
 }
 export function cpuCacheStats(): CpuCacheStats {
-  return native.cpuCacheStats() as CpuCacheStats;
+  return native.cpuCacheStats();
 }
 export function setDeterministic(on: boolean): void {
   native.setDeterministic(on);
@@ -192,13 +196,13 @@ function cpuFlags(): { model: string; flags: Set<string> } {
 }
 
 export function engineInfo(): EngineInfo {
-  const version = native.torchVersion() as string;
-  const config = native.buildConfig() as string;
+  const version = native.torchVersion();
+  const config = native.buildConfig();
   const { model, flags } = cpuFlags();
   return {
     version,
     major: Number.parseInt(version, 10),
-    library: native.torchLibrary() as string | null,
+    library: native.torchLibrary(),
     blas: /BLAS_INFO=([^,\s]+)/.exec(config)?.[1] ?? 'unknown',
     onednn: /MKL-DNN v([\d.]+)/.exec(config)?.[1] ?? /oneDNN v([\d.]+)/.exec(config)?.[1] ?? null,
     atenCapability: /CPU capability usage: (\S+)/.exec(config)?.[1] ?? 'unknown',

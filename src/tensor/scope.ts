@@ -3,6 +3,19 @@
 // scope returns (found anywhere inside arrays, plain objects or Maps), which
 // move to the enclosing scope. Finalisers remain only a safety net: native
 // memory is released at the end of each scope, not whenever the GC runs.
+//
+// Which to use when:
+// - scope() for temporaries: tensors a function makes only to compute its
+//   result. It frees them on every path, errors included, which a list of
+//   dispose() calls at the end of the function does not.
+// - dispose() for owned state: tensors that outlive any one scope (a
+//   module's parameters, optimizer moments, an accumulator's sums, a loaded
+//   file's tensors until a network has copied them, a sampler's state
+//   between steps) are freed by their owner when it is done with them, and
+//   made inside a scope they must be kept (keep(), or returned).
+// - Not scope() around code that builds an object holding tensors (a
+//   Module, a class): its result is not searched, so those tensors would be
+//   freed with the temporaries.
 
 export interface ScopedResource {
   dispose(): void;
@@ -24,7 +37,7 @@ export function trackInScope(resource: ScopedResource): void {
   else resource.releasedToGc?.();
 }
 
-/** Removes a resource from the innermost scope that owns it, so it outlives it. */
+/** Removes a resource from the innermost scope that owns it, so it outlives it (its owner then frees it with dispose()). */
 export function keep<T extends ScopedResource>(resource: T): T {
   for (let k = stack.length - 1; k >= 0; k--) {
     if (stack[k]!.delete(resource)) {
@@ -52,7 +65,9 @@ function collectReturned(value: unknown, owned: Set<ScopedResource>, found: Set<
 }
 
 /**
- * Runs `fn` and disposes every tensor it created except those in its result.
+ * Runs `fn` and disposes every tensor it created except those in its result
+ * (tensors, or arrays, plain objects and Maps of them); those move to the
+ * enclosing scope. The way to free temporaries (see the top of this file).
  * Synchronous on purpose: an `await` inside would let unrelated code create
  * tensors into this scope.
  */

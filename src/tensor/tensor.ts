@@ -1,8 +1,8 @@
 // The typed face of a libtorch tensor. Ops are thin calls into the addon;
 // shape, dtype and device checks happen in libtorch, and their errors come
 // back as JS Errors naming the op and the shapes involved.
-import { native, type Handle } from './native.js';
-import { trackInScope } from './scope.js';
+import { native, type TensorHandle } from './native.js';
+import { scope, trackInScope } from './scope.js';
 
 export type DType = 'float32' | 'float64' | 'float16' | 'bfloat16' | 'int64' | 'int32' | 'uint8' | 'bool';
 export type Device = 'cpu' | 'cuda' | `cuda:${number}`;
@@ -23,11 +23,11 @@ const storageArray: Record<DType, { new (buffer: ArrayBuffer): TypedArray }> = {
 
 export class Tensor {
   /** @internal the addon's handle; do not use outside src/tensor. */
-  readonly handle: Handle;
+  readonly handle: TensorHandle;
   #shape: number[] | undefined;
 
   /** @internal tensors are made by the factory functions and ops, not by `new`. */
-  constructor(handle: Handle) {
+  constructor(handle: TensorHandle) {
     this.handle = handle;
     trackInScope(this);
   }
@@ -36,7 +36,7 @@ export class Tensor {
 
   /** Sizes of each dimension (cached: no op here changes a tensor's shape in place). */
   get shape(): readonly number[] {
-    return (this.#shape ??= native.shape(this.handle) as number[]);
+    return (this.#shape ??= native.shape(this.handle));
   }
   get ndim(): number {
     return this.shape.length;
@@ -45,22 +45,22 @@ export class Tensor {
     return this.shape.reduce((a, b) => a * b, 1);
   }
   get dtype(): DType {
-    return native.dtype(this.handle) as DType;
+    return native.dtype(this.handle);
   }
-  get device(): string {
-    return native.device(this.handle) as string;
+  get device(): Device {
+    return native.device(this.handle);
   }
   get requiresGrad(): boolean {
-    return native.requiresGrad(this.handle) as boolean;
+    return native.requiresGrad(this.handle);
   }
   get isDisposed(): boolean {
-    return native.isDisposed(this.handle) as boolean;
+    return native.isDisposed(this.handle);
   }
   get isContiguous(): boolean {
-    return native.isContiguous(this.handle) as boolean;
+    return native.isContiguous(this.handle);
   }
   toString(): string {
-    return this.isDisposed ? 'Tensor(disposed)' : (native.describe(this.handle) as string);
+    return this.isDisposed ? 'Tensor(disposed)' : (native.describe(this.handle));
   }
 
   /** @internal see ScopedResource.releasedToGc. */
@@ -68,7 +68,11 @@ export class Tensor {
     native.accountExternal(this.handle);
   }
 
-  /** Frees the native memory now (if no view shares it). Idempotent. */
+  /**
+   * Frees the native memory now (if no view shares it). Idempotent. For
+   * tensors that outlive a scope (owned state: parameters, moments, caches);
+   * temporaries are freed by scope() instead (src/tensor/scope.ts).
+   */
   dispose(): void {
     native.dispose(this.handle);
     this.#shape = undefined; // so that `shape` after dispose throws like every other use
@@ -79,15 +83,8 @@ export class Tensor {
   /** A copy of the values in the dtype's natural typed array (float16/bfloat16 as float32). */
   data(): TypedArray {
     const dtype = this.dtype;
-    if (dtype === 'float16' || dtype === 'bfloat16') {
-      const f = wrap(native.to(this.handle, 'float32'));
-      try {
-        return f.data();
-      } finally {
-        f.dispose();
-      }
-    }
-    return new storageArray[dtype](native.toBuffer(this.handle) as ArrayBuffer);
+    if (dtype === 'float16' || dtype === 'bfloat16') return scope(() => wrap(native.to(this.handle, 'float32')).data());
+    return new storageArray[dtype](native.toBuffer(this.handle));
   }
   /** A copy of the values as a flat array of numbers (int64 converted with Number()). */
   toArray(): number[] {
@@ -96,7 +93,7 @@ export class Tensor {
   }
   /** The value of a one-element tensor. */
   item(): number {
-    return native.item(this.handle) as number;
+    return native.item(this.handle);
   }
 
   // ---- conversion ------------------------------------------------------------------------
@@ -308,7 +305,7 @@ export class Tensor {
   }
   /** True when no element is NaN or ±Inf. */
   allFinite(): boolean {
-    return native.allFinite(this.handle) as boolean;
+    return native.allFinite(this.handle);
   }
 
   // ---- reductions (no dims = over all elements) ------------------------------------------------
@@ -418,7 +415,7 @@ export class Tensor {
     return this;
   }
   get isLeaf(): boolean {
-    return native.isLeaf(this.handle) as boolean;
+    return native.isLeaf(this.handle);
   }
   /** The accumulated gradient, or null when backward has not reached this tensor. */
   get grad(): Tensor | null {
@@ -436,15 +433,15 @@ export class Tensor {
 }
 
 /** @internal wraps a fresh handle from the addon. */
-export function wrap(handle: Handle): Tensor {
+export function wrap(handle: TensorHandle): Tensor {
   return new Tensor(handle);
 }
 /** @internal */
-export function wrapAll(handles: Handle[]): Tensor[] {
+export function wrapAll(handles: TensorHandle[]): Tensor[] {
   return handles.map(wrap);
 }
 
-function operand(x: Tensor | Scalar): Handle | number {
+function operand(x: Tensor | Scalar): TensorHandle | number {
   return typeof x === 'number' ? x : x.handle;
 }
 

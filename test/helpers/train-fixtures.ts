@@ -8,7 +8,7 @@ import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import sharp from 'sharp';
 import { readSafetensors } from '../../src/io/safetensors.js';
-import { native } from '../../src/tensor/native.js';
+import { tensorBytes } from '../../src/tensor/raw-bytes.js';
 import type { TrainRequest } from '../../src/train/train.js';
 import { TEST_DEVICE } from './device.js';
 
@@ -100,7 +100,7 @@ export function safetensorsBytes(path: string): { tensors: Map<string, { dtype: 
   const { tensors, metadata } = readSafetensors(path);
   const out = new Map<string, { dtype: string; shape: number[]; bytes: Buffer }>();
   for (const [name, t] of tensors) {
-    out.set(name, { dtype: t.dtype, shape: [...t.shape], bytes: Buffer.from(native.toBuffer(t.handle) as ArrayBuffer) });
+    out.set(name, { dtype: t.dtype, shape: [...t.shape], bytes: Buffer.from(tensorBytes(t)) });
     t.dispose();
   }
   return { tensors: out, metadata };
