@@ -2,7 +2,7 @@
 // most programs use), then the engine, modules, networks, the method, data and
 // metrics underneath them. (The CLI is src/cli/main.ts.) The order here is the
 // order of docs/api.md.
-export { train, trainWithEvents, type TrainRequest, type TrainControls } from './train/train.js';
+export { train, trainWithEvents, type TrainRequest, type TrainControls, type DashboardRequest } from './train/train.js';
 export type { TrainSettings, NewRunSettings, ResumeRunSettings, ResumeSettings } from './train/settings.js';
 export type { TrainingResult } from './train/training-loop.js';
 export type { TrainingEvent } from './train/events.js';

@@ -1,6 +1,12 @@
 // What a training run reports while it runs: typed events for a program
 // (a progress bar, a log of its own, a chart), by callback (`onEvent`) or as
 // an async iterator (`trainWithEvents`). The same figures go to stats.jsonl.
+
+/**
+ * What a run reports, by `type`: 'start' once, 'tick' at every tick (the
+ * progress line's figures), 'snapshot' and 'state' for each file written, and
+ * 'metrics' when sample quality was measured. Rank 0's only in a data-parallel run.
+ */
 export type TrainingEvent =
   | {
       type: 'start';

@@ -61,6 +61,7 @@ export interface TrainControls {
   dashboard?: DashboardRequest;
 }
 
+/** The live training page: where it listens and how long it lives. */
 export interface DashboardRequest {
   /** undefined: 6060 or the next free port; 0: any free port. */
   port?: number;

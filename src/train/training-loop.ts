@@ -26,14 +26,19 @@ import type { ResolvedTrainOptions } from './options.js';
 import type { TrainingComponents } from './components.js';
 import type { TrainingEvent } from './events.js';
 
+/** How a run ended: where it is, how far it got, and why it stopped. */
 export interface TrainingResult {
+  /** The run directory (its snapshots, states, stats.jsonl, log.txt); '' on the ranks other than 0. */
   runDir: string;
+  /** Patch samples trained (the official cur_nimg), earlier processes of a resumed run included. */
   curNimg: number;
+  /** Stopped before its duration (an abort or --max-minutes), with a resumable state written. */
   stoppedEarly: boolean;
   /** Stopped by --max-minutes (not by a signal). */
   timeLimitReached?: boolean;
   /** A resume of a run that had already reached its duration: nothing was trained or written. */
   alreadyFinished?: boolean;
+  /** The newest network snapshot this process wrote (null if none). */
   lastSnapshot: string | null;
 }
 
