@@ -16,7 +16,7 @@ import { subsetIndices } from '../data/dataset.js';
 import { Generator, cat, defaultDevice, keep, scope, tensor, type Device, type Tensor } from '../tensor/index.js';
 import { DEFAULT_CLASSIFIER_PATH, loadClassifier } from './classifier.js';
 import type { FeatureNetwork } from './feature-network.js';
-import { FeatureStatsAccumulator, frechetDistanceParts, loadStatistics, saveStatistics, type FeatureStatistics } from './frechet.js';
+import { FeatureStatsAccumulator, frechetDistanceParts, loadStatistics, saveStatistics, type FeatureStatistics, type SavedStatistics } from './frechet.js';
 import { datasetImages, deriveSeed, imageArrayToTensor, sliceImages, checkImageArray, type ImageArray } from './images.js';
 import { loadInception, type InceptionPreprocessing } from './inception.js';
 import { kernelInceptionDistance, type KidResult } from './kid.js';
@@ -265,12 +265,43 @@ async function* batches(generated: GeneratedImages, batchSize: number): AsyncGen
   for (const b of generated as Iterable<ImageArray>) yield* split(b);
 }
 
+/** A feature network and what the generated images have left in it so far. */
 interface NetworkUse {
   network: FeatureNetwork;
-  fd: MetricName | null;
-  kid: MetricName | null;
+  /** Where its weights came from, for the report. */
+  path: string;
+  fd: 'fd-classifier' | 'fid-inception' | null;
+  kid: 'kid-classifier' | 'kid-inception' | null;
   acc: FeatureStatsAccumulator;
+  /** Generated features on the CPU: KID needs samples, not moments. */
   features: Tensor[];
+  /** A caveat its file gives about reading its figures. */
+  note: string | null;
+}
+
+/** A statistics file given as the reference, as read. */
+interface StatsFile {
+  path: string;
+  saved: SavedStatistics;
+}
+
+/** The reference behind one network's figures, from a statistics file or a data set. */
+interface Reference {
+  name: string;
+  datasetSha256: string | undefined;
+  stats: FeatureStatistics;
+  features: Tensor | null;
+  count: number;
+  /** The statistics file it was read from or cached in. */
+  path: string | null;
+  fromCache: boolean;
+}
+
+/** Where the SWD reference images come from and how the descriptors are drawn. */
+interface SwdReference {
+  dataset: ImageDataset | null;
+  options: ComputeMetricsOptions['swd'];
+  seed: number;
 }
 
 /** Computes the requested metrics of generated images against a reference. */
@@ -279,187 +310,261 @@ export async function computeMetrics(options: ComputeMetricsOptions): Promise<Me
   const log = options.log ?? (() => {});
   const seed = options.seed ?? 0;
   const device = options.device ?? defaultDevice();
-  const wanted = new Set(options.metrics);
-  for (const m of wanted) if (!(METRIC_NAMES as readonly string[]).includes(m)) throw new Error(`unknown metric '${m}'; known: ${METRIC_NAMES.join(', ')}`);
-  if (wanted.size === 0) throw new Error('no metrics requested');
+  const wanted = checkMetricNames(options.metrics);
   const notes: string[] = [];
   const seeds = { kid: deriveSeed(seed, 1), swd: deriveSeed(seed, 2), kidReferenceSubset: 0 };
-
-  // Reference: a dataset or a statistics file.
-  const refStats = typeof options.reference === 'string' ? loadStatistics(options.reference) : null;
+  const statsFile: StatsFile | null = typeof options.reference === 'string' ? { path: options.reference, saved: loadStatistics(options.reference) } : null;
   const refDataset = typeof options.reference === 'string' ? null : options.reference;
-  if (refStats) {
-    const { featureNetwork } = refStats.info;
-    const usable = featureNetwork === 'fashion-mnist-classifier' ? ['fd-classifier', 'kid-classifier'] : featureNetwork.startsWith('inception-v3') ? ['fid-inception', 'kid-inception'] : [];
-    const bad = [...wanted].filter((m) => !usable.includes(m));
-    if (bad.length)
-      throw new Error(
-        `the reference ${options.reference as string} holds ${featureNetwork} statistics, which cannot give ${bad.join(', ')}` +
-          (bad.includes('swd') ? ' (SWD needs reference images: give a dataset)' : ''),
-      );
-  }
-
-  // Feature networks.
+  const swdRef: SwdReference = { dataset: refDataset, options: options.swd, seed: seeds.swd };
   const uses: NetworkUse[] = [];
-  const networks: Record<string, NetworkInfo> = {};
   let swd: SwdDescriptors | null = null;
   try {
-    if (wanted.has('fd-classifier') || wanted.has('kid-classifier')) {
-      const path = options.classifierPath ?? DEFAULT_CLASSIFIER_PATH;
-      const net = loadClassifier(path, { device });
-      networks[net.name] = { name: net.name, sha256: net.sha256, path, preprocessing: net.preprocessing };
-      if (net.metadata.test_accuracy) notes.push(`classifier test accuracy ${net.metadata.test_accuracy} on Fashion-MNIST; classifier figures are only meaningful for Fashion-MNIST-like data`);
-      uses.push({ network: net, fd: wanted.has('fd-classifier') ? 'fd-classifier' : null, kid: wanted.has('kid-classifier') ? 'kid-classifier' : null, acc: new FeatureStatsAccumulator(net.dim, device), features: [] });
-    }
-    if (wanted.has('fid-inception') || wanted.has('kid-inception')) {
-      if (!options.detectorPath) throw new Error('fid-inception / kid-inception need Inception weights: pass detectorPath (--detector FILE: pytorch-fid\'s .pth or a safetensors)');
-      const net = loadInception(options.detectorPath, { device, ...(options.detectorPreprocessing ? { preprocessing: options.detectorPreprocessing } : {}) });
-      networks[net.name] = { name: net.name, sha256: net.sha256, path: options.detectorPath, preprocessing: net.preprocessing };
-      uses.push({ network: net, fd: wanted.has('fid-inception') ? 'fid-inception' : null, kid: wanted.has('kid-inception') ? 'kid-inception' : null, acc: new FeatureStatsAccumulator(net.dim, device), features: [] });
-    }
-    if (refStats) {
-      const u = uses[0]!;
-      if (refStats.info.featureNetworkSha256 === '')
-        notes.push(
-          `${options.reference as string} does not record which detector or preprocessing made it: the FID is comparable only if it was ` +
-            `${u.network.name} (${u.network.preprocessing}) on the same kind of images`,
-        );
-      else if (refStats.info.featureNetwork !== u.network.name)
-        throw new Error(
-          `${options.reference as string} holds ${refStats.info.featureNetwork} statistics (${refStats.info.preprocessing ?? 'unknown preprocessing'}), ` +
-            `but the detector runs as ${u.network.name} (${u.network.preprocessing}); use the same --detector-preprocessing or recompute the reference`,
-        );
-      else if (refStats.info.featureNetworkSha256 !== u.network.sha256)
-        throw new Error(
-          `${options.reference as string} was computed with ${refStats.info.featureNetwork} weights ${refStats.info.featureNetworkSha256.slice(0, 16)}…, ` +
-            `but the loaded network's weights are ${u.network.sha256.slice(0, 16)}…; recompute the reference statistics`,
-        );
-      if (u.kid && !refStats.features) throw new Error(`${options.reference as string} holds no features, so ${u.kid} cannot be computed (only FD)`);
+    if (statsFile) checkStatsFileCovers(statsFile, wanted);
+    if (wanted.has('fd-classifier') || wanted.has('kid-classifier')) uses.push(openClassifier(options.classifierPath ?? DEFAULT_CLASSIFIER_PATH, wanted, device));
+    if (wanted.has('fid-inception') || wanted.has('kid-inception')) uses.push(openDetector(options.detectorPath, options.detectorPreprocessing, wanted, device));
+    for (const u of uses) if (u.note) notes.push(u.note);
+    // A statistics file serves only the network it was made with, so it is the one network open.
+    const statsNote = statsFile ? checkStatsFileMatches(statsFile, uses[0]!) : null;
+    if (statsNote) notes.push(statsNote);
+
+    // Inception's 299² inputs make big batches costly in memory.
+    const batchSize = options.batchSize ?? (uses.some((u) => u.network.dim === 2048) ? 32 : 256);
+    const pass = await readGenerated(options.generated, uses, wanted.has('swd') ? swdRef : null, batchSize, device, log);
+    swd = pass.swd;
+    const generated = pass.geometry;
+    if (generated.count < 2000 && (wanted.has('fd-classifier') || wanted.has('fid-inception')))
+      notes.push(`FD/FID from ${generated.count} images is strongly biased upwards (EDM uses 50,000); compare only figures with equal counts`);
+    const reference: MetricsReport['reference'] = { name: '', count: 0, source: statsFile ? 'stats-file' : 'dataset', statsFiles: [] };
+    const report: MetricsReport = { metrics: {}, generated, reference, seed, seeds, networks: networkInfos(uses), notes, seconds: 0 };
+
+    const dsSha = refDataset ? datasetSha256(refDataset) : undefined;
+    for (const u of uses) {
+      const ref = statsFile ? statsFileReference(statsFile) : datasetReference(refDataset!, dsSha!, u.network, options, batchSize, device, log);
+      recordReference(report.reference, ref);
+      const figures = distanceFigures(u, ref, options.kid, seeds.kid);
+      Object.assign(report.metrics, figures.metrics);
+      notes.push(...figures.notes);
     }
 
-    // Generated images: one pass, feeding every network and SWD.
-    let swdLimit = Infinity;
-    let geometry: MetricsReport['generated'] | null = null;
-    const batchSize = options.batchSize ?? (uses.some((u) => u.network.dim === 2048) ? 32 : 256);
-    let count = 0;
-    for await (const b of batches(options.generated, batchSize)) {
+    if (swd) {
+      if (swd.count < generated.count) notes.push(`SWD used the first ${swd.count} generated images (the reference has only ${swd.count})`);
+      report.metrics.swd = swdFigure(swd, refDataset!, swdRef, batchSize, device);
+      report.reference.swdCount = swd.count;
+      // With SWD alone no feature statistics named the reference: the data set does.
+      if (!report.reference.name) report.reference.name = refDataset!.name;
+      if (!report.reference.count) report.reference.count = refDataset!.length;
+    }
+    report.seconds = (performance.now() - t0) / 1000;
+    return report;
+  } finally {
+    disposeAll(statsFile, swd, uses);
+  }
+}
+
+function checkMetricNames(metrics: readonly MetricName[]): Set<MetricName> {
+  const wanted = new Set(metrics);
+  for (const m of wanted) if (!(METRIC_NAMES as readonly string[]).includes(m)) throw new Error(`unknown metric '${m}'; known: ${METRIC_NAMES.join(', ')}`);
+  if (wanted.size === 0) throw new Error('no metrics requested');
+  return wanted;
+}
+
+/** A statistics file holds one network's moments, so it can serve only that network's metrics (and never SWD). */
+function checkStatsFileCovers({ path, saved }: StatsFile, wanted: ReadonlySet<MetricName>): void {
+  const { featureNetwork } = saved.info;
+  const usable = featureNetwork === 'fashion-mnist-classifier' ? ['fd-classifier', 'kid-classifier'] : featureNetwork.startsWith('inception-v3') ? ['fid-inception', 'kid-inception'] : [];
+  const bad = [...wanted].filter((m) => !usable.includes(m));
+  if (bad.length)
+    throw new Error(
+      `the reference ${path} holds ${featureNetwork} statistics, which cannot give ${bad.join(', ')}` +
+        (bad.includes('swd') ? ' (SWD needs reference images: give a dataset)' : ''),
+    );
+}
+
+function openClassifier(path: string, wanted: ReadonlySet<MetricName>, device: Device): NetworkUse {
+  const network = loadClassifier(path, { device });
+  const accuracy = network.metadata.test_accuracy;
+  const note = accuracy ? `classifier test accuracy ${accuracy} on Fashion-MNIST; classifier figures are only meaningful for Fashion-MNIST-like data` : null;
+  return networkUse(network, path, wanted.has('fd-classifier') ? 'fd-classifier' : null, wanted.has('kid-classifier') ? 'kid-classifier' : null, device, note);
+}
+
+function openDetector(path: string | undefined, preprocessing: InceptionPreprocessing | undefined, wanted: ReadonlySet<MetricName>, device: Device): NetworkUse {
+  if (!path) throw new Error('fid-inception / kid-inception need Inception weights: pass detectorPath (--detector FILE: pytorch-fid\'s .pth or a safetensors)');
+  const network = loadInception(path, { device, ...(preprocessing ? { preprocessing } : {}) });
+  return networkUse(network, path, wanted.has('fid-inception') ? 'fid-inception' : null, wanted.has('kid-inception') ? 'kid-inception' : null, device, null);
+}
+
+function networkUse(network: FeatureNetwork, path: string, fd: NetworkUse['fd'], kid: NetworkUse['kid'], device: Device, note: string | null): NetworkUse {
+  return { network, path, fd, kid, acc: new FeatureStatsAccumulator(network.dim, device), features: [], note };
+}
+
+function networkInfos(uses: readonly NetworkUse[]): Record<string, NetworkInfo> {
+  return Object.fromEntries(uses.map(({ network, path }) => [network.name, { name: network.name, sha256: network.sha256, path, preprocessing: network.preprocessing }]));
+}
+
+/**
+ * Statistics are comparable only under the same detector weights and
+ * preprocessing. Files that do not record them (pytorch-fid's .npz) cannot be
+ * checked, so they get a note (returned) instead of an error.
+ */
+function checkStatsFileMatches({ path, saved }: StatsFile, use: NetworkUse): string | null {
+  const { info } = saved;
+  const net = use.network;
+  let note: string | null = null;
+  if (info.featureNetworkSha256 === '')
+    note = `${path} does not record which detector or preprocessing made it: the FID is comparable only if it was ${net.name} (${net.preprocessing}) on the same kind of images`;
+  else if (info.featureNetwork !== net.name)
+    throw new Error(
+      `${path} holds ${info.featureNetwork} statistics (${info.preprocessing ?? 'unknown preprocessing'}), ` +
+        `but the detector runs as ${net.name} (${net.preprocessing}); use the same --detector-preprocessing or recompute the reference`,
+    );
+  else if (info.featureNetworkSha256 !== net.sha256)
+    throw new Error(
+      `${path} was computed with ${info.featureNetwork} weights ${info.featureNetworkSha256.slice(0, 16)}…, ` +
+        `but the loaded network's weights are ${net.sha256.slice(0, 16)}…; recompute the reference statistics`,
+    );
+  if (use.kid && !saved.features) throw new Error(`${path} holds no features, so ${use.kid} cannot be computed (only FD)`);
+  return note;
+}
+
+/**
+ * Reads the generated images once, whatever form they come in, feeding every
+ * network and SWD. The SWD descriptors are opened on the first batch because
+ * only then is the image size known; once returned they are the caller's to
+ * dispose, and if reading fails they are disposed here.
+ */
+async function readGenerated(
+  generated: GeneratedImages,
+  uses: readonly NetworkUse[],
+  swdRef: SwdReference | null,
+  batchSize: number,
+  device: Device,
+  log: (line: string) => void,
+): Promise<{ geometry: MetricsReport['generated']; swd: SwdDescriptors | null }> {
+  // SWD pairs each generated image with a reference image, so it takes no more than the reference holds.
+  const swdLimit = swdRef?.dataset?.length ?? Infinity;
+  let geometry: MetricsReport['generated'] | null = null;
+  let swd: SwdDescriptors | null = null;
+  let count = 0;
+  try {
+    for await (const b of batches(generated, batchSize)) {
       if (b.count === 0) continue;
       if (!geometry) geometry = { count: 0, channels: b.channels, height: b.height, width: b.width };
-      else if (b.channels !== geometry.channels || b.height !== geometry.height || b.width !== geometry.width)
-        throw new Error(`generated images differ in geometry: ${b.channels}×${b.height}×${b.width} after ${geometry.channels}×${geometry.height}×${geometry.width}`);
-      if (wanted.has('swd') && !swd) {
-        if (!refDataset) throw new Error('SWD needs reference images');
-        if (b.height !== b.width) throw new Error(`SWD needs square images, got ${b.height}×${b.width}`);
-        if (refDataset.resolution !== b.height || refDataset.channels !== b.channels)
-          throw new Error(
-            `SWD compares pixels, so generated (${b.channels}×${b.height}²) and reference (${refDataset.channels}×${refDataset.resolution}²) images must have the same size and channels`,
-          );
-        swd = new SwdDescriptors(b.height, b.channels, { ...options.swd, seed: seeds.swd, device });
-        swdLimit = refDataset.length;
-      }
-      scope(() => {
-        const x = imageArrayToTensor(b, device);
-        for (const u of uses) {
-          const f = u.network.features(x);
-          u.acc.add(f);
-          if (u.kid) u.features.push(keep(f.to('cpu')));
-        }
-        if (swd && swd.count < swdLimit) swd.add(swd.count + b.count > swdLimit ? x.slice(0, 0, swdLimit - swd.count) : x);
-      });
+      else checkSameGeometry(geometry, b);
+      if (swdRef && !swd) swd = openSwd(b, swdRef, device);
+      feedBatch(b, uses, swd, swdLimit, device);
       count += b.count;
       if ((count / batchSize) % 20 < 1) log(`generated: ${count} images`);
     }
     if (!geometry || count < 2) throw new Error(`need at least 2 generated images, got ${count}`);
     geometry.count = count;
-    if (count < 2000 && (wanted.has('fd-classifier') || wanted.has('fid-inception')))
-      notes.push(`FD/FID from ${count} images is strongly biased upwards (EDM uses 50,000); compare only figures with equal counts`);
-
-    const report: MetricsReport = {
-      metrics: {},
-      generated: geometry,
-      reference: { name: '', count: 0, source: refStats ? 'stats-file' : 'dataset', statsFiles: [] },
-      seed,
-      seeds,
-      networks,
-      notes,
-      seconds: 0,
-    };
-
-    // Reference statistics and the figures.
-    const dsSha = refDataset ? datasetSha256(refDataset) : undefined;
-    for (const u of uses) {
-      let ref: { stats: FeatureStatistics; features: Tensor | null; count: number };
-      if (refStats) {
-        ref = { stats: refStats.stats, features: refStats.features, count: refStats.stats.count };
-        report.reference.name = refStats.info.dataset;
-        if (refStats.info.datasetSha256) report.reference.datasetSha256 = refStats.info.datasetSha256;
-        report.reference.statsFiles.push(options.reference as string);
-      } else {
-        const r = referenceStatistics(refDataset!, u.network, {
-          cacheDir: options.cacheDir === undefined ? defaultCacheDir() : options.cacheDir,
-          batchSize,
-          device,
-          log,
-          sha256: dsSha!,
-          ...(options.kidReferenceFeatures !== undefined ? { kidFeatures: options.kidReferenceFeatures } : {}),
-          ...(options.referenceLimit !== undefined ? { limit: options.referenceLimit } : {}),
-        });
-        ref = r;
-        report.reference.name = refDataset!.name;
-        report.reference.datasetSha256 = r.datasetSha256;
-        if (r.fromCache) report.reference.source = 'cache';
-        if (r.path) report.reference.statsFiles.push(r.path);
-      }
-      report.reference.count = ref.count;
-      try {
-        if (u.fd) {
-          const parts = frechetDistanceParts(u.acc.finalize(), ref.stats);
-          report.metrics[u.fd as 'fd-classifier' | 'fid-inception'] = parts.distance;
-        }
-        if (u.kid) {
-          if (!ref.features) throw new Error(`no reference features for ${u.kid}`);
-          const gen = cat(u.features, 0);
-          try {
-            const k: KidResult = kernelInceptionDistance(gen, ref.features, { ...options.kid, generator: new Generator(seeds.kid) });
-            report.metrics[u.kid as 'kid-classifier' | 'kid-inception'] = { mean: k.mean, std: k.std, subsets: k.subsets, subsetSize: k.subsetSize };
-            if (k.subsetSize < (options.kid?.subsetSize ?? 1000)) notes.push(`${u.kid}: subsets of ${k.subsetSize} (fewer samples than the default 1000)`);
-          } finally {
-            gen.dispose();
-          }
-        }
-      } finally {
-        ref.features?.dispose();
-      }
-    }
-
-    if (swd) {
-      const n = swd.count;
-      if (n < count) notes.push(`SWD used the first ${n} generated images (the reference has only ${n})`);
-      const ref = new SwdDescriptors(swd.resolution, swd.channels, { ...options.swd, seed: seeds.swd, device });
-      try {
-        const idx = subsetIndices(refDataset!.length, n, seeds.swd);
-        for (let s = 0; s < n; s += batchSize) ref.addArray(datasetImages(refDataset!, idx.subarray(s, Math.min(n, s + batchSize))), batchSize);
-        const r: SwdResult = swdFromDescriptors(swd, ref, options.swd ?? {});
-        report.metrics.swd = { resolutions: r.resolutions, levels: r.levels, mean: r.mean, count: r.count };
-        report.reference.swdCount = n;
-        // With SWD alone no feature statistics named the reference: the data set does.
-        if (!report.reference.name) report.reference.name = refDataset!.name;
-        if (!report.reference.count) report.reference.count = refDataset!.length;
-      } finally {
-        ref.dispose();
-        swd.dispose();
-      }
-    }
-    report.seconds = (performance.now() - t0) / 1000;
-    return report;
-  } finally {
-    refStats?.features?.dispose();
+    return { geometry, swd };
+  } catch (e) {
     swd?.dispose();
+    throw e;
+  }
+}
+
+function checkSameGeometry(first: MetricsReport['generated'], b: ImageArray): void {
+  if (b.channels !== first.channels || b.height !== first.height || b.width !== first.width)
+    throw new Error(`generated images differ in geometry: ${b.channels}×${b.height}×${b.width} after ${first.channels}×${first.height}×${first.width}`);
+}
+
+/** SWD compares pixels, so the reference images must have the generated images' size and channels. */
+function openSwd(b: ImageArray, swdRef: SwdReference, device: Device): SwdDescriptors {
+  const ds = swdRef.dataset;
+  if (!ds) throw new Error('SWD needs reference images');
+  if (b.height !== b.width) throw new Error(`SWD needs square images, got ${b.height}×${b.width}`);
+  if (ds.resolution !== b.height || ds.channels !== b.channels)
+    throw new Error(
+      `SWD compares pixels, so generated (${b.channels}×${b.height}²) and reference (${ds.channels}×${ds.resolution}²) images must have the same size and channels`,
+    );
+  return new SwdDescriptors(b.height, b.channels, { ...swdRef.options, seed: swdRef.seed, device });
+}
+
+function feedBatch(b: ImageArray, uses: readonly NetworkUse[], swd: SwdDescriptors | null, swdLimit: number, device: Device): void {
+  scope(() => {
+    const x = imageArrayToTensor(b, device);
     for (const u of uses) {
-      u.acc.dispose();
-      for (const t of u.features) t.dispose();
-      u.network.dispose();
+      const f = u.network.features(x);
+      u.acc.add(f);
+      if (u.kid) u.features.push(keep(f.to('cpu')));
     }
+    if (swd && swd.count < swdLimit) swd.add(swd.count + b.count > swdLimit ? x.slice(0, 0, swdLimit - swd.count) : x);
+  });
+}
+
+function statsFileReference({ path, saved }: StatsFile): Reference {
+  const { stats, info, features } = saved;
+  return { name: info.dataset, datasetSha256: info.datasetSha256, stats, features, count: stats.count, path, fromCache: false };
+}
+
+function datasetReference(ds: ImageDataset, dsSha: string, network: FeatureNetwork, options: ComputeMetricsOptions, batchSize: number, device: Device, log: (line: string) => void): Reference {
+  const r = referenceStatistics(ds, network, {
+    cacheDir: options.cacheDir === undefined ? defaultCacheDir() : options.cacheDir,
+    batchSize,
+    device,
+    log,
+    sha256: dsSha,
+    ...(options.kidReferenceFeatures !== undefined ? { kidFeatures: options.kidReferenceFeatures } : {}),
+    ...(options.referenceLimit !== undefined ? { limit: options.referenceLimit } : {}),
+  });
+  return { name: ds.name, ...r };
+}
+
+/** Every network's reference is the same data set or file, so later ones rewrite the same name and count. */
+function recordReference(into: MetricsReport['reference'], ref: Reference): void {
+  into.name = ref.name;
+  if (ref.datasetSha256) into.datasetSha256 = ref.datasetSha256;
+  if (ref.fromCache) into.source = 'cache';
+  if (ref.path) into.statsFiles.push(ref.path);
+  into.count = ref.count;
+}
+
+/** FD and KID of one network against its reference, whose features are spent (disposed) either way. */
+function distanceFigures(use: NetworkUse, ref: Reference, kidOptions: ComputeMetricsOptions['kid'], kidSeed: number): { metrics: MetricsReport['metrics']; notes: string[] } {
+  const metrics: MetricsReport['metrics'] = {};
+  const notes: string[] = [];
+  try {
+    if (use.fd) metrics[use.fd] = frechetDistanceParts(use.acc.finalize(), ref.stats).distance;
+    if (use.kid) {
+      if (!ref.features) throw new Error(`no reference features for ${use.kid}`);
+      const gen = cat(use.features, 0);
+      try {
+        const k: KidResult = kernelInceptionDistance(gen, ref.features, { ...kidOptions, generator: new Generator(kidSeed) });
+        metrics[use.kid] = { mean: k.mean, std: k.std, subsets: k.subsets, subsetSize: k.subsetSize };
+        if (k.subsetSize < (kidOptions?.subsetSize ?? 1000)) notes.push(`${use.kid}: subsets of ${k.subsetSize} (fewer samples than the default 1000)`);
+      } finally {
+        gen.dispose();
+      }
+    }
+  } finally {
+    ref.features?.dispose();
+  }
+  return { metrics, notes };
+}
+
+/** SWD against a seeded choice of as many reference images as generated ones went in. */
+function swdFigure(generated: SwdDescriptors, ds: ImageDataset, swdRef: SwdReference, batchSize: number, device: Device): SwdSummary {
+  const n = generated.count;
+  const ref = new SwdDescriptors(generated.resolution, generated.channels, { ...swdRef.options, seed: swdRef.seed, device });
+  try {
+    const idx = subsetIndices(ds.length, n, swdRef.seed);
+    for (let s = 0; s < n; s += batchSize) ref.addArray(datasetImages(ds, idx.subarray(s, Math.min(n, s + batchSize))), batchSize);
+    const r: SwdResult = swdFromDescriptors(generated, ref, swdRef.options ?? {});
+    return { resolutions: r.resolutions, levels: r.levels, mean: r.mean, count: r.count };
+  } finally {
+    ref.dispose();
+  }
+}
+
+/** Frees everything computeMetrics opened, whether it returns or throws. */
+function disposeAll(statsFile: StatsFile | null, swd: SwdDescriptors | null, uses: readonly NetworkUse[]): void {
+  statsFile?.saved.features?.dispose();
+  swd?.dispose();
+  for (const u of uses) {
+    u.acc.dispose();
+    for (const t of u.features) t.dispose();
+    u.network.dispose();
   }
 }
 
