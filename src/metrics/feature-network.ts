@@ -4,6 +4,12 @@ import { createHash } from 'node:crypto';
 import { tensorBytes } from '../tensor/raw-bytes.js';
 import type { Tensor } from '../tensor/index.js';
 
+/**
+ * A network that maps images to feature vectors for FD and KID (the Inception-v3 FID network, or the Fashion-MNIST
+ * classifier's feature layer): computeMetrics compares the features' statistics between generated and reference
+ * images, and ties cached reference statistics to its `name` and `sha256` (recording `preprocessing`). The network
+ * owns its weights: dispose() frees them; the tensors features() returns are the caller's to free.
+ */
 export interface FeatureNetwork {
   /** Stable name, e.g. 'fashion-mnist-classifier' or 'inception-v3-fid'. */
   readonly name: string;
@@ -15,6 +21,7 @@ export interface FeatureNetwork {
   readonly preprocessing: string;
   /** Features [N, dim] float32 of uint8 images [N, C, H, W] (any size; preprocessing included). */
   features(images: Tensor): Tensor;
+  /** Frees the network's weights. */
   dispose(): void;
 }
 

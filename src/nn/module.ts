@@ -6,7 +6,17 @@ import { noGrad } from '../tensor/autograd.js';
 import { keep, scope } from '../tensor/scope.js';
 import type { Device, DType, Tensor } from '../tensor/tensor.js';
 
+/**
+ * The base class of every network, as torch.nn.Module: a subclass registers its parameters, buffers and child
+ * modules in its constructor (registerParameter, registerBuffer, registerModule) and computes in its own forward
+ * method. The names are PyTorch's state-dict keys ("enc.16x16_conv.weight"), so the official weights load 1:1
+ * through loadStateDict and stateDict's tensors read back into PyTorch.
+ *
+ * A module owns its parameters and buffers: registering takes them out of the running scope() (keep), so a module
+ * may be built inside one, and the module's dispose() frees them.
+ */
 export abstract class Module {
+  /** Training mode (dropout and the like active); set through train() and eval(), which reach the children too. */
   training = true;
   readonly #parameters = new Map<string, Tensor>();
   readonly #buffers = new Map<string, Tensor>();
@@ -38,6 +48,7 @@ export abstract class Module {
       throw new Error(`'${name}' is registered twice in ${this.constructor.name}`);
   }
 
+  /** The direct children with their names, in registration order. */
   children(): [string, Module][] {
     return [...this.#children];
   }
@@ -49,12 +60,14 @@ export abstract class Module {
     for (const [n, m] of this.#children) out.push(...m.namedParameters(`${prefix}${n}.`));
     return out;
   }
+  /** Buffers in registration order, with dotted names (the children's after this module's own). */
   namedBuffers(prefix = ''): [string, Tensor][] {
     const out: [string, Tensor][] = [];
     for (const [n, b] of this.#buffers) out.push([prefix + n, b]);
     for (const [n, m] of this.#children) out.push(...m.namedBuffers(`${prefix}${n}.`));
     return out;
   }
+  /** The parameters (the live tensors) in namedParameters order: what an optimizer takes. */
   parameters(): Tensor[] {
     return this.namedParameters().map(([, p]) => p);
   }
@@ -106,11 +119,13 @@ export abstract class Module {
     return this;
   }
 
+  /** Sets training mode (or, with false, evaluation mode) on this module and all its children. */
   train(on = true): this {
     this.training = on;
     for (const [, m] of this.#children) m.train(on);
     return this;
   }
+  /** Sets evaluation mode: train(false). */
   eval(): this {
     return this.train(false);
   }

@@ -6,11 +6,17 @@ import { adamUpdate } from '../tensor/parameter-updates.js';
 import { keep } from '../tensor/scope.js';
 import type { Tensor } from '../tensor/tensor.js';
 
+/** Adam's hyperparameters; the defaults are torch.optim.Adam's. */
 export interface AdamOptions {
+  /** Learning rate (default 1e-3); step() may override it per step. */
   lr?: number;
+  /** Decay of the first-moment (mean) estimate, in [0, 1) (default 0.9). */
   beta1?: number;
+  /** Decay of the second-moment estimate, in [0, 1) (default 0.999). */
   beta2?: number;
+  /** Added to the second moment's square root in the denominator (default 1e-8). */
   eps?: number;
+  /** L2 penalty added to the gradient, weightDecay · param, as torch.optim.Adam's (not AdamW's decoupled form; default 0). */
   weightDecay?: number;
 }
 
@@ -21,6 +27,12 @@ export interface AdamState {
   expAvgSq: Tensor[];
 }
 
+/**
+ * The Adam optimizer, as torch.optim.Adam (no amsgrad): step() updates, in place, every parameter that has a
+ * gradient, in one fused native call; parameters without one are skipped. It owns its moments, zero tensors
+ * shaped and placed like the parameters (expAvg, expAvgSq): dispose() frees them, not the parameters, which stay
+ * their module's.
+ */
 export class Adam {
   lr: number;
   beta1: number;
@@ -29,10 +41,14 @@ export class Adam {
   weightDecay: number;
   /** Number of updates taken so far. */
   stepCount = 0;
+  /** The parameters it updates (the module's own tensors). */
   readonly params: readonly Tensor[];
+  /** First-moment estimates, one per parameter (the optimizer's own). */
   readonly expAvg: Tensor[];
+  /** Second-moment estimates, one per parameter (the optimizer's own). */
   readonly expAvgSq: Tensor[];
 
+  /** Checks the hyperparameters (lr, eps, weightDecay ≥ 0; betas in [0, 1)) and makes the moments. */
   constructor(params: readonly Tensor[], options: AdamOptions = {}) {
     this.params = params;
     this.lr = options.lr ?? 1e-3;
@@ -68,6 +84,7 @@ export class Adam {
     this.stepCount = state.step;
   }
 
+  /** Frees the moments (the parameters are not the optimizer's to free). */
   dispose(): void {
     for (const t of [...this.expAvg, ...this.expAvgSq]) t.dispose();
   }

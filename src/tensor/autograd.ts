@@ -12,6 +12,7 @@ export function noGrad<T>(fn: () => T): T {
   }
 }
 
+/** Whether autograd records ops now (torch.is_grad_enabled): false inside noGrad(). */
 export function isGradEnabled(): boolean {
   return native.isGradEnabled();
 }

@@ -3,8 +3,14 @@ import { native } from './native.js';
 import { scope } from './scope.js';
 import { isDType, wrap, type Device, type DType, type Tensor, type TypedArray } from './tensor.js';
 
+/**
+ * Where a new tensor goes and of what type: the factory functions default to float32 (arange and tensor() have
+ * their own rules) on the CPU.
+ */
 export interface CreateOptions {
+  /** Element type (default float32). */
   dtype?: DType;
+  /** Device to create it on (default 'cpu'). */
   device?: Device;
 }
 
@@ -101,15 +107,19 @@ function placed(t: Tensor, device: Device | undefined): Tensor {
 export function scalar(value: number, options: CreateOptions = {}): Tensor {
   return wrap(native.scalarTensor(value, options.dtype ?? 'float32', options.device));
 }
+/** A tensor of `shape` filled with 0 (torch.zeros). */
 export function zeros(shape: readonly number[], options: CreateOptions = {}): Tensor {
   return wrap(native.zeros(shape, options.dtype ?? 'float32', options.device));
 }
+/** A tensor of `shape` filled with 1 (torch.ones). */
 export function ones(shape: readonly number[], options: CreateOptions = {}): Tensor {
   return wrap(native.ones(shape, options.dtype ?? 'float32', options.device));
 }
+/** A tensor of `shape` with uninitialised values (torch.empty): for outputs that will be overwritten. */
 export function empty(shape: readonly number[], options: CreateOptions = {}): Tensor {
   return wrap(native.empty(shape, options.dtype ?? 'float32', options.device));
 }
+/** A tensor of `shape` filled with `value` (torch.full). */
 export function full(shape: readonly number[], value: number, options: CreateOptions = {}): Tensor {
   return wrap(native.full(shape, value, options.dtype ?? 'float32', options.device));
 }
@@ -118,31 +128,40 @@ export function arange(start: number, end: number, step = 1, options: CreateOpti
   const integral = Number.isInteger(start) && Number.isInteger(end) && Number.isInteger(step);
   return wrap(native.arange(start, end, step, options.dtype ?? (integral ? 'int64' : 'float32'), options.device));
 }
+/** `steps` evenly spaced values from `start` to `end`, both included (torch.linspace). */
 export function linspace(start: number, end: number, steps: number, options: CreateOptions = {}): Tensor {
   return wrap(native.linspace(start, end, steps, options.dtype ?? 'float32', options.device));
 }
+/** Zeros of `t`'s shape, dtype and device (torch.zeros_like). */
 export function zerosLike(t: Tensor): Tensor {
   return wrap(native.zerosLike(t.handle));
 }
+/** Ones of `t`'s shape, dtype and device (torch.ones_like). */
 export function onesLike(t: Tensor): Tensor {
   return wrap(native.onesLike(t.handle));
 }
+/** `value` in `t`'s shape, dtype and device (torch.full_like). */
 export function fullLike(t: Tensor, value: number): Tensor {
   return wrap(native.fullLike(t.handle, value));
 }
 
+/** The tensors joined along the existing dimension `dim`; they must match in every other dimension (torch.cat). */
 export function cat(tensors: readonly Tensor[], dim = 0): Tensor {
   return wrap(native.cat(tensors.map((t) => t.handle), dim));
 }
+/** Tensors of one shape joined along a new dimension `dim` (torch.stack): n tensors [a, b] → [n, a, b] for dim 0. */
 export function stack(tensors: readonly Tensor[], dim = 0): Tensor {
   return wrap(native.stack(tensors.map((t) => t.handle), dim));
 }
+/** Elementwise `a` where the bool `condition` is true, else `b`, all three broadcast together (torch.where). */
 export function where(condition: Tensor, a: Tensor, b: Tensor): Tensor {
   return wrap(native.where(condition.handle, a.handle, b.handle));
 }
+/** Sums of products over the indices `equation` names, as torch.einsum: einsum('bij,bjk->bik', x, y) is x.bmm(y). */
 export function einsum(equation: string, ...operands: Tensor[]): Tensor {
   return wrap(native.einsum(equation, operands.map((t) => t.handle)));
 }
+/** Outer product of two 1-D tensors: a [n], b [m] → [n, m] with out[i, j] = a[i] · b[j] (torch.outer). */
 export function outer(a: Tensor, b: Tensor): Tensor {
   return wrap(native.outer(a.handle, b.handle));
 }

@@ -5,9 +5,11 @@
 // is what the op totals do not cover.
 import { native } from './native.js';
 
+/** One op's totals over a profiled span (stopOpProfiler, profileOps), in milliseconds of wall time on this thread. */
 export interface OpTiming {
   /** libtorch's op name ("aten::mkldnn_convolution"); "bwd " in front when run by the backward pass; "pd::…" for the addon's fused updates. */
   name: string;
+  /** How many times it ran. */
   calls: number;
   /** Time inside the op, nested ops included. */
   totalMs: number;
@@ -36,6 +38,11 @@ export function profileOps<T>(fn: () => T): { result: T; ops: OpTiming[] } {
   return { result, ops: stopOpProfiler() };
 }
 
+/**
+ * The parts of a training step that opFamily sorts ops into: convolutions forward and backward, attention (bmm,
+ * softmax, fused attention), the linear layers (matmuls), normalisation, other elementwise ATen work, the
+ * optimizer's update ('pd::' ops), the EMA update ('pd::emaUpdate'), and 'other'.
+ */
 export type OpFamily =
   | 'conv forward'
   | 'conv backward'

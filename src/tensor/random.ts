@@ -7,9 +7,16 @@ import { tensor } from './creation.js';
 import { tensorBytes } from './raw-bytes.js';
 import { scope } from './scope.js';
 
+/**
+ * A seeded random-number source, as torch.Generator: every random draw in the package names one, so a run is
+ * reproducible from its seeds. randn, rand, randint and randperm draw on the CPU and then move the result to the
+ * device asked for, so a seed gives the same numbers on the CPU and on a GPU (and as PyTorch's CPU generator). The
+ * tensors it returns are the caller's to free; the generator has no dispose(): the garbage collector frees it.
+ */
 export class Generator {
   /** @internal */
   readonly handle: GeneratorHandle;
+  /** The seed it was made with (its state moves on with every draw: see getState). */
   readonly seed: number;
 
   /** A Mersenne-Twister generator as torch.Generator().manual_seed(seed): same seed, same numbers as PyTorch on CPU. */
@@ -23,6 +30,7 @@ export class Generator {
   getState(): Uint8Array {
     return scope(() => tensorBytes(wrap(native.generatorGetState(this.handle))));
   }
+  /** Restores a state from getState(), so the next draws are those that followed it. */
   setState(state: Uint8Array): void {
     scope(() => native.generatorSetState(this.handle, tensor(state, [state.length], { dtype: 'uint8' }).handle));
   }

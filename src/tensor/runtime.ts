@@ -18,6 +18,7 @@ export function setNumThreads(n: number = availableParallelism()): void {
     throw new RangeError(`threads must be an integer from 1 to ${maxThreads()} (4 × this machine's ${availableParallelism()} cores), got ${n}`);
   native.setNumThreads(n);
 }
+/** libtorch's intra-op thread count, as torch.get_num_threads() (setNumThreads sets it). */
 export function getNumThreads(): number {
   return native.getNumThreads();
 }
@@ -29,12 +30,18 @@ export function getNumThreads(): number {
 export function blasThreads(): number {
   return native.blasThreads();
 }
+/**
+ * libtorch's own multi-line report of its thread pools and their settings (ATen/OpenMP, MKL),
+ * as torch.__config__.parallel_info(): for logs and thread-count debugging.
+ */
 export function parallelInfo(): string {
   return native.parallelInfo();
 }
+/** Whether a GPU can be used: libtorch was built with CUDA and sees at least one device (torch.cuda.is_available()). */
 export function cudaAvailable(): boolean {
   return native.cudaAvailable();
 }
+/** Number of visible GPUs (0 on a CPU-only libtorch), as torch.cuda.device_count(). */
 export function cudaDeviceCount(): number {
   return native.cudaDeviceCount();
 }
@@ -48,14 +55,18 @@ export function cudaUnavailableReason(): string | null {
 }
 /** A visible GPU (name null and figures 0 when the addon was built without the CUDA runtime's headers). */
 export interface CudaDevice {
+  /** N in 'cuda:N'. */
   index: number;
+  /** The device's name, e.g. "NVIDIA H100 80GB HBM3". */
   name: string | null;
   /** Bytes of device memory. */
   totalMemory: number;
   /** e.g. "9.0" */
   computeCapability: string | null;
+  /** Number of streaming multiprocessors (SMs). */
   multiprocessors: number;
 }
+/** The visible GPUs, in index order (empty on a CPU-only libtorch). */
 export function cudaDevices(): CudaDevice[] {
   return native.cudaDevices();
 }
@@ -73,14 +84,26 @@ export function synchronize(device: Device): void {
 }
 /** The CUDA caching allocator's bytes on a GPU, now and at the peak (null on the CPU, or where the build cannot tell). */
 export interface CudaMemoryStats {
+  /** Bytes held by live tensors now. */
   allocated: number;
+  /** The most bytes held by live tensors since the start or resetCudaPeakMemory. */
   peakAllocated: number;
+  /** Bytes the allocator has reserved from the driver (allocated plus its cache) now. */
   reserved: number;
+  /** The most bytes reserved since the start or resetCudaPeakMemory. */
   peakReserved: number;
 }
+/**
+ * The CUDA caching allocator's figures for one GPU, in bytes, as torch.cuda.memory_stats(): null for 'cpu', or
+ * when the addon was built without the CUDA runtime's headers.
+ */
 export function cudaMemoryStats(device: Device): CudaMemoryStats | null {
   return device === 'cpu' ? null : (native.cudaMemoryStats(cudaIndex(device)));
 }
+/**
+ * Starts the peaks of cudaMemoryStats afresh from the current figures (torch.cuda.reset_peak_memory_stats);
+ * nothing on the CPU.
+ */
 export function resetCudaPeakMemory(device: Device): void {
   if (device !== 'cpu') native.cudaResetPeakMemory(cudaIndex(device));
 }
@@ -146,16 +169,24 @@ export function externalMemoryReported(): number {
  */
 export interface CpuCacheStats {
   enabled: boolean;
-  /** Requests of 64 KiB and more served from the cache, and not. */
+  /** Requests of 64 KiB and more served from the cache. */
   hits: number;
+  /** Requests of 64 KiB and more that had to allocate. */
   misses: number;
   /** Bytes of freed blocks held for reuse. */
   cachedBytes: number;
+  /** The most bytes the cache holds idle (PD_CPU_CACHE_MB). */
   capBytes: number;
 }
+/** The CPU caching allocator's state: its counters (since the process started) and sizes (see CpuCacheStats). */
 export function cpuCacheStats(): CpuCacheStats {
   return native.cpuCacheStats();
 }
+/**
+ * Makes libtorch use only deterministic algorithms, and throw for an op that has none
+ * (torch.use_deterministic_algorithms(on)). Process-wide; off by default. For bit-identical CUDA runs see
+ * applyCudaMathOptions (PD_DETERMINISTIC=1).
+ */
 export function setDeterministic(on: boolean): void {
   native.setDeterministic(on);
 }
@@ -164,6 +195,7 @@ export function setDeterministic(on: boolean): void {
 export interface EngineInfo {
   /** libtorch's version, e.g. "2.13.0" or "1.13.1". */
   version: string;
+  /** The major version as a number (1 or 2). */
   major: number;
   /** The libtorch_cpu library the addon loaded. */
   library: string | null;
@@ -177,9 +209,11 @@ export interface EngineInfo {
   cuda: string | null;
   /** This CPU's model and the relevant ISA extensions it reports (Linux: /proc/cpuinfo). */
   cpuModel: string;
+  /** AVX-512 (foundation) is there. */
   avx512: boolean;
   /** AVX-512 BF16 instructions or AMX tiles: hardware bf16 arithmetic for oneDNN's kernels. */
   avx512Bf16: boolean;
+  /** AMX tiles for bf16 are there. */
   amxBf16: boolean;
 }
 
@@ -195,6 +229,10 @@ function cpuFlags(): { model: string; flags: Set<string> } {
   }
 }
 
+/**
+ * Which libtorch this process runs (version, library, BLAS, oneDNN, CUDA) and what this CPU offers; reads
+ * libtorch's build configuration and /proc/cpuinfo on each call.
+ */
 export function engineInfo(): EngineInfo {
   const version = native.torchVersion();
   const config = native.buildConfig();
