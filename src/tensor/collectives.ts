@@ -4,6 +4,8 @@
 // semantics (what to reduce, when, and the error messages) on top.
 import { native } from './native.js';
 import type { Tensor } from './tensor.js';
+import type { CollectiveBackend } from './engine-types.js';
+export type { CollectiveBackend } from './engine-types.js';
 
 export interface JoinArgs {
   masterAddr: string;
@@ -29,7 +31,6 @@ export interface JoinArgs {
   cudaDevice?: number;
 }
 
-export type CollectiveBackend = 'gloo' | 'nccl';
 
 /** Whether the addon can join a group at all (built with Gloo's or NCCL's headers). */
 export function collectivesAvailable(): boolean {

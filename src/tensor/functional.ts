@@ -3,6 +3,8 @@
 import { native } from './native.js';
 import { wrap, type Tensor } from './tensor.js';
 import type { Generator } from './random.js';
+import type { InterpolateMode } from './engine-types.js';
+export type { InterpolateMode } from './engine-types.js';
 
 type Pair = number | [number, number];
 const pair = (v: Pair): [number, number] => (typeof v === 'number' ? [v, v] : v);
@@ -137,12 +139,6 @@ export function dropout(x: Tensor, p: number, generator: Generator): Tensor {
   return wrap(native.dropout(x.handle, p, generator.handle));
 }
 
-/**
- * interpolate's resampling filter: torch's mode 'nearest' (the legacy index rule, not 'nearest-exact'),
- * 'bilinear' or 'bicubic'; the '-antialias' forms are antialias=True, which widens the filter when shrinking
- * (as PIL resizes).
- */
-export type InterpolateMode = 'nearest' | 'bilinear' | 'bicubic' | 'bilinear-antialias' | 'bicubic-antialias';
 /**
  * Resizes x [N, C, H, W] to [N, C, size[0], size[1]], as torch.nn.functional.interpolate(x, size, mode,
  * align_corners): `alignCorners` applies to the bilinear and bicubic modes.

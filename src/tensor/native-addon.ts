@@ -5,11 +5,7 @@
 // argument at run time (the types cannot stop a caller that casts), so a
 // mistake here shows up as a TypeError naming the op, not as a crash.
 // test/native-binding.test.ts fails when this list and the built addon differ.
-import type { Device, DType, TypedArray } from './tensor.js';
-import type { CpuCacheStats, CudaDevice, CudaMemoryStats } from './runtime.js';
-import type { OpTiming } from './profiler.js';
-import type { InterpolateMode } from './functional.js';
-import type { CollectiveBackend } from './collectives.js';
+import type { CollectiveBackend, CpuCacheStats, CudaDevice, CudaMemoryStats, Device, DType, InterpolateMode, OpTiming, TypedArray } from './engine-types.js';
 
 declare const tensorHandle: unique symbol;
 declare const generatorHandle: unique symbol;

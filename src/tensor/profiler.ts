@@ -4,18 +4,9 @@
 // optimizer and EMA. The rest of a step's wall time (JS, data, the binding)
 // is what the op totals do not cover.
 import { native } from './native.js';
+import type { OpTiming } from './engine-types.js';
+export type { OpTiming } from './engine-types.js';
 
-/** One op's totals over a profiled span (stopOpProfiler, profileOps), in milliseconds of wall time on this thread. */
-export interface OpTiming {
-  /** libtorch's op name ("aten::mkldnn_convolution"); "bwd " in front when run by the backward pass; "pd::…" for the addon's fused updates. */
-  name: string;
-  /** How many times it ran. */
-  calls: number;
-  /** Time inside the op, nested ops included. */
-  totalMs: number;
-  /** Time inside the op, nested ops excluded: these add up to the op work of the profiled span. */
-  selfMs: number;
-}
 
 /** Starts timing every op on this thread (clears earlier totals). */
 export function startOpProfiler(): void {

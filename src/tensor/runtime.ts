@@ -3,6 +3,8 @@ import { readFileSync } from 'node:fs';
 import { availableParallelism } from 'node:os';
 import { native } from './native.js';
 import type { Device } from './tensor.js';
+import type { CudaDevice, CudaMemoryStats, CpuCacheStats } from './engine-types.js';
+export type { CudaDevice, CudaMemoryStats, CpuCacheStats } from './engine-types.js';
 
 /**
  * The most threads a caller may ask for: 4 per core. More only slows a step
@@ -53,19 +55,6 @@ export function cudaBuild(): boolean {
 export function cudaUnavailableReason(): string | null {
   return native.cudaUnavailableReason();
 }
-/** A visible GPU (name null and figures 0 when the addon was built without the CUDA runtime's headers). */
-export interface CudaDevice {
-  /** N in 'cuda:N'. */
-  index: number;
-  /** The device's name, e.g. "NVIDIA H100 80GB HBM3". */
-  name: string | null;
-  /** Bytes of device memory. */
-  totalMemory: number;
-  /** e.g. "9.0" */
-  computeCapability: string | null;
-  /** Number of streaming multiprocessors (SMs). */
-  multiprocessors: number;
-}
 /** The visible GPUs, in index order (empty on a CPU-only libtorch). */
 export function cudaDevices(): CudaDevice[] {
   return native.cudaDevices();
@@ -81,17 +70,6 @@ function cudaIndex(device: Device): number {
 /** Waits until the work queued on a GPU has finished (for timing); nothing to wait for on the CPU. */
 export function synchronize(device: Device): void {
   if (device !== 'cpu') native.cudaSynchronize(cudaIndex(device));
-}
-/** The CUDA caching allocator's bytes on a GPU, now and at the peak (null on the CPU, or where the build cannot tell). */
-export interface CudaMemoryStats {
-  /** Bytes held by live tensors now. */
-  allocated: number;
-  /** The most bytes held by live tensors since the start or resetCudaPeakMemory. */
-  peakAllocated: number;
-  /** Bytes the allocator has reserved from the driver (allocated plus its cache) now. */
-  reserved: number;
-  /** The most bytes reserved since the start or resetCudaPeakMemory. */
-  peakReserved: number;
 }
 /**
  * The CUDA caching allocator's figures for one GPU, in bytes, as torch.cuda.memory_stats(): null for 'cpu', or
@@ -161,22 +139,6 @@ export function liveTensors(): number {
  */
 export function externalMemoryReported(): number {
   return native.externalMemory();
-}
-/**
- * The caching allocator for CPU tensor storage (native/cpu_allocator.cc):
- * blocks of 64 KiB and more are kept for reuse after they are freed, up to
- * `capBytes` idle (PD_CPU_CACHE_MB, default 2048; 0 turns it off).
- */
-export interface CpuCacheStats {
-  enabled: boolean;
-  /** Requests of 64 KiB and more served from the cache. */
-  hits: number;
-  /** Requests of 64 KiB and more that had to allocate. */
-  misses: number;
-  /** Bytes of freed blocks held for reuse. */
-  cachedBytes: number;
-  /** The most bytes the cache holds idle (PD_CPU_CACHE_MB). */
-  capBytes: number;
 }
 /** The CPU caching allocator's state: its counters (since the process started) and sizes (see CpuCacheStats). */
 export function cpuCacheStats(): CpuCacheStats {

@@ -3,25 +3,11 @@
 // back as JS Errors naming the op and the shapes involved.
 import { native, type TensorHandle } from './native.js';
 import { scope, trackInScope } from './scope.js';
+import type { DType, Device, TypedArray } from './engine-types.js';
+export type { DType, Device, TypedArray } from './engine-types.js';
 
-/**
- * Element types, named as torch's dtypes (torch.float32 is 'float32'). Tensor.data() reads float16 and bfloat16
- * values back as float32; bool is stored one byte per element.
- */
-export type DType = 'float32' | 'float64' | 'float16' | 'bfloat16' | 'int64' | 'int32' | 'uint8' | 'bool';
-/**
- * Where a tensor's storage lives, as torch.device: 'cpu', or a CUDA GPU: 'cuda:N' the N-th visible one, 'cuda'
- * the current one (cuda:0 here). Tensor.device reports 'cpu' or 'cuda:N'.
- */
-export type Device = 'cpu' | 'cuda' | `cuda:${number}`;
 /** A plain number where an op takes a tensor or a number (broadcast as a scalar). */
 export type Scalar = number;
-/**
- * The typed arrays that carry a tensor's values across the binding. Tensor.data() returns a Float32Array for float32
- * (and, converted, float16 and bfloat16), Float64Array for float64, BigInt64Array for int64, Int32Array for int32
- * and Uint8Array for uint8 and bool; tensor() reads these, and a Uint16Array as raw float16/bfloat16 bits.
- */
-export type TypedArray = Float32Array | Float64Array | BigInt64Array | Int32Array | Uint8Array | Uint16Array;
 
 /** Typed array class used to carry each dtype's raw bytes across the binding. */
 const storageArray: Record<DType, { new (buffer: ArrayBuffer): TypedArray }> = {
