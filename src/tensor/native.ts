@@ -73,6 +73,9 @@ export type NativeFunctionName =
   | 'distBarrier'
   | 'distBroadcast'
   | 'distInit'
+  // The gradient all-reduce overlapped with backward (native/dist.cc, issue 29)
+  | 'distAwaitGradients'
+  | 'distBackwardOverlapped'
   | 'div'
   | 'dropout'
   | 'dtype'
