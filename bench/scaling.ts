@@ -27,7 +27,7 @@ import { benchMain, formatMachine, formatTable, fx, machineInfo, mean, median, o
 const SPEC = {
   nproc: { type: 'int', default: 2, help: 'processes of the data-parallel configuration' },
   kimg: { type: 'number', default: 1, help: 'training length of each run (kimg of patch samples)' },
-  rounds: { type: 'int', default: 2, help: 'turns over the configurations' },
+  rounds: { type: 'int', default: 2, help: 'turns over the configurations (0: only the all-reduce measurements)' },
   batch: { type: 'int', default: 32, help: 'global batch (train --batch)' },
   arch: { type: 'string', default: 'small', help: 'network (train --arch)' },
   overlapSteps: { type: 'int', default: 12, help: 'steps per mode in the paired overlap measurement (0: skip it)' },
@@ -84,9 +84,9 @@ async function allreduceChild(cfg: { arch: string; out: string }): Promise<void>
 interface OverlapFigures {
   bucketMb: number;
   buckets: number;
-  /** Per mode: the median wait after backward and the median step, ms. */
-  blocking: { syncMs: number; stepMs: number };
-  overlapped: { syncMs: number; stepMs: number };
+  /** Per mode: the median wait after backward (and its quartiles) and the median step, ms. */
+  blocking: { syncMs: number; syncIqr: [number, number]; stepMs: number };
+  overlapped: { syncMs: number; syncIqr: [number, number]; stepMs: number };
 }
 
 /**
@@ -121,11 +121,12 @@ async function overlapChild(cfg: { arch: string; batch: number; steps: number; o
     if (dist.overlap) buckets = dist.lastOverlap!.buckets;
   }
   const med = (xs: number[][], i: number) => median(xs.map((x) => x[i]!));
-  const figures: OverlapFigures = {
-    bucketMb: dist.bucketBytes / 2 ** 20, buckets,
-    blocking: { syncMs: med(times.blocking, 0), stepMs: med(times.blocking, 1) },
-    overlapped: { syncMs: med(times.overlapped, 0), stepMs: med(times.overlapped, 1) },
+  const quartiles = (xs: number[][]): [number, number] => {
+    const s = xs.map((x) => x[0]!).sort((a, b) => a - b);
+    return [s[Math.floor((s.length - 1) / 4)]!, s[Math.ceil((3 * (s.length - 1)) / 4)]!];
   };
+  const mode = (xs: number[][]) => ({ syncMs: med(xs, 0), syncIqr: quartiles(xs), stepMs: med(xs, 1) });
+  const figures: OverlapFigures = { bucketMb: dist.bucketBytes / 2 ** 20, buckets, blocking: mode(times.blocking), overlapped: mode(times.overlapped) };
   if (dist.isMain) writeFileSync(cfg.out, JSON.stringify(figures));
 }
 
@@ -188,18 +189,20 @@ benchMain('scaling', async () => {
     const rs = results.get(name)!;
     return { imgPerSec: median(rs.map((x) => x.imgPerSec)), msPerStep: median(rs.map((x) => x.msPerStep)), sync: rs[0]!.syncMsPerStep === null ? null : median(rs.map((x) => x.syncMsPerStep!)) };
   };
-  const [single, threads, many, manyBlocking, own, same] = configs.map((c) => fig(c.name)) as [ReturnType<typeof fig>, ReturnType<typeof fig>, ReturnType<typeof fig>, ReturnType<typeof fig>, ReturnType<typeof fig>, ReturnType<typeof fig>];
-  console.log('\n' + formatTable(['configuration', 'img/s', 'ms/step', 'gradient sync ms/step', 'efficiency vs N × 1 process'], configs.map((c, k) => {
-    const f = fig(c.name);
-    return [c.name, fx(f.imgPerSec, 1), fx(f.msPerStep, 0), f.sync === null ? '-' : fx(f.sync, 1), k < 4 ? fx(f.imgPerSec / (c.workers * single.imgPerSec), 2) : '-'];
-  })));
-  console.log(`\nreal_p 1: ${ranks} vs 1 process × ${cores} threads: ${fx(many.imgPerSec / threads.imgPerSec, 2)}× the images/s`);
-  console.log(`real_p 1: all-reduce overlapped with backward vs after it: ${fx(many.imgPerSec / manyBlocking.imgPerSec, 2)}× the images/s; gradient sync ${fx(manyBlocking.sync, 1)} → ${fx(many.sync, 1)} ms/step`);
-  console.log(`real_p 0.5: --same-patch-size vs each rank's own draws: ${fx(own.msPerStep / same.msPerStep, 2)}× faster steps; waiting + all-reduce ${fx(own.sync, 1)} → ${fx(same.sync, 1)} ms/step`);
-  console.log(`bare all-reduce of the gradients (${(ar.bytes / 2 ** 20).toFixed(1)} MiB, ${nproc} ranks, Gloo on loopback): ${fx(ar.ms, 2)} ms, ` +
-    `${fx((100 * ar.ms) / many.msPerStep, 1)}% of a ${fx(many.msPerStep, 0)} ms full-size step`);
+  if (opt.num(o, 'rounds') > 0) {
+    const [single, threads, many, manyBlocking, own, same] = configs.map((c) => fig(c.name)) as [ReturnType<typeof fig>, ReturnType<typeof fig>, ReturnType<typeof fig>, ReturnType<typeof fig>, ReturnType<typeof fig>, ReturnType<typeof fig>];
+    console.log('\n' + formatTable(['configuration', 'img/s', 'ms/step', 'gradient sync ms/step', 'efficiency vs N × 1 process'], configs.map((c, k) => {
+      const f = fig(c.name);
+      return [c.name, fx(f.imgPerSec, 1), fx(f.msPerStep, 0), f.sync === null ? '-' : fx(f.sync, 1), k < 4 ? fx(f.imgPerSec / (c.workers * single.imgPerSec), 2) : '-'];
+    })));
+    console.log(`\nreal_p 1: ${ranks} vs 1 process × ${cores} threads: ${fx(many.imgPerSec / threads.imgPerSec, 2)}× the images/s`);
+    console.log(`real_p 1: all-reduce overlapped with backward vs after it: ${fx(many.imgPerSec / manyBlocking.imgPerSec, 2)}× the images/s; gradient sync ${fx(manyBlocking.sync, 1)} → ${fx(many.sync, 1)} ms/step`);
+    console.log(`real_p 0.5: --same-patch-size vs each rank's own draws: ${fx(own.msPerStep / same.msPerStep, 2)}× faster steps; waiting + all-reduce ${fx(own.sync, 1)} → ${fx(same.sync, 1)} ms/step`);
+    console.log(`bare all-reduce of the gradients (${(ar.bytes / 2 ** 20).toFixed(1)} MiB, ${nproc} ranks, Gloo on loopback): ${fx(ar.ms, 2)} ms, ` +
+      `${fx((100 * ar.ms) / many.msPerStep, 1)}% of a ${fx(many.msPerStep, 0)} ms full-size step`);
+  } else console.log(`bare all-reduce of the gradients (${(ar.bytes / 2 ** 20).toFixed(1)} MiB, ${nproc} ranks, Gloo on loopback): ${fx(ar.ms, 2)} ms`);
   for (const f of overlap)
-    console.log(`paired full-size steps, ${nproc} ranks, ${f.bucketMb} MiB buckets (${f.buckets} bucket${f.buckets > 1 ? 's' : ''}): wait after backward ${fx(f.blocking.syncMs, 1)} ms after it → ` +
-      `${fx(f.overlapped.syncMs, 1)} ms overlapped (${fx(f.blocking.syncMs - f.overlapped.syncMs, 1)} ms hidden, bare all-reduce ${fx(ar.ms, 1)} ms); step ${fx(f.blocking.stepMs, 0)} → ${fx(f.overlapped.stepMs, 0)} ms`);
+    console.log(`paired full-size steps, ${nproc} ranks, ${f.bucketMb} MiB buckets (${f.buckets} bucket${f.buckets > 1 ? 's' : ''}): wait after backward ${fx(f.blocking.syncMs, 1)} ms ` +
+      `[${f.blocking.syncIqr.map((x) => fx(x, 1)).join('–')}] after it → ${fx(f.overlapped.syncMs, 1)} ms [${f.overlapped.syncIqr.map((x) => fx(x, 1)).join('–')}] overlapped (${fx(f.blocking.syncMs - f.overlapped.syncMs, 1)} ms hidden, bare all-reduce ${fx(ar.ms, 1)} ms); step ${fx(f.blocking.stepMs, 0)} → ${fx(f.overlapped.stepMs, 0)} ms`);
   writeJsonRecord(opt.strOpt(o, 'json'), { bench: 'scaling', when: nowIso(), machine: machineInfo(), nproc, results: Object.fromEntries(results), allreduce: ar, overlap });
 });
