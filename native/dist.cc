@@ -565,10 +565,10 @@ PD_FN(distBackwardOverlapped, {
       if (f && reached.insert(f).second) stack.push_back(f);
     }
   }
-  c10::AutoGradMode no_grad(false);
   size_t unused = 0;
   {
     std::lock_guard<std::mutex> lock(r.mutex);
+    c10::AutoGradMode no_grad(false);
     r.next = 0;
     r.late.clear();
     std::fill(r.in.begin(), r.in.end(), 0);
@@ -600,6 +600,7 @@ PD_FN(distBackwardOverlapped, {
   size_t during = 0;
   {
     std::lock_guard<std::mutex> lock(r.mutex);
+    c10::AutoGradMode no_grad(false);
     r.armed = false;
     during = r.next;
     for (size_t j = 0; j < params.size(); ++j) {
