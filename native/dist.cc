@@ -5,7 +5,9 @@
 // gradient under Gloo, a CPU statistic under NCCL) travels as a copy there
 // and is written back after the collective.
 // The TypeScript side (src/distributed) decides what to reduce and when; this file
-// only joins the group and runs the collectives, blocking until each is done.
+// joins the group and runs the collectives, each blocking until it is done, but
+// for the gradient all-reduce overlapped with backward (the end of the file),
+// which backward starts from autograd's hooks and distAwaitGradients waits for.
 //
 // One group per process. It is never destroyed: Gloo has no abort, and
 // ~ProcessGroupGloo waits for its queued work, which never finishes when a
@@ -27,9 +29,18 @@
 #include <c10/cuda/CUDAFunctions.h>
 #include <torch/csrc/distributed/c10d/ProcessGroupNCCL.hpp>
 #endif
+#ifdef PD_WITH_DIST
+// The overlapped all-reduce (the end of this file) hooks autograd's gradient accumulators.
+#include <c10/core/Event.h>
+#include <c10/core/impl/VirtualGuardImpl.h>
+#include <torch/csrc/autograd/function.h>
+#include <torch/csrc/autograd/function_hook.h>
+#include <torch/csrc/autograd/variable.h>
+#endif
 
 #include "common.h"
 
+#include <algorithm>
 #include <chrono>
 #include <condition_variable>
 #include <cstdio>
@@ -37,6 +48,8 @@
 #include <mutex>
 #include <thread>
 #include <unistd.h>
+#include <unordered_set>
+#include <utility>
 
 namespace pd {
 #ifdef PD_WITH_DIST
@@ -292,6 +305,352 @@ PD_FN(distBarrier, {
   return env.Undefined();
 })
 
+// ---- The gradient all-reduce overlapped with backward ----------------------
+// DDP's Reducer, cut down to what training needs.
+//
+// distBackwardOverlapped runs the last accumulation round's backward with a
+// post-hook on every parameter's gradient accumulator (autograd's
+// AccumulateGrad node, the hook DDP itself uses; libtorch 1.13 has it too,
+// where tensors' post-accumulate-grad hooks came only in 2.1). When a hook
+// fires, the parameter's gradient is final for the step, so it is copied into
+// its bucket's flat buffer; a bucket whose parameters are all in is
+// all-reduced at once, asynchronously (Gloo on its own threads, NCCL on its
+// own stream), while backward goes on. The earlier rounds run a plain
+// backward (DDP's no_sync): the hooks do nothing unless a step armed them.
+// distAwaitGradients then waits for every bucket, divides by the world size
+// and copies the means back into the gradients, as distAverageGradients does.
+//
+// Buckets follow DDP's assignment: parameters in reverse order (roughly the
+// order in which backward produces their gradients); the first bucket closes
+// once it holds firstBucketBytes (DDP's 1 MiB, so that the first all-reduce
+// starts early), the others at bucketBytes (25 MiB); a change of dtype or
+// device also starts a new bucket.
+//
+// Every rank must issue the same collectives in the same order (Gloo and
+// NCCL pair them by sequence number), but the hooks fire in whatever order
+// autograd runs on each rank. So buckets are launched strictly in index
+// order: a full bucket waits until all before it have been launched.
+//
+// Unused parameters (DDP's find_unused_parameters): before backward, the graph
+// is walked from the loss. A parameter whose accumulator it does not reach
+// gets nothing from this backward, so its gradient (from the earlier rounds,
+// or zeros) is final already and goes in at once. Whatever has still not come
+// in when backward returns goes in then, and the remaining buckets are
+// launched, in order: a step can lose overlap, but it cannot hang.
+//
+// Hooks run on autograd's threads (the caller's for CPU work, one thread per
+// GPU for CUDA work), hence the mutex and the C++-only path. On a GPU each
+// copy is queued on the stream current in the hook; before a bucket is
+// launched, the launching thread's current stream waits for every stream the
+// bucket's copies were queued on, since NCCL orders its stream after the
+// launching thread's current stream only. Waiting (Work::wait) in turn orders
+// the waiting thread's current stream after the collective, so the division
+// and the copies back, and then the optimizer, see the reduced values.
+namespace {
+
+using AccumulatorPtr = decltype(torch::autograd::impl::grad_accumulator(std::declval<const at::Tensor&>()));
+
+struct Bucket {
+  std::vector<size_t> members;   // parameter indices, in the order of their slots in flat
+  std::vector<int64_t> offsets;  // each member's first element in flat
+  std::vector<at::Tensor> flat;  // the one tensor the collective takes, on the backend's device
+  size_t pending = 0;            // members not yet copied in this step
+  bool launched = false;
+  c10::intrusive_ptr<c10d::Work> work;
+  std::vector<c10::Stream> streams;  // GPU: the streams this step's copies were queued on
+};
+
+struct Reducer {
+  Group* g = nullptr;
+  std::vector<at::Tensor> params;
+  int64_t cap = 0, firstCap = 0;
+  std::vector<size_t> bucketOf, slotOf;
+  std::vector<Bucket> buckets;
+  // Held, so that later forward passes reuse these nodes (a parameter keeps
+  // only a weak reference to its accumulator) and with them the hooks.
+  std::vector<AccumulatorPtr> accumulators;
+  std::vector<uintptr_t> hookKeys;
+
+  std::mutex mutex;
+  bool armed = false;     // the hooked backward is running
+  bool awaiting = false;  // every bucket launched, not yet waited for
+  std::vector<char> in;   // per parameter: its gradient is in its bucket this step
+  size_t next = 0;        // the next bucket to launch
+  std::string late;       // a gradient that came after its bucket had been sent
+
+  bool matches(const std::vector<at::Tensor>& ps, int64_t c, int64_t fc) const {
+    if (ps.size() != params.size() || c != cap || fc != firstCap) return false;
+    for (size_t j = 0; j < ps.size(); ++j)
+      if (ps[j].unsafeGetTensorImpl() != params[j].unsafeGetTensorImpl() || ps[j].numel() != params[j].numel() ||
+          ps[j].scalar_type() != params[j].scalar_type() || ps[j].device() != params[j].device())
+        return false;
+    return true;
+  }
+
+  at::Tensor slot(size_t j) {
+    Bucket& b = buckets[bucketOf[j]];
+    return b.flat[0].narrow(0, b.offsets[slotOf[j]], params[j].numel());
+  }
+
+  // Copies parameter j's gradient (zeros if it has none) into its slot.
+  void copyIn(size_t j) {
+    at::Tensor s = slot(j).view(params[j].sizes());
+    const at::Tensor& grad = params[j].grad();
+    if (grad.defined()) s.copy_(grad);
+    else s.zero_();
+    if (s.device().type() != at::kCPU) {
+      c10::impl::VirtualGuardImpl impl(s.device().type());
+      c10::Stream current = impl.getStream(s.device());
+      auto& seen = buckets[bucketOf[j]].streams;
+      if (std::find(seen.begin(), seen.end(), current) == seen.end()) seen.push_back(current);
+    }
+  }
+
+  void launch(Bucket& b) {
+    const at::Device dev = b.flat[0].device();
+    if (dev.type() != at::kCPU && !b.streams.empty()) {
+      c10::impl::VirtualGuardImpl impl(dev.type());
+      c10::Stream current = impl.getStream(dev);
+      for (const c10::Stream& s : b.streams) {
+        if (s == current) continue;
+        c10::Event done(dev.type());
+        done.record(s);
+        done.block(current);
+      }
+    }
+    b.streams.clear();
+    try {
+      b.work = g->comm->allreduce(b.flat);
+    } catch (const std::exception& e) {
+      if (g->broken.empty()) g->broken = e.what();
+      throw;
+    }
+    b.launched = true;
+  }
+
+  // Launches the full buckets that are next in line (caller holds the mutex).
+  void launchReady() {
+    while (next < buckets.size() && buckets[next].pending == 0) launch(buckets[next++]);
+  }
+
+  // Parameter j's gradient is final: the post-hook of its accumulator.
+  void ready(size_t j) {
+    std::lock_guard<std::mutex> lock(mutex);
+    if (!armed) return;  // an earlier accumulation round, or a backward outside a training step
+    Bucket& b = buckets[bucketOf[j]];
+    if (in[j]) {  // taken for unused before backward, yet its accumulator ran
+      if (b.launched) {
+        if (late.empty()) late = "the gradient of parameter " + std::to_string(j) + " came after its bucket had been sent";
+      } else {
+        copyIn(j);
+      }
+      return;
+    }
+    copyIn(j);
+    in[j] = 1;
+    if (--b.pending == 0) launchReady();
+  }
+
+  void unhook() {
+    for (size_t j = 0; j < accumulators.size(); ++j)
+      if (accumulators[j]) accumulators[j]->del_post_hook(hookKeys[j]);
+    accumulators.assign(accumulators.size(), AccumulatorPtr());
+  }
+};
+
+std::shared_ptr<Reducer> g_reducer;  // the last layout: reused while the same parameters come
+
+class ReadyHook : public torch::autograd::FunctionPostHook {
+ public:
+  ReadyHook(std::weak_ptr<Reducer> reducer, size_t index) : reducer_(std::move(reducer)), index_(index) {}
+  torch::autograd::variable_list operator()(const torch::autograd::variable_list& outputs,
+                                            const torch::autograd::variable_list& /*inputs*/) override {
+    if (auto r = reducer_.lock()) r->ready(index_);
+    return outputs;
+  }
+
+ private:
+  std::weak_ptr<Reducer> reducer_;
+  size_t index_;
+};
+
+std::shared_ptr<Reducer> buildReducer(Group& g, const std::vector<at::Tensor>& params, int64_t cap, int64_t firstCap) {
+  auto r = std::make_shared<Reducer>();
+  r->g = &g;
+  r->params = params;
+  r->cap = cap;
+  r->firstCap = firstCap;
+  const size_t n = params.size();
+  r->bucketOf.resize(n);
+  r->slotOf.resize(n);
+  r->accumulators.resize(n);
+  r->hookKeys.resize(n);
+  r->in.resize(n);
+  int64_t limit = firstCap, filled = 0;
+  bool open = false;
+  auto close = [&] {
+    open = false;
+    filled = 0;
+    limit = cap;
+  };
+  for (size_t j = n; j-- > 0;) {
+    const at::Tensor& p = params[j];
+    if (open) {
+      const at::Tensor& first = params[r->buckets.back().members.front()];
+      if (first.scalar_type() != p.scalar_type() || first.device() != p.device()) close();
+    }
+    if (!open) {
+      r->buckets.emplace_back();
+      open = true;
+    }
+    Bucket& b = r->buckets.back();
+    r->bucketOf[j] = r->buckets.size() - 1;
+    r->slotOf[j] = b.members.size();
+    b.offsets.push_back(b.members.empty() ? 0 : b.offsets.back() + params[b.members.back()].numel());
+    b.members.push_back(j);
+    filled += p.numel() * static_cast<int64_t>(p.element_size());
+    if (filled >= limit) close();
+  }
+  for (Bucket& b : r->buckets) {
+    int64_t total = b.offsets.back() + params[b.members.back()].numel();
+    b.flat = {at::empty({total}, at::TensorOptions().dtype(params[b.members.front()].scalar_type()).device(g.device))};
+  }
+  return r;
+}
+
+}  // namespace
+
+// distBackwardOverlapped(loss, params, bucketBytes, firstBucketBytes): runs
+// loss.backward() (a scalar) with the gradients' all-reduce started bucket by
+// bucket as they become final (above). Returns [buckets, launched before
+// backward returned, parameters this backward gave no gradient].
+// distAwaitGradients must follow before the gradients are used.
+PD_FN(distBackwardOverlapped, {
+  Group& g = group("distBackwardOverlapped");
+  at::Tensor loss = T(0);
+  auto params = TL(1);
+  int64_t cap = I(2), firstCap = I(3);
+  if (cap <= 0 || firstCap <= 0) throw ArgError{"distBackwardOverlapped: bucket sizes must be positive"};
+  if (!loss.requires_grad() || loss.numel() != 1)
+    throw ArgError{"distBackwardOverlapped: the loss must be a scalar that requires grad, got " + describeTensor(loss)};
+  if (g_reducer && g_reducer->awaiting)
+    throw std::runtime_error("distBackwardOverlapped: the previous step's all-reduce was never waited for (distAwaitGradients)");
+  if (!g_reducer || !g_reducer->matches(params, cap, firstCap)) {
+    if (g_reducer) g_reducer->unhook();
+    g_reducer = buildReducer(g, params, cap, firstCap);
+  }
+  Reducer& r = *g_reducer;
+  // (Re)hooks each accumulator: one is made on first use, and again after a
+  // parameter's data changed dtype or device.
+  for (size_t j = 0; j < params.size(); ++j) {
+    const at::Tensor& p = params[j];
+    AccumulatorPtr acc = p.requires_grad() && p.is_leaf() ? torch::autograd::impl::grad_accumulator(p) : AccumulatorPtr();
+    if (acc.get() == r.accumulators[j].get()) continue;
+    if (r.accumulators[j]) r.accumulators[j]->del_post_hook(r.hookKeys[j]);
+    r.accumulators[j] = acc;
+    if (acc) r.hookKeys[j] = acc->add_post_hook(std::make_unique<ReadyHook>(g_reducer, j));
+  }
+  // The nodes this backward will run.
+  std::unordered_set<const torch::autograd::Node*> reached;
+  std::vector<torch::autograd::Node*> stack;
+  if (auto* root = torch::autograd::impl::gradient_edge(loss).function.get()) {
+    reached.insert(root);
+    stack.push_back(root);
+  }
+  while (!stack.empty()) {
+    torch::autograd::Node* node = stack.back();
+    stack.pop_back();
+    for (const auto& edge : node->next_edges()) {
+      torch::autograd::Node* f = edge.function.get();
+      if (f && reached.insert(f).second) stack.push_back(f);
+    }
+  }
+  size_t unused = 0;
+  {
+    std::lock_guard<std::mutex> lock(r.mutex);
+    c10::AutoGradMode no_grad(false);
+    r.next = 0;
+    r.late.clear();
+    std::fill(r.in.begin(), r.in.end(), 0);
+    for (Bucket& b : r.buckets) {
+      b.pending = b.members.size();
+      b.launched = false;
+      b.work.reset();
+      b.streams.clear();
+    }
+    for (size_t j = 0; j < params.size(); ++j) {
+      if (r.accumulators[j] && reached.count(r.accumulators[j].get())) continue;
+      r.copyIn(j);
+      r.in[j] = 1;
+      --r.buckets[r.bucketOf[j]].pending;
+      ++unused;
+    }
+    r.launchReady();
+    r.armed = true;
+  }
+  try {
+    loss.backward(at::Tensor(), /*retain_graph=*/false, /*create_graph=*/false);
+  } catch (const std::exception& e) {
+    std::lock_guard<std::mutex> lock(r.mutex);
+    r.armed = false;
+    // Some buckets may be out already: the ranks' collectives no longer pair up.
+    if (g.broken.empty()) g.broken = std::string("backward failed while the gradients were being all-reduced: ") + e.what();
+    throw;
+  }
+  size_t during = 0;
+  {
+    std::lock_guard<std::mutex> lock(r.mutex);
+    c10::AutoGradMode no_grad(false);
+    r.armed = false;
+    during = r.next;
+    for (size_t j = 0; j < params.size(); ++j) {
+      if (r.in[j]) continue;
+      r.copyIn(j);
+      r.in[j] = 1;
+      --r.buckets[r.bucketOf[j]].pending;
+    }
+    r.launchReady();
+    r.awaiting = true;
+  }
+  Napi::Array out = Napi::Array::New(env);
+  out.Set(0u, Napi::Number::New(env, static_cast<double>(r.buckets.size())));
+  out.Set(1u, Napi::Number::New(env, static_cast<double>(during)));
+  out.Set(2u, Napi::Number::New(env, static_cast<double>(unused)));
+  return out;
+})
+
+// distAwaitGradients(): waits for distBackwardOverlapped's buckets, then
+// replaces each gradient by its mean over the ranks (zeros where a parameter
+// had none). Returns the number of buckets.
+PD_FN(distAwaitGradients, {
+  Group& g = group("distAwaitGradients");
+  if (!g_reducer || !g_reducer->awaiting)
+    throw ArgError{"distAwaitGradients: no overlapped all-reduce is under way (call distBackwardOverlapped first)"};
+  Reducer& r = *g_reducer;
+  r.awaiting = false;
+  std::vector<c10::intrusive_ptr<c10d::Work>> works;
+  works.reserve(r.buckets.size());
+  for (Bucket& b : r.buckets) works.push_back(b.work);
+  waitAll(g, works);
+  if (!r.late.empty())
+    throw std::runtime_error(r.late + ": this network cannot overlap its all-reduce with backward (set PD_DIST_OVERLAP=0)");
+  c10::AutoGradMode no_grad(false);
+  for (Bucket& b : r.buckets) {
+    b.work.reset();
+    at::Tensor& flat = b.flat[0];
+    flat.div_(g.world);
+    const at::Tensor& first = r.params[b.members.front()];
+    at::Tensor local = flat.to(first.device());
+    for (size_t s = 0; s < b.members.size(); ++s) {
+      at::Tensor& p = r.params[b.members[s]];
+      at::Tensor& grad = p.mutable_grad();
+      if (!grad.defined()) grad = at::zeros_like(p, at::MemoryFormat::Contiguous);
+      grad.copy_(local.narrow(0, b.offsets[s], p.numel()).view(grad.sizes()));
+    }
+  }
+  return Napi::Number::New(env, static_cast<double>(r.buckets.size()));
+})
+
 #else  // built without gloo's or NCCL's headers: the functions exist and say why they cannot work
 
 const char* const kNoGloo =
@@ -305,6 +664,8 @@ PD_NO_GLOO(distAllreduceSum);
 PD_NO_GLOO(distBroadcast);
 PD_NO_GLOO(distAverageGradients);
 PD_NO_GLOO(distBarrier);
+PD_NO_GLOO(distBackwardOverlapped);
+PD_NO_GLOO(distAwaitGradients);
 #endif
 
 #ifdef PD_WITH_GLOO

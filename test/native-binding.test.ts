@@ -34,7 +34,7 @@ const declaredKeys = {
   cudaBuild: true, cudaDeviceCount: true, cudaDevices: true, cudaMathOptions: true, cudaMemoryStats: true,
   cudaResetPeakMemory: true, cudaRuntimeHeaders: true, cudaSynchronize: true, cudaUnavailableReason: true,
   cumsum: true, describe: true, detach: true, device: true, dispose: true, distAllreduceSum: true,
-  distAvailable: true, distAverageGradients: true, distBackends: true, distBarrier: true, distBroadcast: true,
+  distAvailable: true, distAverageGradients: true, distAwaitGradients: true, distBackwardOverlapped: true, distBackends: true, distBarrier: true, distBroadcast: true,
   distInit: true, div: true, dropout: true, dtype: true, einsum: true, emaUpdate: true, empty: true, eq: true,
   exp: true, expand: true, externalMemory: true, fill_: true, flatten: true, flip: true, floor: true, fmod: true,
   fromBuffer: true, full: true, fullLike: true, fusedAttentionAvailable: true, gather: true, ge: true, gelu: true,

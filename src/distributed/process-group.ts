@@ -7,7 +7,8 @@ import { createSocket } from 'node:dgram';
 import { createServer } from 'node:net';
 import { networkInterfaces } from 'node:os';
 import {
-  allreduceSum, averageGradients, barrier, broadcast, collectiveBackends, collectivesAvailable, joinProcessGroup, type CollectiveBackend,
+  allreduceSum, averageGradients, awaitGradients, backwardOverlapped, barrier, broadcast, collectiveBackends, collectivesAvailable, joinProcessGroup,
+  type CollectiveBackend, type OverlapReport,
 } from '../tensor/collectives.js';
 import { tensor } from '../tensor/creation.js';
 import { scope } from '../tensor/scope.js';
@@ -15,8 +16,25 @@ import { cudaAvailable, cudaDeviceCount, describeEngine } from '../tensor/runtim
 import type { Device, Tensor } from '../tensor/tensor.js';
 import { readRankEnvironment, type RankEnvironment } from './environment.js';
 
-/** DDP's default bucket size (kDefaultBucketBytesCap). */
+/** DDP's default bucket size (kDefaultBucketBytesCap); PD_DIST_BUCKET_MB changes it. */
 const BUCKET_BYTES = 25 * 2 ** 20;
+/** DDP's first bucket (_DEFAULT_FIRST_BUCKET_BYTES): small, so that the first all-reduce starts early in backward. */
+const FIRST_BUCKET_BYTES = 2 ** 20;
+
+/**
+ * How the gradients are averaged: PD_DIST_OVERLAP=1 (the default) all-reduces
+ * them bucket by bucket during the last round's backward, as DDP does;
+ * PD_DIST_OVERLAP=0 after backward, all at once (to compare). PD_DIST_BUCKET_MB
+ * (default 25) caps a bucket.
+ */
+export function gradientSyncSettings(env: NodeJS.ProcessEnv): { overlap: boolean; bucketBytes: number } {
+  const text = env.PD_DIST_OVERLAP ?? '';
+  if (!['', '0', '1'].includes(text)) throw new Error(`environment: PD_DIST_OVERLAP=${JSON.stringify(text)} must be 0 (all-reduce after backward) or 1 (overlapped with backward, the default)`);
+  const mb = env.PD_DIST_BUCKET_MB ?? '';
+  const cap = mb === '' ? BUCKET_BYTES : Number(mb) * 2 ** 20;
+  if (!Number.isFinite(cap) || cap < 1) throw new Error(`environment: PD_DIST_BUCKET_MB=${JSON.stringify(mb)} must be a positive number of MiB`);
+  return { overlap: text !== '0', bucketBytes: Math.round(cap) };
+}
 
 function seconds(env: NodeJS.ProcessEnv, name: string, fallback: number): number {
   const text = env[name];
@@ -76,11 +94,23 @@ export function chooseBackend(vars: NodeJS.ProcessEnv, deviceHint: string | unde
  * rank and what probably happened to the others.
  */
 export class ProcessGroup {
+  /** Whether the last round's backward starts the all-reduce (PD_DIST_OVERLAP; a benchmark may switch it between steps). */
+  overlap: boolean;
+  readonly bucketBytes: number;
+  /** The parameters whose overlapped all-reduce averageGradients must wait for. */
+  private awaiting: readonly Tensor[] | null = null;
+  /** What the last overlapped backward did (benchmarks, tests). */
+  lastOverlap: OverlapReport | null = null;
+
   private constructor(
     readonly env: RankEnvironment,
     readonly timeoutSec: number,
     readonly backend: CollectiveBackend = 'gloo',
-  ) {}
+    sync: { overlap: boolean; bucketBytes: number } = gradientSyncSettings({}),
+  ) {
+    this.overlap = sync.overlap;
+    this.bucketBytes = sync.bucketBytes;
+  }
 
   /**
    * The GPU this rank trains on: 'cuda' (or auto's choice) becomes
@@ -117,6 +147,7 @@ export class ProcessGroup {
     if (!collectivesAvailable())
       throw new Error('this build has no distributed training: gloo\'s headers were missing when the addon was built (apt-get install libgloo-dev, then npx patch-diffusion setup --rebuild)');
     const backend = chooseBackend(vars, deviceHint);
+    const sync = gradientSyncSettings(vars);
     const joinTimeoutSec = seconds(vars, 'PD_DIST_JOIN_TIMEOUT', 300);
     const timeoutSec = seconds(vars, 'PD_DIST_TIMEOUT', 1800);
     let master: string;
@@ -160,7 +191,7 @@ export class ProcessGroup {
     } catch (err) {
       throw new Error(failed(err instanceof Error ? err.message.replace(/^distInit\([^)]*\): /, '') : String(err)));
     }
-    return new ProcessGroup(env, timeoutSec, backend);
+    return new ProcessGroup(env, timeoutSec, backend, sync);
   }
 
   private run<T>(what: string, fn: () => T): T {
@@ -208,9 +239,31 @@ export class ProcessGroup {
     this.run(`broadcasting ${what} from rank 0`, () => broadcast(tensors, 0));
   }
 
-  /** Gradients averaged over the ranks (DDP). */
+  /**
+   * The last accumulation round's backward pass (src/train/step.ts). With
+   * overlap on, it starts the all-reduce of `params`' gradients, bucket by
+   * bucket as they become final, and averageGradients then waits for it; with
+   * overlap off it is a plain backward. Earlier rounds call loss.backward()
+   * themselves: their gradients are not final (DDP's no_sync).
+   */
+  backward(loss: Tensor, params: readonly Tensor[]): void {
+    if (!this.overlap) return loss.backward();
+    if (this.awaiting) throw new Error('ProcessGroup.backward: the previous step\'s gradients were never averaged (averageGradients)');
+    this.lastOverlap = backwardOverlapped(loss, params, this.bucketBytes, Math.min(FIRST_BUCKET_BYTES, this.bucketBytes));
+    this.awaiting = params;
+  }
+
+  /** Gradients averaged over the ranks (DDP): waits for the all-reduce backward started, else runs it now. */
   averageGradients(params: readonly Tensor[]): void {
-    this.run('averaging gradients', () => averageGradients(params, BUCKET_BYTES));
+    const started = this.awaiting;
+    if (started) {
+      this.awaiting = null;
+      if (started.length !== params.length || started.some((p, k) => p !== params[k]))
+        throw new Error('ProcessGroup.averageGradients: not the parameters whose all-reduce backward started');
+      this.run('averaging gradients', () => awaitGradients());
+      return;
+    }
+    this.run('averaging gradients', () => averageGradients(params, this.bucketBytes));
   }
 
   barrier(what: string): void {

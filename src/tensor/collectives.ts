@@ -1,6 +1,7 @@
 // Thin typed binding of the addon's c10d collectives (native/dist.cc): one
 // Gloo or NCCL process group per process, joined once. Every call blocks until the
-// collective has finished on this rank; src/distributed builds the training
+// collective has finished on this rank (but backwardOverlapped, which leaves its
+// all-reduce running for awaitGradients); src/distributed builds the training
 // semantics (what to reduce, when, and the error messages) on top.
 import { native } from './native.js';
 import type { Tensor } from './tensor.js';
@@ -65,6 +66,32 @@ export function broadcast(tensors: readonly Tensor[], root: number): void {
  */
 export function averageGradients(params: readonly Tensor[], bucketBytes: number): number {
   return native.distAverageGradients(params.map((t) => t.handle), bucketBytes);
+}
+
+/** What `backwardOverlapped` did: its buckets, how many were launched before backward returned, and the parameters this backward gave no gradient. */
+export interface OverlapReport {
+  buckets: number;
+  launchedDuringBackward: number;
+  unusedParams: number;
+}
+
+/**
+ * Runs `loss.backward()` (a scalar) and, while it runs, all-reduces the
+ * gradients of `params` bucket by bucket as each bucket's gradients become
+ * final (DDP's overlap: buckets in reverse parameter order, the first closed
+ * at `firstBucketBytes`, the others at `bucketBytes`). Every bucket has been
+ * launched when it returns; `awaitGradients` must follow before the gradients
+ * are used. For the last accumulation round only: the earlier rounds run a
+ * plain backward.
+ */
+export function backwardOverlapped(loss: Tensor, params: readonly Tensor[], bucketBytes: number, firstBucketBytes: number): OverlapReport {
+  const [buckets, launchedDuringBackward, unusedParams] = native.distBackwardOverlapped(loss.handle, params.map((t) => t.handle), bucketBytes, firstBucketBytes);
+  return { buckets, launchedDuringBackward, unusedParams };
+}
+
+/** Waits for `backwardOverlapped`'s all-reduce and replaces each gradient by its mean over the ranks (zeros where none). Returns the number of buckets. */
+export function awaitGradients(): number {
+  return native.distAwaitGradients();
 }
 
 export function barrier(): void {

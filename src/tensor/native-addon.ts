@@ -250,6 +250,13 @@ export interface NativeAddon {
   distBroadcast(tensors: TL, root: number): void;
   /** Returns the number of buckets. */
   distAverageGradients(params: TL, bucketBytes: number): number;
+  /**
+   * The last round's backward with each gradient bucket's all-reduce launched as soon as its gradients are final
+   * (DDP's overlap); returns [buckets, launched during backward, unused parameters]. distAwaitGradients finishes it.
+   */
+  distBackwardOverlapped(loss: T, params: TL, bucketBytes: number, firstBucketBytes: number): [number, number, number];
+  /** Waits for the overlapped all-reduce, divides by the world size and writes the means into the gradients; returns the buckets. */
+  distAwaitGradients(): number;
   distBarrier(): void;
   distAvailable(): boolean;
   distBackends(): CollectiveBackend[];

@@ -3,9 +3,9 @@
 // gradients, per accumulation round one patch size and batch_gpu·batch_mul
 // images, the patch loss summed per sample and averaged over the step's
 // samples, backward; in a data-parallel run the gradients' mean over the
-// ranks (DDP's all-reduce, once per step after the last round); then the
-// learning-rate ramp, NaN/Inf scrubbing of the gradients, Adam and the EMA
-// update. The training loop and bench/peer.ts both run exactly this function.
+// ranks (DDP's all-reduce, once per step, overlapped with the last round's
+// backward); then the learning-rate ramp, NaN/Inf scrubbing of the gradients,
+// Adam and the EMA update. The training loop and bench/peer.ts both run exactly this function.
 import { emaUpdate } from '../optim/adam.js';
 import { sanitizeGradients, scope, zeroGrad, type Tensor } from '../tensor/index.js';
 import { learningRate, emaBeta } from './schedule.js';
@@ -26,8 +26,13 @@ export interface TrainingStepArgs {
    * count and its mean loss (NaN/Inf possible). It may throw to abort the step.
    */
   onRound?: (round: Round) => void;
-  /** Data-parallel runs: replaces each gradient by its mean over the ranks (src/distributed). */
-  dist?: { averageGradients(params: readonly Tensor[]): void } | null;
+  /**
+   * Data-parallel runs: replaces each gradient by its mean over the ranks
+   * (src/distributed). `backward`, where given, runs the last round's backward
+   * pass and may start that all-reduce during it (DDP's overlap), which
+   * averageGradients then waits for.
+   */
+  dist?: { averageGradients(params: readonly Tensor[]): void; backward?(loss: Tensor, params: readonly Tensor[]): void } | null;
 }
 
 export interface TrainingStepResult {
@@ -37,7 +42,7 @@ export interface TrainingStepResult {
   imagesPerStep: number;
   /** Some gradient held NaN/Inf and was replaced. */
   nonFiniteGradients: boolean;
-  /** Milliseconds spent averaging gradients over the ranks (0 in one process). */
+  /** Milliseconds the step waited, after backward, for the gradients' mean over the ranks (0 in one process). */
   syncMs: number;
   /** The step's accumulation rounds, in order. */
   rounds: Round[];
@@ -73,7 +78,9 @@ export function accumulateGradients(a: TrainingStepArgs): Round[] {
       const batch = c.batches.nextBatch(n);
       const loss = c.lossFn(batch.images, batch.labels, patchSize);
       // Sum over pixels per sample, averaged over samples of the whole step (as in the official training_loop.py).
-      reducePatchLoss(loss, o.batch / c.worldSize, batchMul, o.lossScaling ?? 1).backward();
+      const total = reducePatchLoss(loss, o.batch / c.worldSize, batchMul, o.lossScaling ?? 1);
+      if (r === rounds - 1 && a.dist?.backward) a.dist.backward(total, c.netParams);
+      else total.backward();
       return loss.mean().item();
     });
     const round = { patchSize, images: n, lossMean };
