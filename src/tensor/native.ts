@@ -204,7 +204,10 @@ export type NativeFunctionName =
   | 'zeroGrad'
   | 'zero_'
   | 'zeros'
-  | 'zerosLike';
+  | 'zerosLike'
+  | 'cpuResetPeakMemory'
+  | 'cudaMathState'
+  | 'dropoutMask';
 
 /**
  * The libtorch engine cannot be used: the addon is not built (an install

@@ -148,9 +148,20 @@ export interface CpuCacheStats {
   /** Bytes of freed blocks held for reuse. */
   cachedBytes: number;
   capBytes: number;
+  /**
+   * Bytes of CPU tensor storage in use (as requested), now and at the peak
+   * since the start or the last resetCpuPeakMemory: the CPU's counterpart of
+   * cudaMemoryStats' allocated figures (0 when the cache is off).
+   */
+  allocatedBytes: number;
+  peakAllocatedBytes: number;
 }
 export function cpuCacheStats(): CpuCacheStats {
   return native.cpuCacheStats() as CpuCacheStats;
+}
+/** Starts the peak of cpuCacheStats().peakAllocatedBytes again from the bytes in use now. */
+export function resetCpuPeakMemory(): void {
+  native.cpuResetPeakMemory();
 }
 export function setDeterministic(on: boolean): void {
   native.setDeterministic(on);
