@@ -98,6 +98,31 @@ export function applyCudaMathOptions(vars: NodeJS.ProcessEnv = process.env): { b
   native.cudaMathOptions(o.benchmark, o.tf32, o.deterministic);
   return o;
 }
+/** The process-wide cuDNN/cuBLAS settings that applyCudaMathOptions and setTf32 change (libtorch's context; kept in a CPU build too, where they do nothing). */
+export interface CudaMathState {
+  benchmark: boolean;
+  tf32Cudnn: boolean;
+  tf32Cublas: boolean;
+  deterministic: boolean;
+}
+export function cudaMathState(): CudaMathState {
+  return native.cudaMathState() as CudaMathState;
+}
+/** Allows or forbids TF32 in float32 cuDNN convolutions and cuBLAS matrix products, the other settings kept. */
+export function setTf32(on: boolean): void {
+  const s = cudaMathState();
+  native.cudaMathOptions(s.benchmark, on, s.deterministic, on);
+}
+/**
+ * The cuDNN/cuBLAS settings now (TF32, the autotuner, deterministic
+ * algorithms), as a function that puts them back: a library call that
+ * changes them for its own work leaves the process as it found it (as
+ * saveThreads does for the thread count).
+ */
+export function saveCudaMathState(): () => void {
+  const s = cudaMathState();
+  return () => native.cudaMathOptions(s.benchmark, s.tf32Cudnn, s.deterministic, s.tf32Cublas);
+}
 /** 'cuda' when libtorch was built with CUDA and a GPU is visible, else 'cpu'. */
 export function defaultDevice(): Device {
   return cudaAvailable() ? 'cuda' : 'cpu';
@@ -188,6 +213,9 @@ export interface EngineInfo {
   /** AVX-512 BF16 instructions or AMX tiles: hardware bf16 arithmetic for oneDNN's kernels. */
   avx512Bf16: boolean;
   amxBf16: boolean;
+  /** AVX-512 FP16 instructions or AMX FP16 tiles: hardware float16 arithmetic for oneDNN's kernels. */
+  avx512Fp16: boolean;
+  amxFp16: boolean;
 }
 
 /** Flags and model of the first processor in /proc/cpuinfo (empty off Linux). */
@@ -218,11 +246,13 @@ export function engineInfo(): EngineInfo {
     avx512: flags.has('avx512f'),
     avx512Bf16: flags.has('avx512_bf16'),
     amxBf16: flags.has('amx_bf16'),
+    avx512Fp16: flags.has('avx512_fp16'),
+    amxFp16: flags.has('amx_fp16'),
   };
 }
 
 /** One line naming the engine and the CPU, for logs and benchmark headers. */
 export function describeEngine(e: EngineInfo = engineInfo()): string {
-  const isa = [e.avx512 && 'AVX-512', e.avx512Bf16 && 'AVX512-BF16', e.amxBf16 && 'AMX-BF16'].filter(Boolean).join(', ') || 'no AVX-512';
+  const isa = [e.avx512 && 'AVX-512', e.avx512Bf16 && 'AVX512-BF16', e.amxBf16 && 'AMX-BF16', e.avx512Fp16 && 'AVX512-FP16', e.amxFp16 && 'AMX-FP16'].filter(Boolean).join(', ') || 'no AVX-512';
   return `libtorch ${e.version}${e.cuda ? ` + CUDA ${e.cuda}` : ''} (BLAS ${e.blas}, oneDNN ${e.onednn ?? 'none'}, ATen ${e.atenCapability}) on ${e.cpuModel} (${isa})`;
 }
