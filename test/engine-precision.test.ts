@@ -19,6 +19,7 @@ import { applyPrecision, checkPrecisionSupport, groupNormInFloat32, matmulDtype,
 import { UNetBlock } from '../src/nn/unet-block.js';
 import { F, Generator, engineInfo, noGrad, scope, type Tensor } from '../src/tensor/index.js';
 import { REFERENCE_DIR } from './helpers/reference.js';
+import { TEST_DEVICE, onDevice } from './helpers/device.js';
 
 const skip = existsSync(join(REFERENCE_DIR, 'cases.json')) ? false : `reference vectors not found in ${REFERENCE_DIR}`;
 
@@ -33,7 +34,9 @@ function loadReference(name: string) {
   for (const [k, v] of tensors) if (k.startsWith('param.')) params.set(k.slice('param.'.length), v);
   net.loadStateDict(params, { strict: true });
   net.eval();
-  return { net, t: tensors };
+  // On PD_TEST_DEVICE (default cpu; scripts/gpu-check.sh: cuda): the network and the vectors.
+  net.to({ device: TEST_DEVICE });
+  return { net, t: new Map([...tensors].map(([k, v]) => [k, onDevice(v)] as const)) };
 }
 
 describe('layers under bf16', () => {
@@ -140,7 +143,7 @@ describe('layers under fp16', () => {
   });
 });
 
-describe('Patch_EDMPrecond compute modes against the official reference', { skip }, () => {
+describe(`Patch_EDMPrecond compute modes against the official reference (on ${TEST_DEVICE})`, { skip }, () => {
   for (const name of ['net_ddpmpp', 'net_ncsnpp', 'net_adm'] as const) {
     test(`${name}: bf16 and fp16 within their accuracy, channels-last within float32 rounding, all float32 out`, () => {
       const { net, t } = loadReference(name);
