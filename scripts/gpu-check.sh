@@ -239,8 +239,6 @@ if [ -d "$W/pd/official" ]; then
   # --official-compile: the official network under torch.compile too (on CUDA the default mode and reduce-overhead; the
   # compilation runs in the warm-up, a few minutes for DDPM++); PD_PEER_COMPILE=0 leaves it out where the budget is short.
   COMPILE=(--official-compile); [ "${PD_PEER_COMPILE:-1}" = 0 ] && COMPILE=()
-  # A CPU rehearsal compiles the default mode and reduce-overhead as on CUDA (on the CPU the latter captures nothing), so both paths run.
-  [ "$DEVICE" = cuda ] || [ ${#COMPILE[@]} -eq 0 ] || COMPILE+=(--official-compile-modes default,reduce-overhead)
   PEER_COMMON=(node dist/bench/peer.js --official "$W/pd/official" --python "$PY" --device "$DEVICE" --official-format nchw "${COMPILE[@]}" "${PEER[@]}")
   step peer-fp32 90 "${PEER_COMMON[@]}" --json "$RES/peer-fp32.json"
   step peer-bf16 90 "${PEER_COMMON[@]}" --precision bf16 --official-fp16 --json "$RES/peer-bf16.json"
