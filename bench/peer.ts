@@ -208,6 +208,8 @@ interface Side {
   key: string;
   label: string;
   official: boolean;
+  /** The official network under torch.compile: a worker that cannot compile is left out with a warning, not fatal. */
+  compiled: boolean;
   worker: LineWorker;
   info?: Ready;
 }
@@ -343,10 +345,11 @@ async function parent(): Promise<void> {
     key: `official-${layout}${mode ? `-compiled${mode === 'default' ? '' : `-${mode}`}` : ''}`,
     label: `official ${layout === 'nchw' ? 'NCHW' : 'channels-last'}${mode ? ` compiled${mode === 'default' ? '' : ` ${mode}`}` : ''}`,
     official: true,
+    compiled: mode !== null,
     worker: new LineWorker(`official (${layout}${mode ? `, compile ${mode}` : ''})`, python,
       [DRIVER, JSON.stringify({ ...baseOfficial, channels_last: layout === 'channels-last', compile: mode })], { tag: TAG, env: pyEnv, missingHint: pyHint }),
   }));
-  sides.push({ key: 'ours', label: 'ours', official: false, worker: new LineWorker('ours', process.execPath, [SCRIPT, '--child', JSON.stringify(cfg)], { tag: TAG }) });
+  sides.push({ key: 'ours', label: 'ours', official: false, compiled: false, worker: new LineWorker('ours', process.execPath, [SCRIPT, '--child', JSON.stringify(cfg)], { tag: TAG }) });
   const killAll = () => sides.forEach((s) => s.worker.kill());
   process.once('SIGINT', () => {
     killAll();
@@ -357,11 +360,24 @@ async function parent(): Promise<void> {
     const started = nowIso();
     const t0 = performance.now();
     const readies = await Promise.allSettled(sides.map((s) => s.worker.ready<Ready>()));
-    const failed = readies.map((r) => (r.status === 'rejected' ? (r.reason as Error).message : null)).filter(Boolean);
+    const failed = readies.map((r, k) => (r.status === 'rejected' && !sides[k]!.compiled ? (r.reason as Error).message : null)).filter(Boolean);
     if (failed.length) throw new ChildError(`a worker did not start:\n${failed.join('\n')}`);
-    readies.forEach((r, k) => (sides[k]!.info = (r as PromiseFulfilledResult<Ready>).value));
+    // A compiled official worker that cannot run (no Triton on a GPU, no C++ compiler for inductor) is left out: the eager ones still compare.
+    const dropped: string[] = [];
+    let offs: Side[] = [];
+    const dropSide = (side: Side, why: unknown) => {
+      const message = why instanceof Error ? why.message : String(why);
+      console.log(`WARNING: ${side.label} left out: ${message.split('\n').slice(0, 6).join(' | ')}`);
+      dropped.push(`${side.label}: ${message}`);
+      side.worker.kill();
+      sides.splice(sides.indexOf(side), 1);
+      offs = sides.filter((x) => x.official);
+    };
+    const notStarted: [Side, unknown][] = [];
+    readies.forEach((r, k) => (r.status === 'fulfilled' ? (sides[k]!.info = r.value) : notStarted.push([sides[k]!, r.reason])));
+    for (const [side, why] of notStarted) dropSide(side, why);
     const ours = sides.find((s) => !s.official)!;
-    const offs = sides.filter((s) => s.official);
+    offs = sides.filter((s) => s.official);
     const oi = ours.info!, pi = offs[0]!.info!;
     if (JSON.stringify(oi.networkConfig) !== JSON.stringify(networkConfig)) throw new Error('our worker built a different network config than the parent resolved');
 
@@ -396,6 +412,7 @@ async function parent(): Promise<void> {
       benchmark: 'peer', started, machine,
       settings: { ...cfg, official, python, quick, rounds, block, warmup, sizes, officialFormat: format, officialDdp: baseOfficial.ddp, officialCompile: compileModes, sampleSteps, sampleBatch, sampleRounds, command: process.argv.slice(2).join(' ') },
       workers: Object.fromEntries(sides.map((s) => [s.key, s.info])),
+      leftOut: dropped,
     };
 
     // ---- training ----
@@ -407,7 +424,20 @@ async function parent(): Promise<void> {
         `side order ${sides.map((_, k) => LETTERS[k]).join('')} / ${sides.map((_, k) => LETTERS[k]).reverse().join('')} alternating (${sides.map((s, k) => `${LETTERS[k]} = ${s.label}`).join(', ')})`);
       const order = (r: number) => (r % 2 === 0 ? sides : [...sides].reverse());
       const t = performance.now();
-      if (warmup > 0) for (const row of rows) for (const side of sides) await side.worker.request<BlockReply>({ cmd: 'train', patch: row.s, batch_mul: row.mul, steps: warmup });
+      if (warmup > 0) {
+        for (const row of rows) {
+          for (const side of [...sides]) {
+            try {
+              await side.worker.request<BlockReply>({ cmd: 'train', patch: row.s, batch_mul: row.mul, steps: warmup });
+            } catch (e) {
+              if (!side.compiled) throw e;
+              dropSide(side, e);
+            }
+          }
+        }
+        if (bestOfficial && !sides.includes(bestOfficial)) bestOfficial = null;
+        if (offs.length === 1) bestOfficial = offs[0]!;
+      }
       console.log(`  warm-up done in ${fx((performance.now() - t) / 1000, 1)} s`);
       const wall: Record<string, Record<number, number[]>> = {};
       const cpu: Record<string, Record<number, number[]>> = {};

@@ -186,6 +186,14 @@ def main():
     compile_mode = cfg.get('compile')
     if compile_mode not in (None, 'default', 'reduce-overhead'):
         fail(f'compile must be "default" or "reduce-overhead", got {compile_mode!r}')
+    if compile_mode and device.type == 'cuda':
+        # Inductor generates Triton kernels on a GPU: say so at once, not after minutes of tracing.
+        try:
+            from torch.utils._triton import has_triton
+        except ImportError:
+            has_triton = None
+        if has_triton is not None and not has_triton():
+            fail(f'torch.compile on {device} needs Triton, which {sys.executable} lacks (pip install triton)')
     ddp = net
     if cfg.get('ddp'):
         # train.py always wraps the network in DDP, even on one GPU; here one rank of a gloo (CPU) or NCCL group.
