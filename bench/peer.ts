@@ -4,7 +4,8 @@
 //
 //   node dist/bench/peer.js --official DIR [--quick] [--python PATH] [--batch 32] [--threads N]
 //        [--device cpu|cuda|auto] [--official-format both|nchw|channels-last] [--official-ddp]
-//        [--precision fp32|bf16] [--official-fp16] [--channels-last] [--rounds R] [--block K] [--warmup W]
+//        [--official-compile] [--official-compile-modes default,reduce-overhead]
+//        [--precision fp32|bf16|fp16] [--official-fp16] [--channels-last] [--rounds R] [--block K] [--warmup W]
 //        [--sample-steps N] [--sample-batch B] [--sample-rounds R] [--no-training] [--no-sampling] [--json FILE]
 //
 // DIR is a checkout of Zhendong-Wang/Patch-Diffusion (e.g. from the git mirror:
@@ -14,10 +15,15 @@
 // lines) to run K steps and answering with the time it took, so both stay warm
 // and the interleaving is real: the official side is bench/peer/official_step.py
 // (our driver, importing the official modules from DIR) under --python, once
-// per memory layout; our side is this script with --child, running
+// per memory layout, and with --official-compile once more per torch.compile
+// mode (the official network compiled, in the first layout: on a CUDA device
+// both the default mode and "reduce-overhead", which captures CUDA graphs; on
+// the CPU the default mode); our side is this script with --child, running
 // src/train/step.ts's trainingStep (the function the training loop runs) on
 // components from buildComponents. After warm-up, rounds of K-step blocks
 // alternate the sides A B C / C B A so drift and background load hit all alike.
+// The reference for every ratio is the fastest official variant (layout,
+// eager or compiled) by the real_p mix.
 import { existsSync } from 'node:fs';
 import { availableParallelism } from 'node:os';
 import { dirname, join, resolve } from 'node:path';
@@ -44,6 +50,7 @@ const SCRIPT = fileURLToPath(import.meta.url); // dist/bench/peer.js
 const ROOT = resolve(dirname(SCRIPT), '..', '..');
 const DRIVER = join(ROOT, 'bench', 'peer', 'official_step.py');
 const TAG = '@@PEER ';
+const LETTERS = 'ABCDEFGHIJ';
 
 // ---- what both sides are built from ------------------------------------------------------------
 
@@ -201,6 +208,8 @@ interface Side {
   key: string;
   label: string;
   official: boolean;
+  /** The official network under torch.compile: a worker that cannot compile is left out with a warning, not fatal. */
+  compiled: boolean;
   worker: LineWorker;
   info?: Ready;
 }
@@ -208,7 +217,7 @@ interface Side {
 const SPEC: Record<string, OptionSpec> = {
   official: { type: 'string', help: 'checkout of Zhendong-Wang/Patch-Diffusion (required)' },
   python: { type: 'string', help: 'Python with PyTorch and numpy for the official side (default: the project\'s .venv/bin/python if present, else python3)' },
-  quick: { type: 'boolean', default: false, help: 'a short run (about a minute): fewer rounds, 18 sampler steps, one official layout for sampling' },
+  quick: { type: 'boolean', default: false, help: 'a short run (about a minute): fewer rounds, 18 sampler steps, only the fastest official variant for sampling' },
   arch: { type: 'string', default: 'small', help: `network preset, as train --arch (${ARCHS.join(', ')})` },
   resolution: { type: 'int', default: 32, help: 'image resolution R (patch sizes R/4, R/2, R)' },
   channels: { type: 'int', default: 1, help: 'image channels (1 = Fashion-MNIST-like grey; the network gets 2 more for the coordinates)' },
@@ -220,8 +229,10 @@ const SPEC: Record<string, OptionSpec> = {
   device: { type: 'string', default: 'cpu', help: 'cpu, cuda, cuda:N or auto (ours decides auto; the same device goes to both sides)' },
   officialFormat: { type: 'string', default: 'both', help: 'memory layout of the official network: nchw, channels-last, or both (two official workers)' },
   officialDdp: { type: 'boolean', default: false, help: 'wrap the official network in DDP (one rank, gloo/NCCL) as train.py does' },
+  officialCompile: { type: 'boolean', default: false, help: 'also time the official network under torch.compile (one more official worker per mode, in the first --official-format layout; compiling takes minutes, in the warm-up)' },
+  officialCompileModes: { type: 'string', help: 'torch.compile modes for --official-compile, comma-separated: default, reduce-overhead (default: both on CUDA, default on the CPU, where reduce-overhead captures nothing)' },
   officialFp16: { type: 'boolean', default: false, help: 'the official network with use_fp16 (its --fp16; CUDA only: fp16 activations in the UNet), to set against our --precision bf16' },
-  precision: { type: 'string', default: 'fp32', help: 'our training precision (fp32 or bf16; sets the precision training option)' },
+  precision: { type: 'string', default: 'fp32', help: `our training precision (${PRECISIONS.join(', ')}; sets the precision training option)` },
   channelsLast: { type: 'boolean', default: false, help: 'our network in channels-last layout (sets the channelsLast training option)' },
   rounds: { type: 'int', help: 'interleaved rounds per patch size (default 6; --quick 3)' },
   block: { type: 'int', help: 'steps per block (default 3; --quick 1)' },
@@ -271,6 +282,9 @@ async function parent(): Promise<void> {
   const precision = opt.str(o, 'precision');
   if (!(PRECISIONS as readonly string[]).includes(precision)) throw new UsageError(`--precision must be one of ${PRECISIONS.join(', ')}, got '${precision}'`);
   const format = opt.str(o, 'officialFormat');
+  const compileModes = opt.bool(o, 'officialCompile') ? (opt.strOpt(o, 'officialCompileModes') ?? '').split(',').filter(Boolean) : [];
+  if (!opt.bool(o, 'officialCompile') && opt.strOpt(o, 'officialCompileModes') !== undefined) throw new UsageError('--official-compile-modes goes with --official-compile');
+  for (const m of compileModes) if (m !== 'default' && m !== 'reduce-overhead') throw new UsageError(`--official-compile-modes: '${m}' is not a torch.compile mode here (default, reduce-overhead)`);
   if (!['both', 'nchw', 'channels-last'].includes(format)) throw new UsageError(`--official-format must be both, nchw or channels-last, got '${format}'`);
   const batch = positiveInt(opt.num(o, 'batch'), '--batch');
   const batchGpu = positiveInt(opt.numOpt(o, 'batchGpu') ?? batch, '--batch-gpu');
@@ -323,13 +337,19 @@ async function parent(): Promise<void> {
   const pyHint = `pass --python PATH to a Python with PyTorch and numpy, e.g. python3 -m venv ${join(ROOT, '.venv')} && ${join(ROOT, '.venv', 'bin', 'pip')} install torch numpy`;
   const pyEnv = { ...process.env, PYTHONDONTWRITEBYTECODE: '1', PYTHONUNBUFFERED: '1' };
   const layouts = format === 'both' ? ['nchw', 'channels-last'] : [format];
-  const sides: Side[] = layouts.map((layout) => ({
-    key: `official-${layout}`,
-    label: `official ${layout === 'nchw' ? 'NCHW' : 'channels-last'}`,
+  if (opt.bool(o, 'officialCompile') && !compileModes.length) compileModes.push(...(device === 'cpu' ? ['default'] : ['default', 'reduce-overhead']));
+  // The eager official network per layout, then one compiled worker per torch.compile mode, on the first layout only
+  // (NCHW with --official-format both): inductor chooses the convolutions' memory layout itself (its layout optimisation).
+  const variants = [...layouts.map((layout) => ({ layout, mode: null as string | null })), ...compileModes.map((mode) => ({ layout: layouts[0]!, mode }))];
+  const sides: Side[] = variants.map(({ layout, mode }) => ({
+    key: `official-${layout}${mode ? `-compiled${mode === 'default' ? '' : `-${mode}`}` : ''}`,
+    label: `official ${layout === 'nchw' ? 'NCHW' : 'channels-last'}${mode ? ` compiled${mode === 'default' ? '' : ` ${mode}`}` : ''}`,
     official: true,
-    worker: new LineWorker(`official (${layout})`, python, [DRIVER, JSON.stringify({ ...baseOfficial, channels_last: layout === 'channels-last' })], { tag: TAG, env: pyEnv, missingHint: pyHint }),
+    compiled: mode !== null,
+    worker: new LineWorker(`official (${layout}${mode ? `, compile ${mode}` : ''})`, python,
+      [DRIVER, JSON.stringify({ ...baseOfficial, channels_last: layout === 'channels-last', compile: mode })], { tag: TAG, env: pyEnv, missingHint: pyHint }),
   }));
-  sides.push({ key: 'ours', label: 'ours', official: false, worker: new LineWorker('ours', process.execPath, [SCRIPT, '--child', JSON.stringify(cfg)], { tag: TAG }) });
+  sides.push({ key: 'ours', label: 'ours', official: false, compiled: false, worker: new LineWorker('ours', process.execPath, [SCRIPT, '--child', JSON.stringify(cfg)], { tag: TAG }) });
   const killAll = () => sides.forEach((s) => s.worker.kill());
   process.once('SIGINT', () => {
     killAll();
@@ -340,11 +360,24 @@ async function parent(): Promise<void> {
     const started = nowIso();
     const t0 = performance.now();
     const readies = await Promise.allSettled(sides.map((s) => s.worker.ready<Ready>()));
-    const failed = readies.map((r) => (r.status === 'rejected' ? (r.reason as Error).message : null)).filter(Boolean);
+    const failed = readies.map((r, k) => (r.status === 'rejected' && !sides[k]!.compiled ? (r.reason as Error).message : null)).filter(Boolean);
     if (failed.length) throw new ChildError(`a worker did not start:\n${failed.join('\n')}`);
-    readies.forEach((r, k) => (sides[k]!.info = (r as PromiseFulfilledResult<Ready>).value));
+    // A compiled official worker that cannot run (no Triton on a GPU, no C++ compiler for inductor) is left out: the eager ones still compare.
+    const dropped: string[] = [];
+    let offs: Side[] = [];
+    const dropSide = (side: Side, why: unknown) => {
+      const message = why instanceof Error ? why.message : String(why);
+      console.log(`WARNING: ${side.label} left out: ${message.split('\n').slice(0, 6).join(' | ')}`);
+      dropped.push(`${side.label}: ${message}`);
+      side.worker.kill();
+      sides.splice(sides.indexOf(side), 1);
+      offs = sides.filter((x) => x.official);
+    };
+    const notStarted: [Side, unknown][] = [];
+    readies.forEach((r, k) => (r.status === 'fulfilled' ? (sides[k]!.info = r.value) : notStarted.push([sides[k]!, r.reason])));
+    for (const [side, why] of notStarted) dropSide(side, why);
     const ours = sides.find((s) => !s.official)!;
-    const offs = sides.filter((s) => s.official);
+    offs = sides.filter((s) => s.official);
     const oi = ours.info!, pi = offs[0]!.info!;
     if (JSON.stringify(oi.networkConfig) !== JSON.stringify(networkConfig)) throw new Error('our worker built a different network config than the parent resolved');
 
@@ -361,8 +394,12 @@ async function parent(): Promise<void> {
     if ((pi.stubbed as string[]).length)
       console.log(`          (not installed, stubbed because the official modules import them at the top but the timed path never calls them: ${(pi.stubbed as string[]).join(', ')}; ` +
         `generate.py itself is not imported, only edm_sampler/sample_with_cfg/StackedRandomGenerator are compiled from it, so click, tqdm, Pillow and diffusers are not needed)`);
+    if (compileModes.length)
+      console.log(`          compiled official workers: torch.compile(net, mode=${compileModes.map((m) => (m === 'default' ? 'None' : `"${m}"`)).join(' / ')}, dynamic=False) on the training network and the sampler's EMA copy; ` +
+        `compilation happens in the warm-up (one graph per patch size)${device === 'cpu' && compileModes.includes('reduce-overhead') ? '; reduce-overhead captures no CUDA graphs on the CPU' : ''}`);
     if (opt.bool(o, 'officialFp16')) console.log(`          the official network runs with use_fp16 (its --fp16)${device === 'cpu' ? ', which it applies on CUDA only: fp32 here' : ''}`);
     else if (precision === 'bf16') console.log('          the official side stays fp32 (it has no bf16 mode; its use_fp16 applies to CUDA only: --official-fp16)');
+    else if (precision === 'fp16') console.log('          the official side stays fp32: its fp16 is use_fp16 (--official-fp16), on CUDA only');
     const nc = networkConfig as unknown as Record<string, unknown>;
     console.log(`network:  ${arch} = Patch_EDMPrecond(${Object.entries(nc).map(([k, v]) => `${k}=${JSON.stringify(v)}`).join(', ')}); ` +
       `parameters: official ${Number(pi.parameters).toLocaleString('en-US')}, ours ${Number(oi.parameters).toLocaleString('en-US')}` +
@@ -373,8 +410,9 @@ async function parent(): Promise<void> {
 
     const record: Record<string, unknown> = {
       benchmark: 'peer', started, machine,
-      settings: { ...cfg, official, python, quick, rounds, block, warmup, sizes, officialFormat: format, officialDdp: baseOfficial.ddp, sampleSteps, sampleBatch, sampleRounds, command: process.argv.slice(2).join(' ') },
+      settings: { ...cfg, official, python, quick, rounds, block, warmup, sizes, officialFormat: format, officialDdp: baseOfficial.ddp, officialCompile: compileModes, sampleSteps, sampleBatch, sampleRounds, command: process.argv.slice(2).join(' ') },
       workers: Object.fromEntries(sides.map((s) => [s.key, s.info])),
+      leftOut: dropped,
     };
 
     // ---- training ----
@@ -383,10 +421,23 @@ async function parent(): Promise<void> {
       const rows = sizes.map((s) => ({ s, mul: schedule.batchMul(s), p: prob(s) }));
       console.log(`training step, fixed patch size per step: batch ${batch}${batchGpu !== batch ? ` in rounds of ${batchGpu}` : ''}, each round batch_gpu·batch_mul images cropped to s×s ` +
         `(batch_mul = R/s: ${rows.map((r) => `${r.s}→${r.mul}`).join(', ')}); ${warmup} warm-up step(s) per side and size, then ${rounds} rounds of ${block}-step blocks, ` +
-        `side order ${sides.map((_, k) => 'ABCD'[k]).join('')} / ${sides.map((_, k) => 'ABCD'[k]).reverse().join('')} alternating (${sides.map((s, k) => `${'ABCD'[k]} = ${s.label}`).join(', ')})`);
+        `side order ${sides.map((_, k) => LETTERS[k]).join('')} / ${sides.map((_, k) => LETTERS[k]).reverse().join('')} alternating (${sides.map((s, k) => `${LETTERS[k]} = ${s.label}`).join(', ')})`);
       const order = (r: number) => (r % 2 === 0 ? sides : [...sides].reverse());
       const t = performance.now();
-      if (warmup > 0) for (const row of rows) for (const side of sides) await side.worker.request<BlockReply>({ cmd: 'train', patch: row.s, batch_mul: row.mul, steps: warmup });
+      if (warmup > 0) {
+        for (const row of rows) {
+          for (const side of [...sides]) {
+            try {
+              await side.worker.request<BlockReply>({ cmd: 'train', patch: row.s, batch_mul: row.mul, steps: warmup });
+            } catch (e) {
+              if (!side.compiled) throw e;
+              dropSide(side, e);
+            }
+          }
+        }
+        if (bestOfficial && !sides.includes(bestOfficial)) bestOfficial = null;
+        if (offs.length === 1) bestOfficial = offs[0]!;
+      }
       console.log(`  warm-up done in ${fx((performance.now() - t) / 1000, 1)} s`);
       const wall: Record<string, Record<number, number[]>> = {};
       const cpu: Record<string, Record<number, number[]>> = {};
@@ -415,7 +466,7 @@ async function parent(): Promise<void> {
       const mixPerRound = (key: string) => Array.from({ length: rounds }, (_, r) => sizes.reduce((sum, s) => sum + prob(s) * wall[key]![s]![r]!, 0));
       const mixOfMedians = (key: string) => sizes.reduce((sum, s) => sum + prob(s) * median(wall[key]![s]!), 0);
       if (offs.length > 1) {
-        // The faster official layout: by the mix when it is complete, else by the sum of medians.
+        // The fastest official variant (layout, eager or compiled): by the mix when it is complete, else by the sum of medians.
         const score = (side: Side) => (mixComplete ? mixOfMedians(side.key) : sizes.reduce((sum, s) => sum + median(wall[side.key]![s]!), 0));
         bestOfficial = offs.reduce((a, b) => (score(b) < score(a) ? b : a));
       }
@@ -451,12 +502,12 @@ async function parent(): Promise<void> {
       }
       const pairwise = (side: Side) => median(Array.from({ length: rounds }, (_, r) => mixComplete ? mixPerRound(side.key)[r]! / mixPerRound('ours')[r]! : NaN));
       if (offs.length > 1) {
-        const [a, b] = offs as [Side, Side];
-        const faster = bestOfficial!;
-        const slower = faster === a ? b : a;
         const what = mixComplete ? 't_mix' : 'sum of per-size medians';
         const val = (s: Side) => (mixComplete ? mixOfMedians(s.key) : sizes.reduce((sum, z) => sum + median(wall[s.key]![z]!), 0));
-        console.log(`faster official layout: ${faster.label} (${what} ${fx(val(faster), 1)} ms vs ${fx(val(slower), 1)} ms for ${slower.label}, ${fx(val(slower) / val(faster), 2)}×)`);
+        const faster = bestOfficial!;
+        const others = offs.filter((s) => s !== faster).sort((a, b) => val(a) - val(b));
+        console.log(`fastest official variant (the reference): ${faster.label} (${what} ${fx(val(faster), 1)} ms; ` +
+          `${others.map((s) => `${s.label} ${fx(val(s), 1)} ms, ${fx(val(s) / val(faster), 2)}×`).join('; ')})`);
       }
       if (bestOfficial && mixComplete) {
         const ratio = mixOfMedians(bestOfficial.key) / mixOfMedians('ours');
@@ -494,7 +545,7 @@ async function parent(): Promise<void> {
 
     // ---- sampling ----
     if (doSampling) {
-      // --quick samples with the faster official layout only; a full run with both.
+      // --quick samples with the fastest official variant only; a full run with all.
       const sampSides = quick && bestOfficial ? [bestOfficial, ours] : sides;
       const nfe = 2 * sampleSteps - 1;
       console.log(`sampling: edm_sampler (generate.py) vs our generateImages (src/generate's path), deterministic Heun, ${sampleSteps} steps (NFE ${nfe}), batch ${sampleBatch}, ` +

@@ -55,8 +55,12 @@ struct CpuCacheStats {
   bool enabled = false;
   uint64_t hits = 0, misses = 0;  // requests of 64 KiB and more, served from the cache or not
   size_t cachedBytes = 0, capBytes = 0;
+  // Bytes of CPU tensor storage in use (as requested, every size), now and at
+  // the peak since the start or the last resetCpuPeakMemory.
+  int64_t allocatedBytes = 0, peakAllocatedBytes = 0;
 };
 CpuCacheStats cpuCacheStats();
+void resetCpuPeakMemory();
 
 // Thrown by argument readers; `guarded` turns it into a JS TypeError.
 struct ArgError {

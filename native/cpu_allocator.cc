@@ -13,6 +13,10 @@
 // (PD_CPU_CACHE_MB, default 2048; 0 turns the cache off); beyond the cap, freed
 // blocks go back to the C library.
 //
+// It also counts the bytes of tensor storage in use and their peak, the CPU's
+// counterpart of the CUDA caching allocator's figures: peak RSS cannot show
+// a saving smaller than what the cache and the heap keep around it.
+//
 // Built against libtorch 1.x and 2.x alike: c10's Allocator interface changed
 // in 2.3 (allocate lost its const, copy_data became pure virtual), which the
 // version guards below follow. The fragmentation it cures is glibc's, not
@@ -21,6 +25,7 @@
 
 #include <c10/core/CPUAllocator.h>
 
+#include <atomic>
 #include <cstdio>
 #include <cstdlib>
 #include <mutex>
@@ -36,7 +41,7 @@ namespace pd {
 namespace {
 
 constexpr size_t kAlignment = 64;              // c10's CPU alignment (AVX-512)
-constexpr size_t kHeader = kAlignment;         // the block's size lives just before the data
+constexpr size_t kHeader = kAlignment;         // the block's size and the requested size live just before the data
 constexpr size_t kMinCached = size_t{64} << 10;
 
 // Rounds up to one of 8 steps per power of two.
@@ -62,8 +67,10 @@ class CachingCpuAllocator final : public c10::Allocator {
 
   CpuCacheStats stats() const {
     std::lock_guard<std::mutex> lock(mutex_);
-    return {true, hits_, misses_, cached_bytes_, cap_bytes_};
+    return {true, hits_, misses_, cached_bytes_, cap_bytes_, live_bytes_.load(), peak_bytes_.load()};
   }
+
+  void resetPeak() { peak_bytes_.store(live_bytes_.load()); }
 
  private:
   c10::DataPtr allocateImpl(size_t n) const {
@@ -73,7 +80,9 @@ class CachingCpuAllocator final : public c10::Allocator {
     if (!base) {
       if (posix_memalign(&base, kAlignment, bytes + kHeader) != 0) throw std::bad_alloc();
     }
-    *static_cast<size_t*>(base) = bytes;
+    static_cast<size_t*>(base)[0] = bytes;
+    static_cast<size_t*>(base)[1] = n;
+    countIn(static_cast<int64_t>(n));
     void* data = static_cast<char*>(base) + kHeader;
     // Context = data, as raw_allocate (used by oneDNN) requires; the header is found from it.
     return {data, data, &release, c10::Device(c10::DeviceType::CPU)};
@@ -98,10 +107,18 @@ class CachingCpuAllocator final : public c10::Allocator {
     return nullptr;
   }
 
+  void countIn(int64_t n) const {
+    const int64_t now = live_bytes_.fetch_add(n, std::memory_order_relaxed) + n;
+    int64_t peak = peak_bytes_.load(std::memory_order_relaxed);
+    while (now > peak && !peak_bytes_.compare_exchange_weak(peak, now, std::memory_order_relaxed)) {
+    }
+  }
+
   static void release(void* data) {
     void* base = static_cast<char*>(data) - kHeader;
-    size_t bytes = *static_cast<size_t*>(base);
+    size_t bytes = static_cast<size_t*>(base)[0];
     CachingCpuAllocator* self = instance;
+    if (self) self->live_bytes_.fetch_sub(static_cast<int64_t>(static_cast<size_t*>(base)[1]), std::memory_order_relaxed);
     if (bytes >= kMinCached && self) {
       std::lock_guard<std::mutex> lock(self->mutex_);
       if (self->cached_bytes_ + bytes <= self->cap_bytes_) {
@@ -118,6 +135,7 @@ class CachingCpuAllocator final : public c10::Allocator {
   mutable std::map<size_t, std::vector<void*>> free_;  // by block size
   mutable size_t cached_bytes_ = 0;
   mutable uint64_t hits_ = 0, misses_ = 0;
+  mutable std::atomic<int64_t> live_bytes_{0}, peak_bytes_{0};
 };
 
 CachingCpuAllocator* CachingCpuAllocator::instance = nullptr;
@@ -142,6 +160,10 @@ void installCpuAllocator() {
 
 CpuCacheStats cpuCacheStats() {
   return CachingCpuAllocator::instance ? CachingCpuAllocator::instance->stats() : CpuCacheStats{};
+}
+
+void resetCpuPeakMemory() {
+  if (CachingCpuAllocator::instance) CachingCpuAllocator::instance->resetPeak();
 }
 
 }  // namespace pd

@@ -133,12 +133,26 @@ PD_FN(cudaMemoryStats, {
 // deterministic: cuDNN only picks deterministic algorithms (its fastest weight
 // gradients of 1×1 convolutions accumulate with atomics, so two runs differ
 // in the last bits: seen on an H200, 2026-12-04).
+// A fourth argument sets cuBLAS's TF32 apart from cuDNN's (to put back a
+// state read by cudaMathState, where libtorch's defaults differ).
 PD_FN(cudaMathOptions, {
   at::globalContext().setBenchmarkCuDNN(B(0));
   at::globalContext().setAllowTF32CuDNN(B(1));
-  at::globalContext().setAllowTF32CuBLAS(B(1));
+  at::globalContext().setAllowTF32CuBLAS(info.Length() > 3 && !info[3].IsUndefined() ? B(3) : B(1));
   at::globalContext().setDeterministicCuDNN(B(2));
   return env.Undefined();
+})
+
+// cudaMathState(): {benchmark, tf32Cudnn, tf32Cublas, deterministic} as they
+// are now, so that a library call that changes them can put them back.
+PD_FN(cudaMathState, {
+  const auto& ctx = at::globalContext();
+  Napi::Object o = Napi::Object::New(env);
+  o.Set("benchmark", ctx.benchmarkCuDNN());
+  o.Set("tf32Cudnn", ctx.allowTF32CuDNN());
+  o.Set("tf32Cublas", ctx.allowTF32CuBLAS());
+  o.Set("deterministic", ctx.deterministicCuDNN());
+  return o;
 })
 
 PD_FN(cudaResetPeakMemory, {

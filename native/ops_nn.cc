@@ -1,5 +1,5 @@
 // Neural-network ops: convolutions, normalisation, activations, attention
-// pieces, dropout, resampling and pooling.
+// pieces, resampling and pooling (dropout is in dropout.cc).
 #include "common.h"
 
 namespace pd {
@@ -45,38 +45,6 @@ PD_FN(logSoftmax, WRAP(at::log_softmax(T(0), I(1))))
 PD_FN(silu, WRAP(at::silu(T(0))))
 PD_FN(gelu, WRAP(at::gelu(T(0))))
 PD_FN(leakyRelu, WRAP(at::leaky_relu(T(0), D(1))))
-
-// dropout(x, p, gen): inverted dropout with a mask drawn from the given
-// generator (libtorch's own dropout would use its global generator, which
-// would make runs irreproducible).
-//
-// On a GPU the mask is not drawn on the CPU and copied over (the rule for the
-// other draws): for DDPM++ at batch 128 that is ~30 masks of up to 34 M
-// values per step, and it made training 16× slower than the GPU's arithmetic
-// (H200, 2026-12-04: 50 img/s). The device's own generator draws it instead,
-// reseeded for each mask from the CPU generator, so a seed still fixes every
-// mask on that device and the CPU generator's state is still all a resume
-// needs; the masks differ from the CPU's.
-PD_FN(dropout, {
-  at::Tensor x = T(0);
-  double p = D(1);
-  if (p < 0 || p >= 1) throw ArgError{"dropout probability must be in [0, 1), got " + std::to_string(p)};
-  if (p == 0) WRAP(x)
-  at::Generator& g = argGenerator(info, 2);
-  at::Tensor keep = at::empty(x.sizes(), x.options());
-  if (x.device().is_cpu()) {
-    keep.bernoulli_(1 - p, g);
-  } else {
-    const int64_t seed = at::empty({1}, at::kLong).random_(g).item<int64_t>();
-    at::Generator device_gen = at::globalContext().defaultGenerator(x.device());
-    {
-      std::lock_guard<std::mutex> lock(device_gen.mutex());  // released before bernoulli_, which takes it too
-      device_gen.set_current_seed(static_cast<uint64_t>(seed));
-    }
-    keep.bernoulli_(1 - p, device_gen);
-  }
-  WRAP(x * keep.div_(1 - p))
-})
 
 // interpolate(x, size[2], mode, alignCorners)
 PD_FN(interpolate, {

@@ -46,7 +46,15 @@ PD_FN(cpuCacheStats, {
   out.Set("misses", static_cast<double>(s.misses));
   out.Set("cachedBytes", static_cast<double>(s.cachedBytes));
   out.Set("capBytes", static_cast<double>(s.capBytes));
+  out.Set("allocatedBytes", static_cast<double>(s.allocatedBytes));
+  out.Set("peakAllocatedBytes", static_cast<double>(s.peakAllocatedBytes));
   return out;
+})
+
+// cpuResetPeakMemory(): the peak of cpuCacheStats starts again from the bytes in use now.
+PD_FN(cpuResetPeakMemory, {
+  resetCpuPeakMemory();
+  return env.Undefined();
 })
 
 // V8's own running total of external memory (every addon's reports, not just ours).

@@ -13,14 +13,23 @@
 #   torch       the PyTorch it found: version, CUDA, GPUs
 #   build       the addon against that libtorch (node-gyp, all cores)
 #   info        `patch-diffusion info` (must list the GPU)
-#   tests-cuda  reference vectors, loss and sampler parity, seeded noise CPU = GPU,
-#               gradients GPU vs CPU, GPU memory figures (PD_TEST_DEVICE=cuda)
+#   tests-cuda  reference vectors (in fp32, bf16 and fp16 too), loss and sampler parity, seeded
+#               noise CPU = GPU, gradients GPU vs CPU, GPU memory figures, the 1-byte dropout mask
+#               (values and gradients bit for bit against the composite ops, bytes kept for
+#               backward) (PD_TEST_DEVICE=cuda)
 #   tests-engine the engine tests (CPU tensors) on the CUDA build
 #   resume      train-resume.test.js on cuda, PD_DETERMINISTIC=1 (deterministic cuDNN)
+#   tests-precision train-precision.test.js on cuda: --precision fp16 with --ls (trains, resumes
+#               bit for bit, static loss scaling, overflow → nan_to_num), --tf32 set for the run
+#               and restored after train() returns
 #   train       a short training run (Fashion-MNIST 5k), kimg/s and step time
 #   sample      sampling from it, images/s
-#   peer-fp32, peer-bf16   bench/peer.js, official vs ours on the same GPU (ours
-#               bf16 against the official --fp16 in the second)
+#   train-fp16  the same short run in --precision fp16 --ls 100 --tf32 (GPUs without bf16), its
+#               device line and step time
+#   peer-fp32, peer-bf16, peer-fp16   bench/peer.js, official vs ours on the same GPU (ours
+#               bf16, then ours fp16, against the official --fp16), each with --official-compile:
+#               the official network also under torch.compile (default and reduce-overhead), the
+#               fastest official variant the reference
 #   emoji-p1, emoji-p0.5   the quality study's 64×64 colour set (bench/quality-study-configs.ts's
 #               settings) on the GPU, full images against real_p 0.5, side by side for what the
 #               budget has left: SWD every 32 kimg; stats.jsonl, log, last sample grid and last
@@ -94,13 +103,14 @@ finish() {
     echo '| step | status | s |'; echo '|---|---|---|'
     tail -n +2 "$RES/steps.tsv" | awk -F'\t' '{print "| " $1 " | " $2 " | " $3 " |"}'
     for f in toolchain torch info; do [ -f "$RES/$f.txt" ] && { echo; echo "## $f"; echo '```'; grep -v '^\s*$' "$RES/$f.txt" | head -40; echo '```'; }; done
-    for f in tests-cuda tests-engine resume; do
+    for f in tests-cuda tests-engine resume tests-precision; do
       [ -f "$RES/$f.txt" ] || continue
       echo; echo "## $f"; echo '```'
       grep -E '^# (tests|pass|fail|skipped)|^not ok|relative error|^# Subtest' "$RES/$f.txt" | head -60
       echo '```'
     done
-    for f in train sample peer-fp32 peer-bf16 emoji-p1 emoji-p0.5; do [ -f "$RES/$f.txt" ] && { echo; echo "## $f"; echo '```'; tail -n 40 "$RES/$f.txt"; echo '```'; }; done
+    for f in train train-fp16; do [ -f "$RES/$f.txt" ] && { echo; echo "## $f: device line"; echo '```'; grep -m1 '^Threads: ' "$RES/$f.txt"; echo '```'; }; done
+    for f in train sample train-fp16 peer-fp32 peer-bf16 peer-fp16 emoji-p1 emoji-p0.5; do [ -f "$RES/$f.txt" ] && { echo; echo "## $f"; echo '```'; tail -n 40 "$RES/$f.txt"; echo '```'; }; done
   } > "$RES/summary.md"
   cp "$RES/summary.md" "$RES/steps.tsv" "$OUT/" && tar -C "$RES" -czf "$OUT/results.tar.gz" .
   echo "gpu-check: done in $(elapsed) s; $OUT/summary.md, everything in $OUT/results.tar.gz"
@@ -196,9 +206,12 @@ step info 10 node dist/src/cli/main.js info
 
 # ---- tests ----------------------------------------------------------------------------------
 TEST_ENV=(env PD_TEST_DEVICE="$DEVICE")
-step tests-cuda 30 "${TEST_ENV[@]}" node --test --test-concurrency=1 dist/test/engine-device.test.js dist/test/networks-reference.test.js dist/test/diffusion-parity.test.js
+step tests-cuda 30 "${TEST_ENV[@]}" node --test --test-concurrency=1 dist/test/engine-device.test.js dist/test/networks-reference.test.js dist/test/diffusion-parity.test.js \
+  dist/test/engine-precision.test.js dist/test/dropout-mask.test.js
 step tests-engine 30 node --test --test-concurrency=1 dist/test/engine-*.test.js
 step resume 30 "${TEST_ENV[@]}" PD_DETERMINISTIC=1 node --test --test-concurrency=1 dist/test/train-resume.test.js
+# fp16 with loss scaling and its overflow handling, and --tf32 (on a CPU rehearsal fp16 runs emulated: PD_FP16_EMULATED inside the test).
+step tests-precision 30 "${TEST_ENV[@]}" PD_DETERMINISTIC=1 node --test --test-concurrency=1 dist/test/train-precision.test.js
 
 # ---- a short training run and sampling from it -----------------------------------------------
 DATA="$W/pd/fashion-mnist-5k.zip"
@@ -213,13 +226,23 @@ if [ -n "$RUN" ]; then
   mkdir -p "$RES/run" && cp "$RUN"/*.txt "$RUN"/*.json "$RUN"/*.jsonl "$RES/run/" 2>/dev/null
   step sample 30 node dist/src/cli/main.js generate --network "$RUN" --outdir "$W/samples" "${SAMPLE[@]}" --device "$DEVICE"
 fi
+# The same run in fp16 with the official loss scaling and TF32 (a CPU rehearsal: emulated fp16, correctness only).
+RUNS16="$W/runs-fp16"
+PD_FP16_EMULATED=1 step train-fp16 60 node dist/src/cli/main.js train --data "$DATA" --outdir "$RUNS16" "${TRAIN[@]}" --precision fp16 --ls 100 --tf32 \
+  --snap 1000 --dump 1000 --grid-seeds 4 --grid-steps 2 --device "$DEVICE" --seed 0
+RUN16=$(ls -d "$RUNS16"/*/ 2>/dev/null | head -1)
+[ -n "$RUN16" ] && mkdir -p "$RES/run-fp16" && cp "$RUN16"/*.txt "$RUN16"/*.json "$RUN16"/*.jsonl "$RES/run-fp16/" 2>/dev/null
 
 # ---- official vs ours on the same device -------------------------------------------------
 if [ -d "$W/pd/official" ]; then
   if [ "$DEVICE" = cuda ]; then PEER=(${PD_PEER_ARGS:---arch ddpmpp --channels 3 --batch 64 --quick --block 5 --warmup 3 --sample-batch 256}); else PEER=(${PD_PEER_ARGS:---quick --rounds 1 --sample-batch 4 --sample-steps 4 --patch-sizes 8}); fi
-  PEER_COMMON=(node dist/bench/peer.js --official "$W/pd/official" --python "$PY" --device "$DEVICE" --official-format nchw "${PEER[@]}")
+  # --official-compile: the official network under torch.compile too (on CUDA the default mode and reduce-overhead; the
+  # compilation runs in the warm-up, a few minutes for DDPM++); PD_PEER_COMPILE=0 leaves it out where the budget is short.
+  COMPILE=(--official-compile); [ "${PD_PEER_COMPILE:-1}" = 0 ] && COMPILE=()
+  PEER_COMMON=(node dist/bench/peer.js --official "$W/pd/official" --python "$PY" --device "$DEVICE" --official-format nchw "${COMPILE[@]}" "${PEER[@]}")
   step peer-fp32 90 "${PEER_COMMON[@]}" --json "$RES/peer-fp32.json"
   step peer-bf16 90 "${PEER_COMMON[@]}" --precision bf16 --official-fp16 --json "$RES/peer-bf16.json"
+  PD_FP16_EMULATED=1 step peer-fp16 90 "${PEER_COMMON[@]}" --precision fp16 --official-fp16 --json "$RES/peer-fp16.json"
 fi
 # ---- the 64×64 colour set on the GPU, with what the budget has left ----------------------------
 # The quality study's emoji settings (`small`, batch 32, seed 0; SWD of 300 samples at 12 Heun steps against

@@ -27,6 +27,8 @@ const cases: [string[], RegExp][] = [
   [['train', '--data', 'x', '--duration', '0.001', '--grid-seeds', '1e9', '--dry-run'], /--grid-seeds: .*4096 \(got 1000000000\)/],
   [['train', '--data', 'x', '--duration', '0.001', '--threads', '100000', '--dry-run'], /--threads: expected an integer from 1 to \d+ .*\(got 100000\)/],
   [['train', '--data', 'x', '--duration', '0.001', '--batch', '1e12', '--dry-run'], /--batch: .*65536 \(got 1000000000000\)/],
+  [['train', '--data', 'x', '--duration', '0.001', '--ls', '0', '--dry-run'], /--ls: .*>0 \(got 0\)/],
+  [['train', '--data', 'x', '--duration', '0.001', '--precision', 'fp8', '--dry-run'], /--precision.*'fp8'.*fp32, bf16, fp16/],
   [['metrics', '--images', 'x', '--kid-subsets', '0'], /--kid-subsets.*'0'.*from 1 to/],
   [['metrics', '--images', 'x', '--batch', '0'], /--batch.*'0'.*from 1 to 65536/],
   [['metrics', '--images', 'x', '--threads', '0'], /--threads.*'0'.*from 1 to/],

@@ -16,6 +16,15 @@ sys.path and imports from it
                             top-level imports of click, tqdm, PIL and diffusers,
                             none of which the sampler needs.
 
+With "compile" in the configuration ("default" or "reduce-overhead"), the
+official network is wrapped in torch.compile (mode None or that mode;
+dynamic=False, so each patch size gets its own specialised graph instead of a
+slower shape-generic one after the second size), the training network and
+the sampler's EMA copy alike: what a PyTorch user adds in one line. The
+compilation happens in the warm-up steps. "reduce-overhead" captures CUDA
+graphs on a GPU (on a CPU it is the default mode); each accumulation round
+then starts with torch.compiler.cudagraph_mark_step_begin().
+
 What one timed training step does is what training/training_loop.py does per
 optimizer step (read next to it): zero_grad(set_to_none=True); per
 accumulation round batch_mul minibatches of batch_gpu uint8 images, cat,
@@ -174,6 +183,17 @@ def main():
     channels_last = bool(cfg.get('channels_last', False))
     if channels_last:
         net.to(memory_format=torch.channels_last)
+    compile_mode = cfg.get('compile')
+    if compile_mode not in (None, 'default', 'reduce-overhead'):
+        fail(f'compile must be "default" or "reduce-overhead", got {compile_mode!r}')
+    if compile_mode and device.type == 'cuda':
+        # Inductor generates Triton kernels on a GPU: say so at once, not after minutes of tracing.
+        try:
+            from torch.utils._triton import has_triton
+        except ImportError:
+            has_triton = None
+        if has_triton is not None and not has_triton():
+            fail(f'torch.compile on {device} needs Triton, which {sys.executable} lacks (pip install triton)')
     ddp = net
     if cfg.get('ddp'):
         # train.py always wraps the network in DDP, even on one GPU; here one rank of a gloo (CPU) or NCCL group.
@@ -182,6 +202,12 @@ def main():
         torch.distributed.init_process_group('nccl' if device.type == 'cuda' else 'gloo', init_method=f'file://{store}', rank=0, world_size=1)
         ddp = torch.nn.parallel.DistributedDataParallel(net, device_ids=[device] if device.type == 'cuda' else None, broadcast_buffers=False)
     ema = copy.deepcopy(net).eval().requires_grad_(False)
+    train_net, sample_net = ddp, ema
+    if compile_mode:
+        def compiled(module):
+            return torch.compile(module, mode=None if compile_mode == 'default' else compile_mode, dynamic=False)
+        train_net, sample_net = compiled(ddp), compiled(ema)
+    mark_step = compile_mode == 'reduce-overhead' and device.type == 'cuda'
     loss_fn = patch_loss.Patch_EDMLoss()
     o = cfg['optim']
     optimizer = torch.optim.Adam(params=net.parameters(), lr=o['lr'], betas=[0.9, 0.999], eps=1e-8)
@@ -224,6 +250,8 @@ def main():
         cur_nimg = state['cur_nimg']
         optimizer.zero_grad(set_to_none=True)
         for round_idx in range(rounds):
+            if mark_step:
+                torch.compiler.cudagraph_mark_step_begin()
             with misc.ddp_sync(ddp, (round_idx == rounds - 1)):
                 images, labels = [], []
                 for _ in range(batch_mul):
@@ -232,7 +260,7 @@ def main():
                 images, labels = torch.cat(images, dim=0), torch.cat(labels, dim=0)
                 images = images.to(device).to(torch.float32) / 127.5 - 1
                 labels = labels.to(device)
-                loss = loss_fn(net=ddp, images=images, patch_size=patch_size, resolution=resolution, labels=labels, augment_pipe=None)
+                loss = loss_fn(net=train_net, images=images, patch_size=patch_size, resolution=resolution, labels=labels, augment_pipe=None)
                 training_stats.report('Loss/loss', loss)
                 loss.sum().mul(loss_scaling / batch_gpu_total / batch_mul).backward()
         for g in optimizer.param_groups:
@@ -264,7 +292,7 @@ def main():
         rnd = StackedRandomGenerator(device, seeds)
         pos = coordinate_grid(batch, resolution)
         latents = rnd.randn([batch, channels, resolution, resolution], device=device)
-        images = edm_sampler(ema, latents, pos, False, None, None, randn_like=rnd.randn_like, num_steps=num_steps)
+        images = edm_sampler(sample_net, latents, pos, False, None, None, randn_like=rnd.randn_like, num_steps=num_steps)
         # generate.py's conversion to uint8 HWC on the host.
         return (images * 127.5 + 128).clip(0, 255).to(torch.uint8).permute(0, 2, 3, 1).cpu().numpy()
 
@@ -287,6 +315,7 @@ def main():
         'parameters': sum(p.numel() for p in net.parameters()),
         'channels_last': channels_last,
         'ddp': bool(cfg.get('ddp')),
+        'compile': compile_mode,
         'stubbed': stubbed,
         'official': official,
     })

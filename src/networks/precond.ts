@@ -18,7 +18,7 @@
 // names are `model.enc.…`, as in the official snapshots.
 import { preconditioningTensors } from '../diffusion/edm.js';
 import { Module } from '../nn/module.js';
-import { applyPrecision, type Precision } from '../nn/precision.js';
+import { applyPrecision, unetInputDtype, type Precision } from '../nn/precision.js';
 import type { RandomInit } from '../nn/init.js';
 import { cat, onesLike, scalar, tensor as tensorOf } from '../tensor/creation.js';
 import { scope } from '../tensor/scope.js';
@@ -166,7 +166,8 @@ export class Preconditioner extends Module {
 
   /**
    * How the UNet computes: `precision` 'bf16' runs its convolutions and
-   * matrix products in bfloat16 (src/nn/precision.ts; the output is float32
+   * matrix products in bfloat16, 'fp16' its whole image path in float16 as
+   * the official use_fp16 (src/nn/precision.ts; the output is float32
    * either way), `channelsLast` keeps its activations in NHWC memory order,
    * which oneDNN's convolutions prefer. Neither changes the weights.
    */
@@ -285,15 +286,17 @@ export class Preconditioner extends Module {
           throw new Error(`${this.className}: class labels must be given for 1 or N = ${n} samples, got shape [${classLabels.shape}]`);
         if (labels.dtype !== 'float32' || labels.device !== x.device) labels = labels.to({ dtype: 'float32', device });
       }
-      const dtype: DType = this.useFp16 && !options.forceFp32 && device.startsWith('cuda') ? 'float16' : 'float32';
+      // The official use_fp16 applies on CUDA only; --precision fp16 on any device.
+      const dtype: DType = options.forceFp32 ? 'float32' : (unetInputDtype(this.#precision) ?? (this.useFp16 && device.startsWith('cuda') ? 'float16' : 'float32'));
 
       const { cSkip, cOut, cIn, cNoise } = this.coefficients(sig);
       const scaled = cIn.mul(xf);
       let xIn = xPos ? cat([scaled, xPos.dtype === 'float32' ? xPos : xPos.to('float32')], 1) : scaled;
       if (dtype !== 'float32') xIn = xIn.to(dtype);
       if (this.#channelsLast) xIn = xIn.channelsLast();
-      const aug = augmentLabels && augmentLabels.dtype !== dtype ? augmentLabels.to(dtype) : augmentLabels;
-      const fx = this.model.forward(xIn, cNoise.flatten(), labels ? (dtype === 'float32' ? labels : labels.to(dtype)) : null, aug);
+      // Class and augment labels stay float32, as the official forward passes them: the embedding path is float32 under fp16 too.
+      const aug = augmentLabels && augmentLabels.dtype !== 'float32' ? augmentLabels.to('float32') : augmentLabels;
+      const fx = this.model.forward(xIn, cNoise.flatten(), labels, aug);
       const expected = this.#precision === 'bf16' ? 'bfloat16' : dtype;
       if (fx.dtype !== dtype && fx.dtype !== expected) throw new Error(`${this.className}: the UNet returned ${fx.dtype}, expected ${expected}`);
       return cSkip.mul(xf).add(cOut.mul(fx.dtype === 'float32' ? fx : fx.to('float32')));

@@ -2,7 +2,7 @@
 // init) with num_groups = min(numGroups, C // minChannelsPerGroup).
 import { Module } from './module.js';
 import { asDType } from './dtype.js';
-import type { Precision, PrecisionAware } from './precision.js';
+import { groupNormInFloat32, type Precision, type PrecisionAware } from './precision.js';
 import * as F from '../tensor/functional.js';
 import { ones, zeros } from '../tensor/creation.js';
 import { scope } from '../tensor/scope.js';
@@ -28,7 +28,7 @@ export class GroupNorm extends Module implements PrecisionAware {
   readonly eps: number;
   readonly weight: Tensor;
   readonly bias: Tensor;
-  /** Normalise in float32 whatever the input dtype (mixed precision; see precision.ts). */
+  /** Normalise in float32 whatever the input dtype (bf16; see precision.ts). */
   #float32 = false;
 
   constructor(numChannels: number, options: GroupNormOptions = {}) {
@@ -56,6 +56,6 @@ export class GroupNorm extends Module implements PrecisionAware {
   }
 
   setPrecision(precision: Precision): void {
-    this.#float32 = precision !== 'fp32';
+    this.#float32 = groupNormInFloat32(precision);
   }
 }

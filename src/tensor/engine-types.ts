@@ -63,6 +63,13 @@ export interface CpuCacheStats {
   cachedBytes: number;
   /** The most bytes the cache holds idle (PD_CPU_CACHE_MB). */
   capBytes: number;
+  /**
+   * Bytes of CPU tensor storage in use (as requested), now and at the peak
+   * since the start or the last resetCpuPeakMemory: the CPU's counterpart of
+   * cudaMemoryStats' allocated figures (0 when the cache is off).
+   */
+  allocatedBytes: number;
+  peakAllocatedBytes: number;
 }
 
 /** One op's totals over a profiled span (stopOpProfiler, profileOps), in milliseconds of wall time on this thread. */
@@ -85,3 +92,15 @@ export interface OpTiming {
 export type InterpolateMode = 'nearest' | 'bilinear' | 'bicubic' | 'bilinear-antialias' | 'bicubic-antialias';
 
 export type CollectiveBackend = 'gloo' | 'nccl';
+
+/** The process-wide cuDNN/cuBLAS settings that applyCudaMathOptions and setTf32 change (libtorch's context; kept in a CPU build too, where they do nothing). */
+export interface CudaMathState {
+  /** cuDNN's autotuner (torch.backends.cudnn.benchmark). */
+  benchmark: boolean;
+  /** TF32 in float32 cuDNN convolutions (torch.backends.cudnn.allow_tf32). */
+  tf32Cudnn: boolean;
+  /** TF32 in float32 cuBLAS matrix products (torch.backends.cuda.matmul.allow_tf32). */
+  tf32Cublas: boolean;
+  /** cuDNN picks deterministic algorithms only (torch.backends.cudnn.deterministic). */
+  deterministic: boolean;
+}

@@ -1,7 +1,7 @@
 // Neural-network functions (torch.nn.functional's subset that the networks,
 // losses and metrics use). Each is one libtorch call.
 import { native } from './native.js';
-import { wrap, type Tensor } from './tensor.js';
+import { wrap, type DType, type Tensor } from './tensor.js';
 import type { Generator } from './random.js';
 import type { InterpolateMode } from './engine-types.js';
 export type { InterpolateMode } from './engine-types.js';
@@ -134,9 +134,21 @@ export function leakyRelu(x: Tensor, slope = 0.01): Tensor {
   return wrap(native.leakyRelu(x.handle, slope));
 }
 
-/** Inverted dropout whose mask comes from `generator` (reproducible). p = 0 returns x itself. */
+/**
+ * Inverted dropout whose mask comes from `generator` (reproducible). p = 0
+ * returns x itself. Backward keeps a 1-byte mask (native/dropout.cc).
+ */
 export function dropout(x: Tensor, p: number, generator: Generator): Tensor {
   return wrap(native.dropout(x.handle, p, generator.handle));
+}
+
+/**
+ * The keep mask (1 = kept) that dropout(x, p, generator) would draw from the
+ * generator in its present state, in `dtype`, unscaled; it advances the
+ * generator as dropout would.
+ */
+export function dropoutMask(x: Tensor, p: number, generator: Generator, dtype: DType = 'bool'): Tensor {
+  return wrap(native.dropoutMask(x.handle, p, generator.handle, dtype));
 }
 
 /**

@@ -5,7 +5,7 @@
 // argument at run time (the types cannot stop a caller that casts), so a
 // mistake here shows up as a TypeError naming the op, not as a crash.
 // test/native-binding.test.ts fails when this list and the built addon differ.
-import type { CollectiveBackend, CpuCacheStats, CudaDevice, CudaMemoryStats, Device, DType, InterpolateMode, OpTiming, TypedArray } from './engine-types.js';
+import type { CollectiveBackend, CpuCacheStats, CudaDevice, CudaMathState, CudaMemoryStats, Device, DType, InterpolateMode, OpTiming, TypedArray } from './engine-types.js';
 
 declare const tensorHandle: unique symbol;
 declare const generatorHandle: unique symbol;
@@ -35,6 +35,8 @@ export interface NativeAddon {
   isDisposed(t: T): boolean;
   liveTensors(): number;
   cpuCacheStats(): CpuCacheStats;
+  /** Starts the CPU allocator's peak of bytes in use again from the bytes in use now. */
+  cpuResetPeakMemory(): void;
   externalMemory(): number;
   shape(t: T): number[];
   dtype(t: T): DType;
@@ -204,6 +206,8 @@ export interface NativeAddon {
   gelu(x: T): T;
   leakyRelu(x: T, slope: number): T;
   dropout(x: T, p: number, generator: GeneratorHandle): T;
+  /** The keep mask dropout would draw (1 = kept), unscaled, in `dtype` (default bool). */
+  dropoutMask(x: T, p: number, generator: GeneratorHandle, dtype?: DType): T;
   interpolate(x: T, size: IL, mode: InterpolateMode, alignCorners: boolean): T;
   affineGrid(theta: T, size: IL, alignCorners: boolean): T;
   gridSample(x: T, grid: T, mode: 'bilinear' | 'nearest' | 'bicubic', paddingMode: 'zeros' | 'border' | 'reflection', alignCorners: boolean): T;
@@ -237,7 +241,9 @@ export interface NativeAddon {
   cudaDevices(): CudaDevice[];
   cudaSynchronize(index?: number): void;
   cudaMemoryStats(index?: number): CudaMemoryStats | null;
-  cudaMathOptions(benchmark: boolean, allowTf32: boolean, deterministic: boolean): void;
+  /** cuDNN's autotuner, TF32 (cuDNN; cuBLAS too unless `allowTf32Cublas` says otherwise) and deterministic cuDNN. */
+  cudaMathOptions(benchmark: boolean, allowTf32: boolean, deterministic: boolean, allowTf32Cublas?: boolean): void;
+  cudaMathState(): CudaMathState;
   cudaResetPeakMemory(index?: number): void;
 
   // ---- process groups (dist.cc) ----

@@ -3,8 +3,8 @@ import { readFileSync } from 'node:fs';
 import { availableParallelism } from 'node:os';
 import { native } from './native.js';
 import type { Device } from './tensor.js';
-import type { CudaDevice, CudaMemoryStats, CpuCacheStats } from './engine-types.js';
-export type { CudaDevice, CudaMemoryStats, CpuCacheStats } from './engine-types.js';
+import type { CudaDevice, CudaMathState, CudaMemoryStats, CpuCacheStats } from './engine-types.js';
+export type { CudaDevice, CudaMathState, CudaMemoryStats, CpuCacheStats } from './engine-types.js';
 
 /**
  * The most threads a caller may ask for: 4 per core. More only slows a step
@@ -99,6 +99,25 @@ export function applyCudaMathOptions(vars: NodeJS.ProcessEnv = process.env): { b
   native.cudaMathOptions(o.benchmark, o.tf32, o.deterministic);
   return o;
 }
+/** The process-wide cuDNN/cuBLAS settings now (see CudaMathState). */
+export function cudaMathState(): CudaMathState {
+  return native.cudaMathState();
+}
+/** Allows or forbids TF32 in float32 cuDNN convolutions and cuBLAS matrix products, the other settings kept. */
+export function setTf32(on: boolean): void {
+  const s = cudaMathState();
+  native.cudaMathOptions(s.benchmark, on, s.deterministic, on);
+}
+/**
+ * The cuDNN/cuBLAS settings now (TF32, the autotuner, deterministic
+ * algorithms), as a function that puts them back: a library call that
+ * changes them for its own work leaves the process as it found it (as
+ * saveThreads does for the thread count).
+ */
+export function saveCudaMathState(): () => void {
+  const s = cudaMathState();
+  return () => native.cudaMathOptions(s.benchmark, s.tf32Cudnn, s.deterministic, s.tf32Cublas);
+}
 /** 'cuda' when libtorch was built with CUDA and a GPU is visible, else 'cpu'. */
 export function defaultDevice(): Device {
   return cudaAvailable() ? 'cuda' : 'cpu';
@@ -144,6 +163,10 @@ export function externalMemoryReported(): number {
 export function cpuCacheStats(): CpuCacheStats {
   return native.cpuCacheStats();
 }
+/** Starts the peak of cpuCacheStats().peakAllocatedBytes again from the bytes in use now. */
+export function resetCpuPeakMemory(): void {
+  native.cpuResetPeakMemory();
+}
 /**
  * Makes libtorch use only deterministic algorithms, and throw for an op that has none
  * (torch.use_deterministic_algorithms(on)). Process-wide; off by default. For bit-identical CUDA runs see
@@ -177,6 +200,9 @@ export interface EngineInfo {
   avx512Bf16: boolean;
   /** AMX tiles for bf16 are there. */
   amxBf16: boolean;
+  /** AVX-512 FP16 instructions or AMX FP16 tiles: hardware float16 arithmetic for oneDNN's kernels. */
+  avx512Fp16: boolean;
+  amxFp16: boolean;
 }
 
 /** Flags and model of the first processor in /proc/cpuinfo (empty off Linux). */
@@ -211,11 +237,13 @@ export function engineInfo(): EngineInfo {
     avx512: flags.has('avx512f'),
     avx512Bf16: flags.has('avx512_bf16'),
     amxBf16: flags.has('amx_bf16'),
+    avx512Fp16: flags.has('avx512_fp16'),
+    amxFp16: flags.has('amx_fp16'),
   };
 }
 
 /** One line naming the engine and the CPU, for logs and benchmark headers. */
 export function describeEngine(e: EngineInfo = engineInfo()): string {
-  const isa = [e.avx512 && 'AVX-512', e.avx512Bf16 && 'AVX512-BF16', e.amxBf16 && 'AMX-BF16'].filter(Boolean).join(', ') || 'no AVX-512';
+  const isa = [e.avx512 && 'AVX-512', e.avx512Bf16 && 'AVX512-BF16', e.amxBf16 && 'AMX-BF16', e.avx512Fp16 && 'AVX512-FP16', e.amxFp16 && 'AMX-FP16'].filter(Boolean).join(', ') || 'no AVX-512';
   return `libtorch ${e.version}${e.cuda ? ` + CUDA ${e.cuda}` : ''} (BLAS ${e.blas}, oneDNN ${e.onednn ?? 'none'}, ATen ${e.atenCapability}) on ${e.cpuModel} (${isa})`;
 }

@@ -79,8 +79,10 @@ export const trainOptionsSchema = z
     seed: z.number().int().min(0).max(2 ** 31 - 1).default(0),
     threads: positiveInt.max(4 * availableParallelism(), `expected an integer from 1 to ${4 * availableParallelism()} (4 × this machine's ${availableParallelism()} cores)`).optional(),
     device: z.string().default('auto'),
-    /** bf16: convolutions and matrix products in bfloat16, the rest float32 (src/nn/precision.ts). */
+    /** bf16: convolutions and matrix products in bfloat16, the rest float32; fp16: the official --fp16 (src/nn/precision.ts). */
     precision: z.enum(PRECISIONS).default('fp32'),
+    /** TF32 for float32 cuDNN convolutions and cuBLAS matrix products on CUDA (process-wide; train restores it after). Off as in the official loop. */
+    tf32: z.boolean().default(false),
     /** Activations in channels-last (NHWC) memory order. */
     channelsLast: z.boolean().default(false),
     gridSeeds: positiveInt.max(4096).default(64),
@@ -128,7 +130,9 @@ export type ResolvedTrainOptions = TrainOptions & ArchDefaults & { batchGpu: num
 function formatIssues(error: z.ZodError, input: unknown): string {
   return error.issues
     .map((i) => {
-      const where = i.path.length ? `--${String(i.path[0]).replace(/[A-Z]/g, (c) => '-' + c.toLowerCase())}` : 'options';
+      // lossScaling is train.py's --ls on the command line.
+      const key = i.path.length ? String(i.path[0]) : null;
+      const where = key === null ? 'options' : key === 'lossScaling' ? '--ls' : `--${key.replace(/[A-Z]/g, (c) => '-' + c.toLowerCase())}`;
       // Name the offending value too (zod's messages give only the rule).
       const value = i.path.length && typeof input === 'object' && input !== null ? (input as Record<string, unknown>)[String(i.path[0])] : undefined;
       return `${where}: ${i.message}${value !== undefined ? ` (got ${JSON.stringify(value)})` : ''}`;
@@ -171,4 +175,18 @@ export function resolveTrainOptions(input: TrainOptionsInput, worldSize = 1): Re
     dropout: o.dropout ?? d.dropout,
     tick: o.tick ?? d.tick,
   };
+}
+
+/**
+ * Whether a run computes float32 convolutions and matrix products in TF32 on
+ * CUDA: --tf32, or PD_ALLOW_TF32=1 (the variable that also governs generate
+ * and library use; see applyCudaMathOptions). Off otherwise, as the official loop.
+ */
+export function runUsesTf32(o: Pick<ResolvedTrainOptions, 'tf32'>, env: NodeJS.ProcessEnv = process.env): boolean {
+  return o.tf32 || env.PD_ALLOW_TF32 === '1';
+}
+
+/** "TF32 off", "TF32 on", or on the CPU, where it changes nothing, "TF32 on (CUDA only: no effect on the CPU)": for the run's device line. */
+export function describeTf32(on: boolean, device: string): string {
+  return `TF32 ${on ? 'on' : 'off'}${on && !device.startsWith('cuda') ? ' (CUDA only: no effect on the CPU)' : ''}`;
 }

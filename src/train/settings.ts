@@ -91,8 +91,14 @@ export interface TrainSettings {
   device?: string;
   /** libtorch's CPU threads. Default: the cores other processes leave free, re-checked every 2 s; a fixed number makes reruns bit-exact. */
   threads?: number;
-  /** fp32, or bf16 (convolutions and matrix products in bfloat16, the rest float32). Default 'fp32'. */
+  /**
+   * fp32; bf16 (convolutions and matrix products in bfloat16, the rest float32); or fp16 (the official
+   * --fp16: the UNet's image path in float16, group norms included; for GPUs without bf16, usually with
+   * `lossScaling`). Default 'fp32'.
+   */
   precision?: Precision;
+  /** TF32 for float32 convolutions (cuDNN) and matrix products (cuBLAS) on CUDA; no effect on the CPU. Default false, as the official loop. */
+  tf32?: boolean;
   /** Activations in channels-last (NHWC) memory order. Default false. */
   channelsLast?: boolean;
   /** Stop cleanly (state saved, resumable) after this many minutes of training in this process. */
@@ -120,7 +126,7 @@ export interface TrainSettings {
 }
 
 /** Options that may change when a run is resumed; every other option comes from the saved state. */
-export const RESUME_OVERRIDABLE = ['duration', 'maxMinutes', 'batchGpu', 'threads', 'device', 'precision', 'channelsLast', 'tick', 'snap', 'dump', 'gridSeeds', 'gridSteps', 'metrics', 'metricsEvery', 'metricsSamples'] as const;
+export const RESUME_OVERRIDABLE = ['duration', 'maxMinutes', 'batchGpu', 'threads', 'device', 'precision', 'tf32', 'channelsLast', 'tick', 'snap', 'dump', 'gridSeeds', 'gridSteps', 'metrics', 'metricsEvery', 'metricsSamples'] as const;
 
 /** The options a resumed run may change (and `dryRun`); every other one comes from its training state. */
 export type ResumeSettings = Pick<TrainSettings, (typeof RESUME_OVERRIDABLE)[number] | 'dryRun'>;

@@ -10,8 +10,8 @@ import { checkLatentDataset, openVae, PreEncodedLatents } from '../latents/codec
 import { createProgress } from '../util/progress.js';
 import { loadDataset } from '../data/index.js';
 import { BUILTIN_DATASETS } from '../data/builtin.js';
-import { resolveDevice, saveThreads, useThreads, getNumThreads } from '../tensor/index.js';
-import { resolveTrainOptions, type ResolvedTrainOptions, type TrainOptionsInput } from './options.js';
+import { resolveDevice, saveThreads, useThreads, getNumThreads, saveCudaMathState, setTf32 } from '../tensor/index.js';
+import { describeTf32, resolveTrainOptions, runUsesTf32, type ResolvedTrainOptions, type TrainOptionsInput } from './options.js';
 import { RESUME_OVERRIDABLE, type NewRunSettings, type ResumeRunSettings } from './settings.js';
 import { buildComponents, checkDataFits, networkConfigFor } from './components.js';
 import { checkPrecisionSupport } from '../nn/precision.js';
@@ -78,17 +78,20 @@ export interface DashboardRequest {
  * one continued from its state (`resume`). Resolves when the run ends, stops
  * on `signal` or hits `maxMinutes`; null for `dryRun`. In library mode it
  * touches nothing of the process: no signal handlers, no exit, nothing on
- * stdout unless `log` asks, and libtorch's thread setting restored after.
+ * stdout unless `log` asks, and libtorch's thread and cuDNN/cuBLAS (TF32)
+ * settings restored after.
  */
 export async function train(request: TrainRequest): Promise<TrainingResult | null> {
   request.signal?.throwIfAborted();
   const restoreThreads = saveThreads();
+  const restoreCudaMath = saveCudaMathState();
   const held: RunLock[] = [];
   try {
     return await runTraining(request, held);
   } finally {
     for (const lock of held) lock.release();
     restoreThreads();
+    restoreCudaMath();
   }
 }
 
@@ -134,6 +137,8 @@ async function runTraining(request: TrainRequest, held: RunLock[]): Promise<Trai
   const resolved = resolveDevice(options.device);
   const device = dist ? dist.rankDevice(resolved) : resolved;
   checkPrecisionSupport(options.precision, device);
+  const tf32 = runUsesTf32(options);
+  setTf32(tf32);
 
   const dataset = await loadDataset(options.data, { resolution: options.resolution, channels: options.channels, labels: options.cond, maxImages: options.maxImages, seed: options.seed });
   // Latent training: the frozen VAE (an error that says where to get it), and the dataset's posteriors once with --pre-encode.
@@ -171,7 +176,7 @@ async function runTraining(request: TrainRequest, held: RunLock[]): Promise<Trai
   for (const s of skipped) log.line(`warning: passing over ${s.path}: ${s.why}`);
   log.line(saved ? `Resuming ${saved.path}` : `Run directory: ${runDir}`);
   log.line(describe);
-  log.line(`Threads: ${getNumThreads()}, device: ${device}`);
+  log.line(`Threads: ${getNumThreads()}, device: ${device}, ${describeTf32(tf32, device)}`);
   if (transferred) log.line(describeTransfer(transferred));
 
   const state = new TrainingState(components);

@@ -37,7 +37,7 @@ export function generateCommand(): Command {
     .option('--no-grid', 'do not write grid.png')
     .option('--device <name>', 'cpu, cuda, cuda:N or auto', 'auto')
     .option('--threads <n>', 'CPU threads for libtorch (default: the cores other processes leave free, re-checked every 2 s; a fixed n makes reruns bit-exact)', parseIntIn(1, maxThreads()))
-    .addOption(new Option('--precision <p>', 'fp32, or bf16: the network\'s convolutions and matrix products in bfloat16 (the sampler state stays float64)').choices(PRECISIONS).default('fp32'))
+    .addOption(new Option('--precision <p>', 'fp32; bf16: the network\'s convolutions and matrix products in bfloat16; fp16: its image path in float16, as the official --fp16 (GPUs without bf16); the sampler state stays float64').choices(PRECISIONS).default('fp32'))
     .option('--channels-last', 'keep activations in channels-last (NHWC) memory order')
     .action(async (f: Record<string, string | number | boolean | undefined>) => {
       const launched = await launchIfAsked(f);

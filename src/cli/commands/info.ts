@@ -44,7 +44,7 @@ export function infoCommand(): Command {
       console.log(`libtorch: ${e.version}${e.library ? ` (${e.library})` : ''}`);
       console.log(`BLAS: ${e.blas}; oneDNN: ${e.onednn ?? 'none'}; ATen kernels: ${e.atenCapability}`);
       const yes = (b: boolean) => (b ? 'yes' : 'no');
-      console.log(`CPU: ${e.cpuModel}; AVX-512 ${yes(e.avx512)}, AVX512-BF16 ${yes(e.avx512Bf16)}, AMX-BF16 ${yes(e.amxBf16)}`);
+      console.log(`CPU: ${e.cpuModel}; AVX-512 ${yes(e.avx512)}, AVX512-BF16 ${yes(e.avx512Bf16)}, AMX-BF16 ${yes(e.amxBf16)}, AVX512-FP16 ${yes(e.avx512Fp16)}, AMX-FP16 ${yes(e.amxFp16)}`);
       console.log(`threads: ${getNumThreads()}`);
       const blas = blasThreads();
       console.log(`OpenBLAS threads: ${blas < 0 ? 'n/a (the BLAS is not OpenBLAS)' : blas}${process.env.OPENBLAS_NUM_THREADS ? ' (from OPENBLAS_NUM_THREADS)' : ''}`);
