@@ -6,6 +6,7 @@
 // on CUDA too whenever a GPU is visible.
 import { describe, test } from 'node:test';
 import assert from 'node:assert/strict';
+import { cpuFloat16Kernels } from '../src/nn/precision.js';
 import { F, Generator, cpuCacheStats, cudaAvailable, cudaMemoryStats, scope, synchronize, type Device, type DType, type Tensor } from '../src/tensor/index.js';
 
 const DEVICES: Device[] = ['cpu', ...(cudaAvailable() ? (['cuda'] as Device[]) : [])];
@@ -27,7 +28,9 @@ function composite(x: Tensor, p: number, g: Generator): Tensor {
 for (const device of DEVICES) {
   describe(`dropout on ${device}`, () => {
     for (const dtype of DTYPES) {
-      test(`${dtype}: values and gradients equal the composite ops bit for bit, the generator advances alike`, () => {
+      // Debian's libtorch 1.13 cannot draw a float16 mask on the CPU (no bernoulli_ for Half there).
+      const skip = dtype === 'float16' && device === 'cpu' && !cpuFloat16Kernels() ? 'this libtorch has no float16 CPU kernels (1.13)' : false;
+      test(`${dtype}: values and gradients equal the composite ops bit for bit, the generator advances alike`, { skip }, () => {
         scope(() => {
           const data = new Generator(11);
           for (const [p, shape] of [[0.1, [2, 8, 16, 16]], [0.13, [3, 5, 7, 9]], [0.5, [4, 33]], [0.77, [1000]]] as const) {

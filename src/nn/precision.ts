@@ -21,6 +21,7 @@
 // Casts are autograd ops, so gradients reach the float32 weights in float32.
 import type { DType } from '../tensor/tensor.js';
 import { engineInfo } from '../tensor/runtime.js';
+import { F, Generator, scope, zeros } from '../tensor/index.js';
 import type { Module } from './module.js';
 
 export const PRECISIONS = ['fp32', 'bf16', 'fp16'] as const;
@@ -77,10 +78,36 @@ export function checkPrecisionSupport(precision: Precision, device: string): voi
         'libtorch would emulate it and run slower than fp32. Use --precision fp32, or set PD_BF16_EMULATED=1 to run it anyway.',
     );
   }
+  if (!cpuFloat16Kernels())
+    throw new Error(
+      `--precision fp16: this libtorch (${e.version}) has no float16 kernels on the CPU (Debian's 1.13 lacks float16 convolutions and ` +
+        'dropout draws there); fp16 is for GPUs without bfloat16 (V100, T4): train on a GPU, or use --precision fp32 here.',
+    );
   if (process.env.PD_FP16_EMULATED === '1' || e.avx512Fp16 || e.amxFp16) return;
   throw new Error(
     `--precision fp16: this CPU (${e.cpuModel}) has no float16 arithmetic (AVX512-FP16 or AMX-FP16 in /proc/cpuinfo); ` +
       'libtorch would run its float16 convolutions on a slow path, tens of times slower than fp32. fp16 is for GPUs without bfloat16 (V100, T4); ' +
       'on this CPU use --precision fp32, or set PD_FP16_EMULATED=1 to run it anyway.',
   );
+}
+
+let float16OnCpu: boolean | null = null;
+
+/**
+ * Whether this libtorch has the float16 CPU kernels fp16 needs: a convolution
+ * and a dropout draw, tried once on tiny tensors. 2.x has them (slowly, without
+ * AVX512-FP16); 1.13 has neither ("slow_conv2d_cpu not implemented for 'Half'").
+ */
+export function cpuFloat16Kernels(): boolean {
+  float16OnCpu ??= scope(() => {
+    try {
+      const x = zeros([1, 1, 3, 3], { dtype: 'float16' });
+      F.conv2d(x, zeros([1, 1, 3, 3], { dtype: 'float16' }));
+      F.dropoutMask(x, 0.5, new Generator(0), 'float16');
+      return true;
+    } catch {
+      return false;
+    }
+  });
+  return float16OnCpu;
 }
