@@ -226,9 +226,10 @@ if [ -n "$RUN" ]; then
   mkdir -p "$RES/run" && cp "$RUN"/*.txt "$RUN"/*.json "$RUN"/*.jsonl "$RES/run/" 2>/dev/null
   step sample 30 node dist/src/cli/main.js generate --network "$RUN" --outdir "$W/samples" "${SAMPLE[@]}" --device "$DEVICE"
 fi
-# The same run in fp16 with the official loss scaling and TF32 (a CPU rehearsal: emulated fp16, correctness only).
+# The same run in fp16 with the official loss scaling and TF32 (a CPU rehearsal: emulated fp16, tens of times slower, so fewer steps).
 RUNS16="$W/runs-fp16"
-PD_FP16_EMULATED=1 step train-fp16 60 node dist/src/cli/main.js train --data "$DATA" --outdir "$RUNS16" "${TRAIN[@]}" --precision fp16 --ls 100 --tf32 \
+TRAIN16=("${TRAIN[@]}"); [ "$DEVICE" = cuda ] || TRAIN16=(--arch small --batch 16 --duration 0.0003 --tick 0.1)
+PD_FP16_EMULATED=1 step train-fp16 60 node dist/src/cli/main.js train --data "$DATA" --outdir "$RUNS16" "${TRAIN16[@]}" --precision fp16 --ls 100 --tf32 \
   --snap 1000 --dump 1000 --grid-seeds 4 --grid-steps 2 --device "$DEVICE" --seed 0
 RUN16=$(ls -d "$RUNS16"/*/ 2>/dev/null | head -1)
 [ -n "$RUN16" ] && mkdir -p "$RES/run-fp16" && cp "$RUN16"/*.txt "$RUN16"/*.json "$RUN16"/*.jsonl "$RES/run-fp16/" 2>/dev/null
