@@ -12,7 +12,7 @@
 import { test, before, after } from 'node:test';
 import assert from 'node:assert/strict';
 import { execFileSync } from 'node:child_process';
-import { existsSync, readdirSync, readFileSync } from 'node:fs';
+import { existsSync, readdirSync, readFileSync, realpathSync } from 'node:fs';
 import { join } from 'node:path';
 import { loadDataset } from '../src/data/index.js';
 import { buildComponents } from '../src/train/components.js';
@@ -181,7 +181,9 @@ test('torchrun starts our ranks (its standalone rendezvous and environment), whe
   const torchrun = join(process.cwd(), '.venv', 'bin', 'torchrun');
   if (!existsSync(torchrun)) return t.skip('no torchrun in .venv');
   // torchrun hosts a store of its own PyTorch: the addon must be built on that same libtorch (not Debian's 1.13).
-  if (!(engineInfo().library ?? '').startsWith(join(process.cwd(), '.venv')))
+  // The addon finds libtorch through build/Release/libtorch-lib, a link: compare where it leads.
+  const library = engineInfo().library;
+  if (!library || !realpathSync(library).startsWith(realpathSync(join(process.cwd(), '.venv'))))
     return t.skip(`the addon is built on another libtorch (${engineInfo().library}) than .venv's torchrun`);
   const outdir = join(tmp, 'torchrun');
   const { done } = startCli(['train', ...tinyTrainFlags(data, outdir, durationForSteps(2))], { PD_DIST_JOIN_TIMEOUT: '60' }, 180,
