@@ -126,6 +126,7 @@ async function runTraining(request: TrainRequest, held: RunLock[]): Promise<Trai
   const { options, saved, skipped, changes } = resolveRun(input, dist);
   if (saved && saved.counters.curNimg >= Math.round(options.duration * 1e6)) {
     // A finished run stays as it is: one more step would overwrite its final state and snapshot.
+    TrainingState.discard(saved);
     const runDir = isMain ? dirname(saved.path) : '';
     sink?.(`${runDir}: the run is finished (${saved.counters.curNimg / 1000} kimg of its ${+(options.duration * 1000).toPrecision(6)}-kimg duration); give a longer --duration to train further`);
     return { runDir, curNimg: saved.counters.curNimg, stoppedEarly: false, alreadyFinished: true, lastSnapshot: runDir ? newestSnapshot(runDir) : null };
@@ -149,6 +150,7 @@ async function runTraining(request: TrainRequest, held: RunLock[]): Promise<Trai
     `${dataset.labelDim ? `, ${dataset.labelDim} classes` : ''}; network ${options.arch} with ${countParameters(config).toLocaleString('en-US')} parameters`;
   checkDataFits(options, dataset);
   if (options.dryRun) {
+    if (saved) TrainingState.discard(saved);
     sink?.(JSON.stringify(options, null, 2));
     sink?.(describe);
     return null;

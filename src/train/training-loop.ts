@@ -99,7 +99,8 @@ export async function trainingLoop(a: TrainingLoopArgs): Promise<TrainingResult>
       throw new Error(`the loss has been NaN/Inf for ${nonFiniteStreak} rounds in a row at kimg ${state.kimg.toFixed(1)}: training diverged (try a lower --lr)`);
     adaptThreads();
     state.advance(step.imagesPerStep);
-    progress?.update(state.kimg, { loss: Number.isNaN(tick.meanLoss()) ? '-' : tick.meanLoss().toFixed(4) });
+    const tickLoss = tick.meanLoss();
+    progress?.update(state.kimg, { loss: Number.isNaN(tickLoss) ? '-' : tickLoss.toFixed(4) });
 
     // ---- ticks, snapshots, states ------------------------------------------------------------
     const done = counters.curNimg >= totalNimg;
@@ -116,7 +117,7 @@ export async function trainingLoop(a: TrainingLoopArgs): Promise<TrainingResult>
     if (snapshotDue) lastSnapshot = (await snapshots.write(state, tick.lossHistory)) ?? lastSnapshot;
     if (stateDue) {
       const path = join(runDir, stateName(state.kimg));
-      state.save(path, { options: o as unknown as Record<string, unknown>, info: snapshots.info(state.kimg) }, dist, isMain);
+      state.save(path, { options: o as unknown as Record<string, unknown>, info: snapshots.info(state.kimg) }, dist);
       emit({ type: 'state', kimg: state.kimg, path });
     }
     tick.restartClock();

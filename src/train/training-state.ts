@@ -111,11 +111,11 @@ export class TrainingState {
 
   /**
    * Writes the state to `path`. Every rank of a data-parallel run calls it (each
-   * rank's streams travel to rank 0), and only `writes` (rank 0) writes.
+   * rank's streams travel to rank 0), and only rank 0 writes.
    */
-  save(path: string, meta: { options: Record<string, unknown>; info: SnapshotInfo }, dist: ProcessGroup | null = null, writes = true): void {
+  save(path: string, meta: { options: Record<string, unknown>; info: SnapshotInfo }, dist: ProcessGroup | null = null): void {
     const ranks = dist ? dist.gatherJson<RankStreams>(this.ownStreams(), 'each rank\'s data position and random streams') : null;
-    if (!writes) return;
+    if (dist && !dist.isMain) return;
     const { net, ema, adam: optimizer, generators } = this.parts;
     const loop = {
       ...this.counters,
@@ -145,39 +145,21 @@ export class TrainingState {
     });
   }
 
-  /** Reads and checks a state file (its checksum, format and metadata). */
+  /** Reads and checks a state file (its checksum, format and metadata); a file that fails leaves no tensors behind. */
   static read(path: string): SavedState {
     const { tensors, metadata } = readSafetensors(path);
-    if (metadata.format !== STATE_FORMAT)
-      throw new Error(`${path}: not a patch-diffusion training state (format '${metadata.format ?? 'missing'}', expected '${STATE_FORMAT}')`);
-    const meta = (key: string): unknown => {
-      if (metadata[key] === undefined) throw new Error(`${path}: the training state's metadata has no '${key}'`);
-      try {
-        return JSON.parse(metadata[key]!);
-      } catch (err) {
-        throw new Error(`${path}: the training state's metadata '${key}' is not valid JSON (${(err as Error).message})`);
-      }
-    };
-    const loop = meta('loop') as Partial<Counters> & { sampler?: unknown; ranks?: RankStreams[] };
-    for (const key of COUNTERS)
-      if (typeof loop?.[key] !== 'number' || !Number.isFinite(loop[key]) || loop[key] < 0)
-        throw new Error(`${path}: the training state's counters lack a valid '${key}' (got ${JSON.stringify(loop?.[key])})`);
-    const adam = meta('adam') as { step?: unknown };
-    if (typeof adam?.step !== 'number') throw new Error(`${path}: the training state's metadata 'adam' lacks its step`);
-    const counters = Object.fromEntries(COUNTERS.map((k) => [k, loop[k]])) as Omit<Counters, 'snapshots'>;
-    // A single-process state keeps its one rank's streams as the sampler and the rng.* tensors.
-    const ranks = loop.ranks?.length
-      ? loop.ranks
-      : [{ sampler: loop.sampler ?? null, rng: Object.fromEntries([...tensors].filter(([k]) => k.startsWith('rng.')).map(([k, t]) => [k.slice(4), Buffer.from(t.data() as Uint8Array).toString('base64')])) }];
-    return {
-      path,
-      options: meta('options') as Record<string, unknown>,
-      network: meta('network') as Record<string, unknown>,
-      counters: { ...counters, snapshots: typeof loop.snapshots === 'number' ? loop.snapshots : 0 },
-      ranks,
-      adamStep: adam.step,
-      tensors,
-    };
+    try {
+      return parseState(path, tensors, metadata);
+    } catch (err) {
+      for (const t of tensors.values()) t.dispose();
+      throw err;
+    }
+  }
+
+  /** Frees a saved state's tensors where no restore will use them (a finished run, a dry run). */
+  static discard(saved: SavedState): void {
+    for (const t of saved.tensors?.values() ?? []) t.dispose();
+    delete saved.tensors;
   }
 
   /**
@@ -229,8 +211,7 @@ export class TrainingState {
     const missing = names.filter((n) => !m.has(n) || !v.has(n));
     if (missing.length) throw new Error(`${saved.path}: optimizer state lacks moments for ${missing.slice(0, 5).join(', ')}`);
     adam.loadState({ step: saved.adamStep, expAvg: names.map((n) => m.get(n)!), expAvgSq: names.map((n) => v.get(n)!) });
-    for (const t of tensors.values()) t.dispose();
-    delete saved.tensors;
+    TrainingState.discard(saved);
   }
 
   private restoreStreams(saved: RankStreams[], seed: number, data: string): string | null {
@@ -298,6 +279,40 @@ export class TrainingState {
       if (differs) throw new Error(`rank ${r}'s weights differ from rank 0's at kimg ${this.kimg.toFixed(1)}: the ranks have diverged (please report this)`);
     });
   }
+}
+
+/** A state file's metadata checked and parsed, with its tensors. */
+function parseState(path: string, tensors: Map<string, Tensor>, metadata: Record<string, string>): SavedState {
+  if (metadata.format !== STATE_FORMAT)
+    throw new Error(`${path}: not a patch-diffusion training state (format '${metadata.format ?? 'missing'}', expected '${STATE_FORMAT}')`);
+  const meta = (key: string): unknown => {
+    if (metadata[key] === undefined) throw new Error(`${path}: the training state's metadata has no '${key}'`);
+    try {
+      return JSON.parse(metadata[key]!);
+    } catch (err) {
+      throw new Error(`${path}: the training state's metadata '${key}' is not valid JSON (${(err as Error).message})`);
+    }
+  };
+  const loop = meta('loop') as Partial<Counters> & { sampler?: unknown; ranks?: RankStreams[] };
+  for (const key of COUNTERS)
+    if (typeof loop?.[key] !== 'number' || !Number.isFinite(loop[key]) || loop[key] < 0)
+      throw new Error(`${path}: the training state's counters lack a valid '${key}' (got ${JSON.stringify(loop?.[key])})`);
+  const adam = meta('adam') as { step?: unknown };
+  if (typeof adam?.step !== 'number') throw new Error(`${path}: the training state's metadata 'adam' lacks its step`);
+  const counters = Object.fromEntries(COUNTERS.map((k) => [k, loop[k]])) as Omit<Counters, 'snapshots'>;
+  // A single-process state keeps its one rank's streams as the sampler and the rng.* tensors.
+  const ranks = loop.ranks?.length
+    ? loop.ranks
+    : [{ sampler: loop.sampler ?? null, rng: Object.fromEntries([...tensors].filter(([k]) => k.startsWith('rng.')).map(([k, t]) => [k.slice(4), Buffer.from(t.data() as Uint8Array).toString('base64')])) }];
+  return {
+    path,
+    options: meta('options') as Record<string, unknown>,
+    network: meta('network') as Record<string, unknown>,
+    counters: { ...counters, snapshots: typeof loop.snapshots === 'number' ? loop.snapshots : 0 },
+    ranks,
+    adamStep: adam.step,
+    tensors,
+  };
 }
 
 const stateFiles = (dir: string) => readdirSync(dir).filter((f) => /^training-state-\d{6}\.safetensors$/.test(f)).sort();
