@@ -20,8 +20,7 @@
 //
 // Casts are autograd ops, so gradients reach the float32 weights in float32.
 import type { DType } from '../tensor/tensor.js';
-import { engineInfo } from '../tensor/runtime.js';
-import { F, Generator, scope, zeros } from '../tensor/index.js';
+import { engineInfo, F, Generator, scope, zeros } from '../tensor/index.js';
 import type { Module } from './module.js';
 
 export const PRECISIONS = ['fp32', 'bf16', 'fp16'] as const;

@@ -76,7 +76,7 @@ export function synchronize(device: Device): void {
  * when the addon was built without the CUDA runtime's headers.
  */
 export function cudaMemoryStats(device: Device): CudaMemoryStats | null {
-  return device === 'cpu' ? null : (native.cudaMemoryStats(cudaIndex(device)));
+  return device === 'cpu' ? null : native.cudaMemoryStats(cudaIndex(device));
 }
 /**
  * Starts the peaks of cudaMemoryStats afresh from the current figures (torch.cuda.reset_peak_memory_stats);
