@@ -246,6 +246,22 @@ PD_FN(distBroadcast, {
   return env.Undefined();
 })
 
+// The mean of a summed bucket: divided by the world size (Gloo in 1.13 has no
+// AVG) and written into its members' gradients, which it holds one after the
+// other in `members` order (the bucket may live on the backend's device).
+static void writeMeans(const Group& g, at::Tensor& flat, std::vector<at::Tensor>& params, const std::vector<size_t>& members) {
+  flat.div_(g.world);
+  at::Tensor local = flat.to(params[members.front()].device());
+  int64_t at = 0;
+  for (size_t k : members) {
+    at::Tensor& p = params[k];
+    at::Tensor& grad = p.mutable_grad();
+    if (!grad.defined()) grad = at::zeros_like(p, at::MemoryFormat::Contiguous);
+    grad.copy_(local.narrow(0, at, p.numel()).view(grad.sizes()));
+    at += p.numel();
+  }
+}
+
 // distAverageGradients(params, bucketBytes): DDP's gradient step. The
 // parameters' gradients (zeros where a parameter got none) are packed into
 // flat buckets of at most bucketBytes, in parameter order, so every rank
@@ -283,17 +299,7 @@ PD_FN(distAverageGradients, {
     works.push_back(g.comm->allreduce(flats.back()));
   }
   waitAll(g, works);
-  for (size_t b = 0; b < members.size(); ++b) {
-    at::Tensor& flat = flats[b][0];
-    flat.div_(g.world);
-    int64_t at = 0;
-    at::Tensor local = flat.to(params[members[b].front()].device());
-    for (size_t k : members[b]) {
-      at::Tensor grad = params[k].mutable_grad();
-      grad.copy_(local.narrow(0, at, grad.numel()).view(grad.sizes()));
-      at += grad.numel();
-    }
-  }
+  for (size_t b = 0; b < members.size(); ++b) writeMeans(g, flats[b][0], params, members[b]);
   return Napi::Number::New(env, static_cast<double>(members.size()));
 })
 
@@ -428,6 +434,13 @@ struct Reducer {
     b.launched = true;
   }
 
+  // Parameter j's gradient goes into its bucket for this step (caller holds the mutex).
+  void takeIn(size_t j) {
+    copyIn(j);
+    in[j] = 1;
+    --buckets[bucketOf[j]].pending;
+  }
+
   // Launches the full buckets that are next in line (caller holds the mutex).
   void launchReady() {
     while (next < buckets.size() && buckets[next].pending == 0) launch(buckets[next++]);
@@ -446,9 +459,8 @@ struct Reducer {
       }
       return;
     }
-    copyIn(j);
-    in[j] = 1;
-    if (--b.pending == 0) launchReady();
+    takeIn(j);
+    if (b.pending == 0) launchReady();
   }
 
   void unhook() {
@@ -580,9 +592,7 @@ PD_FN(distBackwardOverlapped, {
     }
     for (size_t j = 0; j < params.size(); ++j) {
       if (r.accumulators[j] && reached.count(r.accumulators[j].get())) continue;
-      r.copyIn(j);
-      r.in[j] = 1;
-      --r.buckets[r.bucketOf[j]].pending;
+      r.takeIn(j);
       ++unused;
     }
     r.launchReady();
@@ -603,12 +613,8 @@ PD_FN(distBackwardOverlapped, {
     c10::AutoGradMode no_grad(false);
     r.armed = false;
     during = r.next;
-    for (size_t j = 0; j < params.size(); ++j) {
-      if (r.in[j]) continue;
-      r.copyIn(j);
-      r.in[j] = 1;
-      --r.buckets[r.bucketOf[j]].pending;
-    }
+    for (size_t j = 0; j < params.size(); ++j)
+      if (!r.in[j]) r.takeIn(j);
     r.launchReady();
     r.awaiting = true;
   }
@@ -637,16 +643,7 @@ PD_FN(distAwaitGradients, {
   c10::AutoGradMode no_grad(false);
   for (Bucket& b : r.buckets) {
     b.work.reset();
-    at::Tensor& flat = b.flat[0];
-    flat.div_(g.world);
-    const at::Tensor& first = r.params[b.members.front()];
-    at::Tensor local = flat.to(first.device());
-    for (size_t s = 0; s < b.members.size(); ++s) {
-      at::Tensor& p = r.params[b.members[s]];
-      at::Tensor& grad = p.mutable_grad();
-      if (!grad.defined()) grad = at::zeros_like(p, at::MemoryFormat::Contiguous);
-      grad.copy_(local.narrow(0, b.offsets[s], p.numel()).view(grad.sizes()));
-    }
+    writeMeans(g, b.flat[0], r.params, b.members);
   }
   return Napi::Number::New(env, static_cast<double>(r.buckets.size()));
 })
